@@ -1,0 +1,3 @@
+from axelsim.cli import main
+
+raise SystemExit(main())

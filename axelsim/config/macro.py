@@ -1,0 +1,196 @@
+"""The typed macro configuration: every parameter the numerics, cycle and cost models read.
+
+Validated once, at load time (see `axelsim.config.load`); after that the code trusts it.
+Defaults reproduce the paper's macro (d = 128, b = 3): a 448-butterfly FWHT, 896 comparators,
+a 1024-entry FP16 table, a 127-adder tree, one norm multiplier and 400-bit rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from axelsim.config.formats import NumberFormat, parse_format
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, values are not coerced across types."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+class FormatsConfig(StrictModel):
+    """Number formats of the datapath, by where they are used (see axelsim.config.formats)."""
+
+    input: str = "fp16"
+    """Keys, values and queries are rounded to this format as they enter the macro."""
+    rotator: str = "fp32"
+    """Norm extractor (squares, pairwise sum, sqrt), FWHT butterflies and scaled thresholds."""
+    table: str = "fp16"
+    """Entries of the precomputed table P[i][j] = q_rot[i] * c_j."""
+    accumulator: str = "fp16"
+    """The read path's adder tree (pairwise, stage by stage)."""
+    score: str = "fp32"
+    """Output of the norm multiplier: score = tree_sum * ||k||."""
+    softmax: str = "fp32"
+    """Softmax: scale, max, exp, running sum (floating formats only)."""
+    value: str = "fp32"
+    """Value path: bins, centroid products, inverse FWHT and the attention output."""
+
+    @field_validator("*")
+    @classmethod
+    def _known_format(cls, text: str) -> str:
+        parse_format(text)
+        return text
+
+    @field_validator("softmax")
+    @classmethod
+    def _float_softmax(cls, text: str) -> str:
+        if text not in ("fp16", "fp32"):
+            raise ValueError(f"expected 'fp16' or 'fp32' for the softmax, got {text!r}")
+        return text
+
+    def get(self, where: str) -> NumberFormat:
+        """The parsed format of one field, e.g. `formats.get('table')`."""
+        return parse_format(getattr(self, where))
+
+
+class SignsConfig(StrictModel):
+    """Source of the sign ROM: a seed (the documented seed rule) or a signs file."""
+
+    seed: Optional[int] = Field(default=0, ge=0)
+    file: Optional[str] = None
+    """A YAML written by `axelsim calibrate-signs`, relative to the macro file."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SignsConfig":
+        if self.file is not None and "seed" in self.model_fields_set and self.seed is not None:
+            raise ValueError("give either 'seed' or 'file', not both")
+        return self
+
+
+class SramConfig(StrictModel):
+    """The index SRAM: banks of rows, one stored vector (d*b index bits + 16-bit norm) per row."""
+
+    banks: int = Field(default=16, ge=1)
+    rows_per_bank: int = Field(default=131072, ge=1)
+    row_bits: Optional[int] = Field(default=None, ge=1)
+    """Bits per row; None means exactly d*b + 16 (400 for d = 128, b = 3)."""
+    read_ports: int = Field(default=1, ge=1)
+    write_ports: int = Field(default=1, ge=1)
+    read_latency_cycles: int = Field(default=1, ge=1)
+    write_latency_cycles: int = Field(default=1, ge=1)
+    mapping: Literal["token_interleaved", "head_per_bank"] = "token_interleaved"
+    """token_interleaved: bank = token % banks; head_per_bank: bank = (layer*kv_heads + head) % banks."""
+    overflow: Literal["reject", "spill"] = "reject"
+    """What happens when a trace needs more rows than the banks hold: reject the trace, or
+    spill the excess to off-macro memory (counted as spilled bits, charged at the spill cost)."""
+
+
+class WritePathConfig(StrictModel):
+    """Write path: norm extractor, FWHT rotator (shared with query rotation), comparators."""
+
+    norm_squarers: int = Field(default=128, ge=1)
+    """Parallel squarers in the norm extractor (d means one vector per cycle)."""
+    fwht_butterflies: int = Field(default=448, ge=1)
+    """Butterflies instantiated; (d/2)*log2(d) is the fully unrolled rotator of the paper."""
+    comparators: int = Field(default=896, ge=1)
+    """Comparators; d*(2^b - 1) quantizes a whole vector per cycle."""
+    threshold_multipliers: int = Field(default=1, ge=1)
+    """Multipliers forming the 2^b - 1 scaled thresholds boundary_j * ||x|| per vector."""
+
+
+class ReadPathConfig(StrictModel):
+    """Read path: table generator and table SRAM, lookup + adder tree + norm multiplier."""
+
+    table_multipliers: int = Field(default=128, ge=1)
+    """Multipliers filling P[i][j]; d*2^b products per query take d*2^b / this many cycles."""
+    lookups_per_cycle: int = Field(default=128, ge=1)
+    """Parallel table reads per pipeline; d means one key per cycle."""
+    adder_tree_stages_per_cycle: int = Field(default=1, ge=1)
+    """Adder-tree stages evaluated per pipeline register (latency log2(d)/this, II = 1)."""
+    norm_multipliers: int = Field(default=1, ge=1)
+    pipelines: int = Field(default=1, ge=1)
+    """Independent lookup pipelines, each with its own table copy."""
+    gqa_shared_read: bool = False
+    """True: the query heads of one GQA group share one index read per key."""
+
+
+class ValuePathConfig(StrictModel):
+    """Value path (beyond the paper): softmax, rotated-domain bins, centroid multiply, inverse FWHT."""
+
+    enabled: bool = True
+    exp_units: int = Field(default=1, ge=1)
+    bin_lanes: int = Field(default=128, ge=1)
+    """Bin accumulations per cycle; d means one value per cycle."""
+    centroid_multipliers: int = Field(default=128, ge=1)
+    inverse_fwht_butterflies: int = Field(default=448, ge=1)
+
+
+class TechnologyConfig(StrictModel):
+    """Which technology table prices the components, and at which node."""
+
+    file: str = "tech/reference.yaml"
+    """Technology table, relative to the macro file's folder."""
+    node_nm: Literal[45, 22, 7] = 45
+
+
+class MacroConfig(StrictModel):
+    """One AXELRAM macro design point."""
+
+    name: str = "axelram"
+    description: str = ""
+    head_dim: int = 128
+    bits: int = 3
+    clock_hz: float = Field(default=1.0e9, gt=0)
+    formats: FormatsConfig = FormatsConfig()
+    signs: SignsConfig = SignsConfig()
+    sram: SramConfig = SramConfig()
+    write_path: WritePathConfig = WritePathConfig()
+    read_path: ReadPathConfig = ReadPathConfig()
+    value_path: ValuePathConfig = ValuePathConfig()
+    technology: TechnologyConfig = TechnologyConfig()
+
+    @field_validator("head_dim")
+    @classmethod
+    def _head_dim(cls, value: int) -> int:
+        if not (_power_of_two(value) and 8 <= value <= 1024):
+            raise ValueError(f"expected a power of two from 8 to 1024, got {value}")
+        return value
+
+    @field_validator("bits")
+    @classmethod
+    def _bits(cls, value: int) -> int:
+        if not 1 <= value <= 8:
+            raise ValueError(f"expected a bit-width from 1 to 8, got {value}")
+        return value
+
+    @property
+    def levels(self) -> int:
+        """Codebook size 2^b."""
+        return 1 << self.bits
+
+    @property
+    def vector_bits(self) -> int:
+        """Bits of one stored vector: d*b indices plus a 16-bit FP16 norm."""
+        return self.head_dim * self.bits + 16
+
+    @property
+    def row_bits(self) -> int:
+        return self.sram.row_bits if self.sram.row_bits is not None else self.vector_bits
+
+    @property
+    def log2_dim(self) -> int:
+        return self.head_dim.bit_length() - 1
+
+
+def resolve_relative(macro_file: Path, relative: str) -> Path:
+    """A path named inside a macro YAML, resolved against the YAML's folder."""
+    path = Path(relative)
+    return path if path.is_absolute() else (macro_file.parent / path)
