@@ -1,0 +1,227 @@
+"""Plots of reports and sweeps (matplotlib, Agg canvas, PNG and SVG side by side).
+
+No pyplot: each figure is a `matplotlib.figure.Figure` drawn on its own Agg canvas, so plotting
+holds no global state and is safe in worker threads. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from axelsim import io
+from axelsim.report.figures import headline, lookup
+
+FORMATS = ("png", "svg")
+PHASES = ("write", "precompute", "read", "value", "stall")
+REFERENCE_LABEL = "paper's macro"
+
+
+def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write `figure` as OUT/stem.png and OUT/stem.svg (atomically); returns the paths."""
+    FigureCanvasAgg(figure)
+    paths = []
+    for extension in FORMATS:
+        target = out_dir / f"{stem}.{extension}"
+        # No date or software stamp: the same report draws the same file.
+        metadata = {"Date": None} if extension == "svg" else {"Software": None}
+        with io.atomic_path(target) as temp:
+            figure.savefig(temp, format=extension, dpi=120, bbox_inches="tight", metadata=metadata)
+        paths.append(target)
+    return paths
+
+
+def _component_totals(section: dict[str, Any] | None) -> dict[str, float]:
+    """{component: number} from a by-component breakdown whose entries are numbers or dicts with 'total'."""
+    totals: dict[str, float] = {}
+    for name, value in (section or {}).items():
+        number = value.get("total") if isinstance(value, dict) else value
+        if isinstance(number, (int, float)) and number > 0:
+            totals[name] = float(number)
+    return dict(sorted(totals.items(), key=lambda item: (item[1], item[0])))
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def plot_run(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
+    """All plots of one run: energy and area by component, cycles by phase and utilisation,
+    and score error against bit-width when the report holds a bit-width study."""
+    out_dir = Path(out_dir)
+    paths = plot_breakdown(report, out_dir) + plot_cycles(report, out_dir)
+    if report.get("numerics_by_bits"):
+        paths += plot_error_vs_bits(report["numerics_by_bits"], out_dir)
+    return paths
+
+
+def plot_breakdown(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Energy (dynamic and leakage stacked, pJ) and area (µm²) by component, as horizontal bars."""
+    energy = lookup(report, ("energy_pj", "by_component")) or {}
+    area = _component_totals(lookup(report, ("area_um2", "by_component")))
+    figure = Figure(figsize=(11, 4.5))
+    left, right = figure.subplots(1, 2)
+    names = sorted(energy, key=lambda name: (_energy_total(energy[name]), name))
+    dynamic = [float(energy[name].get("dynamic_total", 0.0)) for name in names]
+    leakage = [float(energy[name].get("leakage", 0.0)) for name in names]
+    left.barh(names, dynamic, color="tab:blue", label="dynamic")
+    left.barh(names, leakage, left=dynamic, color="tab:orange", label="leakage")
+    left.set_xlabel("energy (pJ)")
+    left.set_title(f"energy by component, total {_energy_total_text(report)}")
+    left.legend(loc="lower right")
+    right.barh(list(area), list(area.values()), color="tab:green")
+    right.set_xlabel("area (µm²)")
+    total_area = lookup(report, ("area_um2", "total"))
+    right.set_title(f"area by component, total {total_area:,.0f} µm²" if total_area else "area by component")
+    figure.suptitle(_title(report))
+    return _save(figure, out_dir, "energy_area")
+
+
+def _energy_total(entry: dict[str, Any]) -> float:
+    return float(entry.get("dynamic_total", 0.0)) + float(entry.get("leakage", 0.0))
+
+
+def _energy_total_text(report: dict[str, Any]) -> str:
+    total = lookup(report, ("energy_pj", "total"))
+    return f"{total / 1e6:,.3f} µJ" if isinstance(total, (int, float)) else "n/a"
+
+
+def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """Cycles by phase (bars) and each unit's utilisation (busy cycles / total cycles)."""
+    cycles = report.get("cycles") or {}
+    utilisation = report.get("utilisation") or {}
+    figure = Figure(figsize=(11, 4.5))
+    left, right = figure.subplots(1, 2)
+    phases = [phase for phase in PHASES if phase in cycles]
+    left.bar(phases, [cycles[phase] for phase in phases], color="tab:purple")
+    left.set_ylabel("cycles")
+    left.set_title(f"cycles by phase, total {cycles.get('total', 0):,}")
+    units = sorted(utilisation, key=lambda name: (utilisation[name], name))
+    right.barh(units, [utilisation[name] for name in units], color="tab:cyan")
+    right.set_xlim(0, 1)
+    right.set_xlabel("utilisation (busy cycles / total cycles)")
+    right.set_title("unit utilisation")
+    figure.suptitle(_title(report))
+    return _save(figure, out_dir, "cycles")
+
+
+def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
+    """Score and output relative RMSE (log scale) and top-1 agreement against the bit-width.
+
+    `study` maps bit-width (as a string or int) to a numerics section (docs/report.md).
+    """
+    bits = sorted(study, key=int)
+    xs = [int(b) for b in bits]
+    figure = Figure(figsize=(7, 4.5))
+    axis = figure.subplots()
+    for key, marker in (("score_rel_rmse", "o"), ("output_rel_rmse", "s")):
+        ys = [study[b].get(key) for b in bits]
+        if any(isinstance(y, (int, float)) and y > 0 for y in ys):
+            axis.plot(xs, [y if y else math.nan for y in ys], marker=marker, label=key)
+    axis.set_yscale("log")
+    axis.set_xticks(xs)
+    axis.set_xlabel("bits per coordinate")
+    axis.set_ylabel("relative RMSE against float64 attention")
+    axis.grid(True, which="both", alpha=0.3)
+    twin = axis.twinx()
+    top1 = [study[b].get("top1_agreement") for b in bits]
+    if all(isinstance(y, (int, float)) for y in top1):
+        twin.plot(xs, top1, color="tab:red", linestyle="--", marker="^", label="top1_agreement")
+        twin.set_ylim(0, 1.02)
+        twin.set_ylabel("top-1 agreement (fraction)")
+    handles = axis.get_legend_handles_labels()
+    extra = twin.get_legend_handles_labels()
+    axis.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right")
+    axis.set_title("score error against bit-width")
+    return _save(figure, out_dir, "error_vs_bits")
+
+
+def _title(report: dict[str, Any]) -> str:
+    macro = report.get("macro") or {}
+    trace = report.get("trace") or {}
+    return f"{macro.get('name', '?')} (d={macro.get('head_dim', '?')}, b={macro.get('bits', '?')}) on {trace.get('name', '?')}"
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def plot_compare(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Energy per query, area and memory of several designs (macros and baselines) side by side."""
+    out_dir = Path(out_dir)
+    names = list(reports)
+    rows = [headline(reports[name]) for name in names]
+    panels = (("energy_pj_per_query", "energy per query (pJ)"), ("area_um2_total", "area (µm²)"),
+              ("memory_bytes_total", "KV + tables memory (bytes)"))
+    figure = Figure(figsize=(12, 0.5 * len(names) + 2.5))
+    axes = figure.subplots(1, len(panels))
+    for axis, (key, label) in zip(axes, panels):
+        values = [row[key] if isinstance(row[key], (int, float)) else 0.0 for row in rows]
+        axis.barh(names, values, color="tab:blue")
+        if values and min(values) > 0:
+            axis.set_xscale("log")
+        axis.set_xlabel(label)
+        axis.invert_yaxis()
+    for axis in axes[1:]:
+        axis.set_yticklabels([])
+    figure.suptitle("designs side by side")
+    return _save(figure, out_dir, "compare")
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (both minimised), sorted by x."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(set(points)):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
+def plot_sweep(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Pareto fronts of energy per query against area and against score error, with the
+    paper's macro (the sweep's reference point) marked; error against bit-width if bits vary."""
+    out_dir = Path(out_dir)
+    good = [row for row in rows if row.get("status") == "ok"]
+    paths = []
+    for y_key, y_label, stem in (
+        ("area_um2_total", "area (µm²)", "pareto_energy_area"),
+        ("score_rel_rmse", "score relative RMSE", "pareto_energy_accuracy"),
+    ):
+        paths += _pareto_plot(good, "energy_pj_per_query", "energy per query (pJ)", y_key, y_label, out_dir, stem)
+    if "set.bits" in (good[0] if good else {}):
+        study = {}
+        for row in good:
+            if row.get("set.bits") is not None and row["set.bits"] not in study:
+                study[row["set.bits"]] = {key: row.get(key) for key in ("score_rel_rmse", "output_rel_rmse", "top1_agreement")}
+        if len(study) > 1:
+            paths += plot_error_vs_bits(study, out_dir)
+    return paths
+
+
+def _pareto_plot(rows, x_key, x_label, y_key, y_label, out_dir: Path, stem: str) -> list[Path]:
+    usable = [row for row in rows if isinstance(row.get(x_key), (int, float)) and isinstance(row.get(y_key), (int, float))]
+    figure = Figure(figsize=(7, 5))
+    axis = figure.subplots()
+    xy = [(float(row[x_key]), float(row[y_key])) for row in usable]
+    if xy:
+        axis.scatter([p[0] for p in xy], [p[1] for p in xy], color="tab:gray", s=18, label="design points")
+        front = pareto_front(xy)
+        axis.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:blue", label="Pareto front")
+        axis.scatter([p[0] for p in front], [p[1] for p in front], color="tab:blue", s=30)
+    for row in usable:
+        if row.get("is_reference"):
+            axis.scatter([row[x_key]], [row[y_key]], marker="*", s=250, color="tab:red", zorder=5, label=REFERENCE_LABEL)
+            break
+    axis.set_xlabel(x_label)
+    axis.set_ylabel(y_label)
+    if xy and min(p[1] for p in xy) > 0 and max(p[1] for p in xy) / min(p[1] for p in xy) > 20:
+        axis.set_yscale("log")
+    axis.grid(True, alpha=0.3)
+    axis.legend(loc="best")
+    axis.set_title(f"{x_label} against {y_label}: {len(xy)} points")
+    return _save(figure, out_dir, stem)
