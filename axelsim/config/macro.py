@@ -8,7 +8,7 @@ a 1024-entry FP16 table, a 127-adder tree, one norm multiplier and 400-bit rows.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,6 +23,19 @@ class StrictModel(BaseModel):
 
 def _power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
+
+
+class KeyedValueError(ValueError):
+    """A cross-field rule broken at a known key path (e.g. 'read_path.pipelines').
+
+    Raised inside model validators, where pydantic itself cannot know which key is at fault;
+    `axelsim.config.load` reads `.where` to name the key in the ConfigError.
+    """
+
+    def __init__(self, where: str, expected: str):
+        self.where = where
+        self.expected = expected
+        super().__init__(f"{where}: expected {expected}")
 
 
 class FormatsConfig(StrictModel):
@@ -62,17 +75,28 @@ class FormatsConfig(StrictModel):
 
 
 class SignsConfig(StrictModel):
-    """Source of the sign ROM: a seed (the documented seed rule) or a signs file."""
+    """Source of the sign ROM: a seed (the documented seed rule) or a signs file.
+
+    Exactly one source is in effect: giving `file` without `seed` sets `seed` to None.
+    """
 
     seed: Optional[int] = Field(default=0, ge=0)
     file: Optional[str] = None
     """A YAML written by `axelsim calibrate-signs`, relative to the macro file."""
 
-    @model_validator(mode="after")
-    def _one_source(self) -> "SignsConfig":
-        if self.file is not None and "seed" in self.model_fields_set and self.seed is not None:
-            raise ValueError("give either 'seed' or 'file', not both")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _one_source(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        has_file = data.get("file") is not None
+        if has_file and data.get("seed") is not None:
+            raise KeyedValueError("signs", "either 'seed' or 'file', not both")
+        if has_file:
+            return {**data, "seed": None}
+        if "seed" in data and data["seed"] is None:
+            raise KeyedValueError("signs.seed", "a seed (integer >= 0) when no signs 'file' is given")
+        return data
 
 
 class SramConfig(StrictModel):
@@ -148,7 +172,8 @@ class MacroConfig(StrictModel):
     description: str = ""
     head_dim: int = 128
     bits: int = 3
-    clock_hz: float = Field(default=1.0e9, gt=0)
+    clock_hz: float = Field(default=1.0e9, gt=0, allow_inf_nan=False)
+    """Clock frequency in Hz."""
     formats: FormatsConfig = FormatsConfig()
     signs: SignsConfig = SignsConfig()
     sram: SramConfig = SramConfig()
@@ -171,6 +196,11 @@ class MacroConfig(StrictModel):
             raise ValueError(f"expected a bit-width from 1 to 8, got {value}")
         return value
 
+    @model_validator(mode="after")
+    def _parallelism(self) -> "MacroConfig":
+        check_parallelism(self)
+        return self
+
     @property
     def levels(self) -> int:
         """Codebook size 2^b."""
@@ -188,6 +218,65 @@ class MacroConfig(StrictModel):
     @property
     def log2_dim(self) -> int:
         return self.head_dim.bit_length() - 1
+
+
+def _divides(lanes: int, work: int) -> bool:
+    return work % lanes == 0
+
+
+def _fwht_lanes_ok(butterflies: int, dim: int) -> bool:
+    """Whole FWHT stages per cycle (d/2 * k, k | log2 d) or a power-of-two slice of one stage."""
+    half, stages = dim // 2, dim.bit_length() - 1
+    if butterflies % half == 0:
+        return _divides(butterflies // half, stages)
+    return _divides(butterflies, half)
+
+
+def _fwht_expectation(dim: int) -> str:
+    half, stages = dim // 2, dim.bit_length() - 1
+    whole = [half * k for k in range(1, stages + 1) if stages % k == 0]
+    return (f"d/2 * k butterflies with k dividing log2(d) ({', '.join(map(str, whole))} for d = {dim}) "
+            f"or a power of two dividing d/2 = {half}")
+
+
+def check_parallelism(macro: "MacroConfig") -> None:
+    """The lane rules of docs/config.md: every parallel unit divides its work evenly.
+
+    Raises KeyedValueError naming the first key that breaks its rule.
+    """
+    d, levels, stages = macro.head_dim, macro.levels, macro.log2_dim
+    wp, rp, vp, sram = macro.write_path, macro.read_path, macro.value_path, macro.sram
+    rules = [
+        ("write_path.norm_squarers", wp.norm_squarers, _divides(wp.norm_squarers, d),
+         f"a divisor of head_dim = {d}"),
+        ("write_path.fwht_butterflies", wp.fwht_butterflies, _fwht_lanes_ok(wp.fwht_butterflies, d),
+         _fwht_expectation(d)),
+        ("write_path.comparators", wp.comparators,
+         wp.comparators % (levels - 1) == 0 and _divides(wp.comparators // (levels - 1), d),
+         f"(2^b - 1) * m = {levels - 1} * m with m dividing head_dim = {d} (max {d * (levels - 1)})"),
+        ("write_path.threshold_multipliers", wp.threshold_multipliers,
+         _divides(wp.threshold_multipliers, levels - 1), f"a divisor of 2^b - 1 = {levels - 1}"),
+        ("read_path.table_multipliers", rp.table_multipliers, _divides(rp.table_multipliers, d * levels),
+         f"a divisor of d * 2^b = {d * levels}"),
+        ("read_path.lookups_per_cycle", rp.lookups_per_cycle, _divides(rp.lookups_per_cycle, d),
+         f"a divisor of head_dim = {d}"),
+        ("read_path.adder_tree_stages_per_cycle", rp.adder_tree_stages_per_cycle,
+         rp.adder_tree_stages_per_cycle <= stages, f"at most log2(head_dim) = {stages} stages"),
+        ("read_path.pipelines", rp.pipelines, _divides(rp.pipelines, sram.banks * sram.read_ports),
+         f"a divisor of sram.banks * sram.read_ports = {sram.banks * sram.read_ports}"),
+        ("read_path.norm_multipliers", rp.norm_multipliers, _divides(rp.norm_multipliers, rp.pipelines),
+         f"a divisor of read_path.pipelines = {rp.pipelines}"),
+        ("value_path.bin_lanes", vp.bin_lanes, _divides(vp.bin_lanes, d), f"a divisor of head_dim = {d}"),
+        ("value_path.centroid_multipliers", vp.centroid_multipliers,
+         _divides(vp.centroid_multipliers, d * levels), f"a divisor of d * 2^b = {d * levels}"),
+        ("value_path.inverse_fwht_butterflies", vp.inverse_fwht_butterflies,
+         _fwht_lanes_ok(vp.inverse_fwht_butterflies, d), _fwht_expectation(d)),
+        ("sram.row_bits", sram.row_bits, sram.row_bits is None or sram.row_bits >= macro.vector_bits,
+         f"at least d*b + 16 = {macro.vector_bits} bits (one stored vector per row), or null"),
+    ]
+    for where, value, ok, expected in rules:
+        if not ok:
+            raise KeyedValueError(where, f"{expected}, got {value}")
 
 
 def resolve_relative(macro_file: Path, relative: str) -> Path:

@@ -1,0 +1,228 @@
+"""Macro YAML -> validated MacroConfig, with every failure as one ConfigError line.
+
+The edge of the configuration: YAML is parsed here, checked for shape (a mapping, finite
+numbers, no duplicate keys), overridden by dotted keys for sweeps, validated by the pydantic
+schema in `axelsim.config.macro`, and the files it names (technology table, signs file) are
+checked to exist. Pydantic errors never escape: each becomes
+`ConfigError(source=file, where='read_path.pipelines', expected='expected ...')`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from axelsim.config.macro import KeyedValueError, MacroConfig, resolve_relative
+from axelsim.errors import ConfigError
+
+
+def _error(source: str, where: str, expectation: str) -> ConfigError:
+    """A ConfigError whose message reads `<source>: <where>: expected <expectation>`."""
+    return ConfigError(source, where, f"expected {expectation}")
+
+
+@dataclass(frozen=True)
+class LoadedMacro:
+    """A validated macro and the files it was loaded from (all paths resolved)."""
+
+    config: MacroConfig
+    path: Path
+    signs_path: Optional[Path]
+    tech_path: Path
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads `1e9` as a float (YAML 1.1 wants `1.0e+9`) and rejects duplicate keys."""
+
+
+_FLOAT = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+_Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.MarkedYAMLError(
+                problem=f"duplicate key {key!r} (first on line {seen[key] + 1})", problem_mark=key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml_mapping(text: str, source: str) -> dict:
+    """Parse YAML text that must hold a non-empty mapping; ConfigError otherwise (with line number)."""
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise _error(source, where, f"valid YAML ({exc.problem})") from None
+    except yaml.YAMLError as exc:
+        raise _error(source, "", f"valid YAML ({exc})") from None
+    if data is None:
+        raise _error(source, "", "a YAML mapping of macro keys, got an empty file")
+    if not isinstance(data, dict):
+        raise _error(source, "", f"a YAML mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def _check_finite(data: Any, source: str, where: str = "") -> None:
+    """Reject NaN and infinities anywhere in the tree, naming the dotted key."""
+    if isinstance(data, float) and not math.isfinite(data):
+        raise _error(source, where, f"a finite number, got {data}")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            _check_finite(value, source, f"{where}.{key}" if where else str(key))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            _check_finite(value, source, f"{where}[{index}]")
+
+
+def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+    """The schema class of the section a pydantic error location points into (None if not a section)."""
+    model: type[BaseModel] = MacroConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+_TYPE_NAMES = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "bool_type": "true or false",
+    "bool_parsing": "true or false", "string_type": "a string", "model_type": "a mapping",
+    "model_attributes_type": "a mapping", "dict_type": "a mapping", "finite_number": "a finite number",
+}
+_BOUNDS = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+
+
+def _describe(value: Any) -> str:
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _translate(error: dict, source: str) -> ConfigError:
+    """One pydantic error dict -> ConfigError with the dotted key path and an expectation."""
+    loc = tuple(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    value = error.get("input")
+    if kind == "extra_forbidden":
+        section = _model_at(loc[:-1])
+        known = sorted(section.model_fields) if section is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return _error(source, where, f"a known key{hint} (unknown key '{loc[-1]}'; known: {', '.join(known)})")
+    if kind == "value_error":
+        cause = ctx.get("error")
+        if isinstance(cause, KeyedValueError):
+            return _error(source, cause.where, cause.expected)
+        text = str(cause) if cause is not None else error["msg"]
+        text = text[len("expected "):] if text.startswith("expected ") else text
+        return _error(source, where, text)
+    if kind in _BOUNDS:
+        bound = next(iter(ctx.values()))
+        return _error(source, where, f"a value {_BOUNDS[kind]} {bound}, got {_describe(value)}")
+    if kind == "literal_error":
+        return _error(source, where, f"one of {ctx.get('expected')}, got {_describe(value)}")
+    if kind in _TYPE_NAMES:
+        return _error(source, where, f"{_TYPE_NAMES[kind]}, got {_describe(value)}")
+    return _error(source, where, f"{error['msg'][0].lower()}{error['msg'][1:]}, got {_describe(value)}")
+
+
+def macro_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> MacroConfig:
+    """Validate a macro mapping (as read from YAML); raises ConfigError naming source and key path."""
+    if not isinstance(data, Mapping):
+        raise _error(source, "", f"a mapping of macro keys, got {type(data).__name__}")
+    _check_finite(dict(data), source)
+    try:
+        return MacroConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _translate(exc.errors()[0], source) from None
+
+
+def _set_dotted(tree: dict, key: str, value: Any, source: str) -> None:
+    """Set `tree['a']['b'] = value` for key 'a.b', creating sections that are absent."""
+    parts = key.split(".")
+    if not all(parts):
+        raise _error(source, key, "a dotted key path such as 'read_path.pipelines'")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise _error(source, key, f"'{'.'.join(parts[:depth + 1])}' to be a section, it holds a value")
+        node = child
+    node[parts[-1]] = value
+
+
+def apply_overrides(
+    config_dict: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "<overrides>"
+) -> MacroConfig:
+    """Apply dotted-key overrides (`{'read_path.pipelines': 2}`) to a macro mapping and validate.
+
+    The input mapping is not modified. Errors name the override's key (unknown keys get a
+    'did you mean' suggestion) and `source` (the sweep file, or the macro file).
+    """
+    tree = copy.deepcopy(dict(config_dict))
+    for key, value in overrides.items():
+        _set_dotted(tree, str(key), value, source)
+    return macro_from_dict(tree, source)
+
+
+def _existing_file(macro_path: Path, relative: str, where: str, what: str) -> Path:
+    path = resolve_relative(macro_path, relative)
+    if not path.is_file():
+        raise _error(str(macro_path), where, f"an existing {what} file, {path} does not exist")
+    return path
+
+
+def load_macro(path: str | Path, overrides: Optional[Mapping[str, Any]] = None) -> LoadedMacro:
+    """Read, validate and resolve one macro YAML (optionally with dotted-key overrides).
+
+    Raises ConfigError for a missing or unreadable file, bad YAML, a bad key or value, or a
+    technology table / signs file that does not exist.
+    """
+    macro_path = Path(path)
+    source = str(macro_path)
+    try:
+        text = macro_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(source, "", "an existing macro YAML file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _error(source, "", f"a readable UTF-8 text file ({exc})") from None
+    data = parse_yaml_mapping(text, source)
+    config = apply_overrides(data, overrides or {}, source)
+    tech_path = _existing_file(macro_path, config.technology.file, "technology.file", "technology table")
+    signs_path = None
+    if config.signs.file is not None:
+        signs_path = _existing_file(macro_path, config.signs.file, "signs.file", "signs")
+    return LoadedMacro(config=config, path=macro_path, signs_path=signs_path, tech_path=tech_path)
+
+
+def dump_macro(config: MacroConfig) -> str:
+    """The configuration as YAML text; `macro_from_dict(yaml.safe_load(text))` gives it back equal."""
+    return yaml.safe_dump(config.model_dump(mode="python"), sort_keys=False, default_flow_style=False)
