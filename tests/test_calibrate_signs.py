@@ -1,0 +1,135 @@
+"""Algorithm 1: the candidate search, the selection guarantees and the signs-file round trip."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axelsim.calibrate.calibration import calibrate_signs
+from axelsim.calibrate.candidates import candidate_signs
+from axelsim.calibrate.search import candidate_mse, unit_rows
+from axelsim.errors import ConfigError, TraceError
+from axelsim.numerics.codebook import lloyd_max_codebook
+from axelsim.numerics.hadamard import SignRom, inverse_rotate_f64, rotate_f64, sign_vector
+from axelsim.trace import SynthSpec, Trace, synth_trace
+
+DIM = 64
+
+
+def _numpy_mse(units: np.ndarray, signs: np.ndarray, bits: int) -> np.ndarray:
+    """Independent float64 reference: rotate, quantize (searchsorted), dequantize, inverse-rotate."""
+    book = lloyd_max_codebook(units.shape[1], bits)
+    scale = np.sqrt(units.shape[1])
+    out = []
+    for s in signs:
+        y = rotate_f64(units, s)
+        idx = np.searchsorted(book.boundaries / scale, y, side="right")
+        x_hat = inverse_rotate_f64(book.centroids[idx] / scale, s)
+        out.append(np.mean(np.sum((units - x_hat) ** 2, axis=1)))
+    return np.array(out)
+
+
+def _planted_trace(layers: int = 2, tokens: int = 96) -> Trace:
+    """Keys that the default (seed 0) rotation maps onto near-one-hot vectors: a bad pattern."""
+    rng = np.random.default_rng(7)
+    k, q = {}, {}
+    for layer in range(layers):
+        spikes = np.zeros((2, tokens, DIM))
+        channels = rng.integers(0, DIM, size=(2, tokens))
+        np.put_along_axis(spikes, channels[..., None], 5.0, axis=-1)
+        spikes += 0.05 * rng.standard_normal(spikes.shape)
+        k[layer] = inverse_rotate_f64(spikes, sign_vector(0, layer, DIM))
+        q[layer] = rng.standard_normal((2, 4, DIM))
+    return Trace.from_arrays(k, None, q, [10, 40, 70, 95], dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def outlier_trace() -> Trace:
+    spec = SynthSpec(layers=3, kv_heads=2, q_heads=2, head_dim=DIM, tokens=128, queries=4,
+                     outlier_channels=2, outlier_scale=10.0, key_bias=1.0, seed=3)
+    return synth_trace(spec)
+
+
+def test_candidate_mse_matches_numpy_reference():
+    rng = np.random.default_rng(1)
+    units = unit_rows(rng.standard_normal((50, DIM)) + 3.0 * (rng.random(DIM) > 0.9))
+    signs = candidate_signs(layer=4, dim=DIM, count=6)
+    for bits in (2, 3, 4):
+        book = lloyd_max_codebook(DIM, bits)
+        fast = candidate_mse(units, signs, book.centroids, book.boundaries)
+        np.testing.assert_allclose(fast, _numpy_mse(units, signs, bits), rtol=1e-9)
+
+
+def test_gaussian_vectors_meet_the_codebook_distortion():
+    rng = np.random.default_rng(2)
+    units = unit_rows(rng.standard_normal((2000, DIM)))
+    book = lloyd_max_codebook(DIM, 3)
+    mse = candidate_mse(units, candidate_signs(0, DIM, 4), book.centroids, book.boundaries)
+    # unit vectors of d = 64 have slightly lighter tails than N(0, 1/d): a little below D_3
+    assert np.all(np.abs(mse / book.distortion - 1.0) < 0.06)
+
+
+def test_zero_rows_carry_no_direction():
+    rows = np.zeros((3, DIM))
+    rows[1, 5] = 2.0
+    units = unit_rows(rows)
+    assert units.shape == (1, DIM) and units[0, 5] == 1.0
+
+
+def test_candidate_zero_is_the_macro_seed_vector():
+    signs = candidate_signs(layer=3, dim=DIM, count=12, seed=0, macro_seed=5)
+    np.testing.assert_array_equal(signs[0], sign_vector(5, 3, DIM))
+    np.testing.assert_array_equal(signs[7], sign_vector(7, 3, DIM))
+    other = candidate_signs(layer=3, dim=DIM, count=12, seed=1)
+    np.testing.assert_array_equal(other[1], sign_vector(13, 3, DIM))
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_calibration_is_never_worse_than_the_default(outlier_trace, bits):
+    result = calibrate_signs(outlier_trace, bits=bits, candidates=24, include_values=True)
+    for sel in result.layers:
+        assert sel.objective_after <= sel.objective_before
+        default = sign_vector(0, sel.layer, DIM)
+        rows = unit_rows(np.concatenate([outlier_trace.k(sel.layer), outlier_trace.v(sel.layer)], 1))
+        assert sel.vectors == len(rows)
+        np.testing.assert_array_equal(result.rom.vector(sel.layer), sel.signs)
+        if sel.chosen == 0:
+            np.testing.assert_array_equal(sel.signs, default)
+
+
+def test_planted_bad_pattern_is_repaired():
+    trace = _planted_trace()
+    result = calibrate_signs(trace, bits=3, candidates=16, per_head=True)
+    for sel in result.layers + result.heads:
+        assert sel.key_mse_before > 8 * result.distortion  # one-hot after rotation: far off
+        assert sel.chosen != 0
+        assert sel.key_mse_after < 3 * result.distortion
+    text = result.table()
+    assert len(text.splitlines()) == 2 + len(result.layers) + 1
+
+
+def test_signs_file_round_trips_into_the_macro_rom(tmp_path, outlier_trace):
+    result = calibrate_signs(outlier_trace, bits=2, candidates=8)
+    path = result.save(tmp_path / "signs.yaml")
+    rom = SignRom.from_file(path)
+    np.testing.assert_array_equal(rom.vectors, result.rom.vectors)
+    for sel in result.layers:
+        np.testing.assert_array_equal(rom.vector(sel.layer), sel.signs)
+    assert "calibrate-signs" in rom.provenance
+
+
+def test_layers_missing_from_the_trace_keep_the_default(outlier_trace):
+    result = calibrate_signs(outlier_trace.with_selection(layers=[1]), bits=3, candidates=4)
+    assert result.rom.n_layers == 3
+    for layer in (0, 2):
+        np.testing.assert_array_equal(result.rom.vector(layer), sign_vector(0, layer, DIM))
+
+
+def test_bad_settings_are_user_errors(outlier_trace):
+    with pytest.raises(ConfigError):
+        calibrate_signs(outlier_trace, bits=0)
+    with pytest.raises(ConfigError):
+        calibrate_signs(outlier_trace, bits=3, candidates=0)
+    keys_only = _planted_trace(layers=1)
+    with pytest.raises(TraceError):
+        calibrate_signs(keys_only, bits=3, candidates=2, include_values=True)
