@@ -160,3 +160,12 @@ def test_overrides_validate_and_name_the_key():
 def test_load_with_overrides():
     loaded = load_macro(MACROS / "axelram_paper.yaml", overrides={"bits": 2, "write_path.comparators": 384})
     assert (loaded.config.bits, loaded.config.row_bits, loaded.config.write_path.comparators) == (2, 272, 384)
+
+
+def test_disabled_value_path_lanes_are_not_checked():
+    assert not macro_from_dict({"head_dim": 8, "write_path": {"norm_squarers": 8, "fwht_butterflies": 12, "comparators": 56},
+                                "read_path": {"table_multipliers": 8, "lookups_per_cycle": 8},
+                                "value_path": {"enabled": False}}).value_path.enabled
+    with pytest.raises(ConfigError) as info:
+        macro_from_dict({"value_path": {"bin_lanes": 3}})
+    assert info.value.where == "value_path.bin_lanes"

@@ -242,7 +242,8 @@ def _fwht_expectation(dim: int) -> str:
 def check_parallelism(macro: "MacroConfig") -> None:
     """The lane rules of docs/config.md: every parallel unit divides its work evenly.
 
-    Raises KeyedValueError naming the first key that breaks its rule.
+    Raises KeyedValueError naming the first key that breaks its rule. Value-path lanes are
+    checked only when the value path is enabled.
     """
     d, levels, stages = macro.head_dim, macro.levels, macro.log2_dim
     wp, rp, vp, sram = macro.write_path, macro.read_path, macro.value_path, macro.sram
@@ -275,6 +276,8 @@ def check_parallelism(macro: "MacroConfig") -> None:
          f"at least d*b + 16 = {macro.vector_bits} bits (one stored vector per row), or null"),
     ]
     for where, value, ok, expected in rules:
+        if where.startswith("value_path.") and not vp.enabled:
+            continue  # a disabled value path instantiates none of its lanes
         if not ok:
             raise KeyedValueError(where, f"{expected}, got {value}")
 

@@ -1,0 +1,273 @@
+"""Energy, area and memory of a macro: an inventory of hardware priced by the technology table.
+
+The inventory (what is instantiated) is derived from the MacroConfig alone; prices come from
+`Technology`. Dynamic energy is charged per counted action, leakage over the simulated time.
+Units: energy in pJ, area in um^2, leakage power in W, memory in bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Literal, Mapping
+
+from axelsim.config.formats import FP16, NumberFormat, parse_format
+from axelsim.config.load import LoadedMacro
+from axelsim.config.macro import MacroConfig
+from axelsim.cost.technology import Price, SramPrice, Technology
+
+ARITHMETIC_OPS = ("add", "mul", "cmp", "sqrt", "div", "exp")
+MEMORY_ACTIONS = ("read", "write")
+
+
+class UnpricedActionError(LookupError):
+    """An action or unit the cost model has no price for: an internal fault, never free."""
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A memory instance: `arrays` identical arrays of `words` words of `word_bits` bits each."""
+
+    arrays: int
+    words: int
+    word_bits: int
+    ports: int
+
+    @property
+    def bits(self) -> int:
+        return self.arrays * self.words * self.word_bits
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One component: arithmetic resources by action name ('mul.fp32' -> count), register bits, memory."""
+
+    resources: dict[str, int]
+    register_bits: int = 0
+    memory: Memory | None = None
+
+
+def _tally(*pairs: tuple[str, int]) -> dict[str, int]:
+    """Resource counts from (name, count) pairs; a name given twice (same format) adds up."""
+    out: dict[str, int] = {}
+    for name, count in pairs:
+        out[name] = out.get(name, 0) + count
+    return out
+
+
+def _bits(fmt: NumberFormat) -> int:
+    return fmt.width_bits
+
+
+def _tree_register_bits(dim: int, stages_per_cycle: int, width: int) -> int:
+    """Pipeline registers of a d-leaf adder tree registered every `stages_per_cycle` levels (and at the root)."""
+    levels = dim.bit_length() - 1
+    registered = set(range(stages_per_cycle, levels + 1, stages_per_cycle)) | {levels}
+    return width * sum(dim >> k for k in registered)
+
+
+def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
+    """The AXELRAM macro's hardware, unit by unit (names from docs/interfaces.md)."""
+    d, levels, b = c.head_dim, c.levels, c.bits
+    f = c.formats
+    rot, tab, acc, score, soft, val = (f.get(k) for k in ("rotator", "table", "accumulator", "score", "softmax", "value"))
+    wp, rp, vp, sram = c.write_path, c.read_path, c.value_path, c.sram
+    stages_per_pass = max(1, wp.fwht_butterflies // (d // 2))
+    units = {
+        "norm_unit": Unit(
+            _tally((f"mul.{rot}", wp.norm_squarers), (f"add.{rot}", wp.norm_squarers), (f"sqrt.{rot}", 1)),
+            register_bits=_bits(rot) * (wp.norm_squarers + 1) + 16,
+        ),
+        "rotator": Unit({f"add.{rot}": 2 * wp.fwht_butterflies}, register_bits=d * _bits(rot) * stages_per_pass),
+        "quantizer": Unit(
+            _tally((f"cmp.{rot}", wp.comparators), (f"mul.{rot}", wp.threshold_multipliers)),
+            register_bits=(levels - 1) * _bits(rot) + d * b,
+        ),
+        "index_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, c.row_bits, sram.read_ports + sram.write_ports)),
+        "codebook_rom": Unit({}, memory=Memory(1, 2 * levels - 1, 16, 1)),
+        "sign_rom": Unit({}, memory=Memory(1, n_layers, d, 1)),
+        "table_generator": Unit({f"mul.{tab}": rp.table_multipliers}, register_bits=d * _bits(rot)),
+        "table_sram": Unit(
+            {}, memory=Memory(rp.pipelines * rp.lookups_per_cycle, d * levels // rp.lookups_per_cycle, _bits(tab), 2)
+        ),
+        "lookup_pipeline": Unit(
+            _tally((f"add.{acc}", rp.pipelines * (d - 1)), (f"mul.{score}", rp.norm_multipliers)),
+            register_bits=rp.pipelines * (_tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc)) + _bits(score)),
+        ),
+    }
+    if vp.enabled:
+        units["value_unit"] = Unit(
+            _tally(
+                (f"exp.{soft}", vp.exp_units), (f"mul.{soft}", 1), (f"add.{soft}", 1), (f"cmp.{soft}", 1),
+                (f"mul.{val}", vp.centroid_multipliers + 1),
+                (f"add.{val}", vp.bin_lanes + 2 * vp.inverse_fwht_butterflies), (f"div.{val}", 1),
+            ),
+            register_bits=d * levels * _bits(val),
+        )
+    return units
+
+
+def baseline_units(kind: str, c: MacroConfig, n_layers: int) -> dict[str, Unit]:
+    """Conventional macros priced with the same table (docs/cost_model.md, 'Baselines').
+
+    'fp16': FP16 K/V SRAM (rows of d*16 bits, same banks and rows) + d fp16 multipliers and an
+    adder tree per pipeline. 'dequant': the AXELRAM index SRAM and ROMs + a dequantizer (d
+    multipliers), an inverse FWHT and the same dot-product datapath. Both keep the value unit.
+    """
+    d, f, sram, rp = c.head_dim, c.formats, c.sram, c.read_path
+    acc, rot = f.get("accumulator"), f.get("rotator")
+    dot = Unit(
+        _tally((f"mul.{FP16}", rp.pipelines * d), (f"add.{acc}", rp.pipelines * (d - 1))),
+        register_bits=rp.pipelines * _tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc)),
+    )
+    full = axelram_units(c, n_layers)
+    value = {"value_unit": full["value_unit"]} if "value_unit" in full else {}
+    if kind == "fp16":
+        kv = Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * 16, sram.read_ports + sram.write_ports))
+        return {"kv_sram": kv, "dot_product": dot, **value}
+    if kind == "dequant":
+        keep = {k: full[k] for k in ("norm_unit", "rotator", "quantizer", "index_sram", "codebook_rom", "sign_rom")}
+        return {
+            **keep,
+            "dequantizer": Unit({f"mul.{rot}": rp.pipelines * d}, register_bits=rp.pipelines * d * _bits(rot)),
+            "inverse_rotator": Unit({f"add.{rot}": rp.pipelines * d * c.log2_dim}, register_bits=rp.pipelines * d * _bits(rot)),
+            "dot_product": dot,
+            **value,
+        }
+    raise ValueError(f"unknown baseline kind {kind!r}; expected 'fp16' or 'dequant'")
+
+
+class CostModel:
+    """Prices one macro (AXELRAM or a baseline) at its technology node."""
+
+    def __init__(self, config: MacroConfig, tech: Technology, build: Callable[[MacroConfig, int], dict[str, Unit]], kind: str):
+        self.config = config
+        self.tech = tech
+        self.kind = kind
+        self._build = build
+
+    @classmethod
+    def from_macro(cls, loaded: LoadedMacro) -> "CostModel":
+        """The AXELRAM macro of `loaded`, priced by its technology table (read once, here)."""
+        tech = Technology.load(loaded.tech_path, loaded.config.technology.node_nm)
+        return cls(loaded.config, tech, axelram_units, "axelram")
+
+    @classmethod
+    def for_baseline(cls, kind: Literal["fp16", "dequant"], loaded: LoadedMacro, tech: Technology | None = None) -> "CostModel":
+        """A conventional macro with the same d, banks, rows, pipelines and node (see baseline_units)."""
+        baseline_units(kind, loaded.config, 1)  # rejects an unknown kind before reading the table
+        tech = tech or Technology.load(loaded.tech_path, loaded.config.technology.node_nm)
+        return cls(loaded.config, tech, lambda c, n: baseline_units(kind, c, n), kind)
+
+    # --- inventory and area -------------------------------------------------------------------
+    def units(self, n_layers: int) -> dict[str, Unit]:
+        return self._build(self.config, n_layers)
+
+    def inventory(self, n_layers: int) -> dict[str, dict[str, int]]:
+        """Instantiated hardware: unit -> resource -> count ('mul.fp32', 'register_bits', 'memory_bits', ...)."""
+        out: dict[str, dict[str, int]] = {}
+        for name, unit in self.units(n_layers).items():
+            entry = dict(unit.resources)
+            if unit.register_bits:
+                entry["register_bits"] = unit.register_bits
+            if unit.memory is not None:
+                m = unit.memory
+                entry.update(memory_bits=m.bits, memory_arrays=m.arrays, memory_words=m.words, memory_word_bits=m.word_bits, memory_ports=m.ports)
+            out[name] = entry
+        return out
+
+    def _resource_price(self, resource: str) -> Price:
+        op, _, fmt = resource.partition(".")
+        if op not in ARITHMETIC_OPS or not fmt:
+            raise UnpricedActionError(f"no price for resource or action {resource!r}")
+        return self.tech.operation(op, parse_format(fmt))
+
+    def _memory_price(self, memory: Memory) -> SramPrice:
+        return self.tech.sram_array(memory.words * memory.word_bits, memory.word_bits, memory.ports)
+
+    def _unit_static(self, unit: Unit) -> tuple[float, float]:
+        """(area_um2, leakage_w) of one unit."""
+        area = leak = 0.0
+        for resource, count in unit.resources.items():
+            price = self._resource_price(resource)
+            area, leak = area + price.area_um2 * count, leak + price.leakage_w * count
+        regs = self.tech.register_bits(unit.register_bits)
+        area, leak = area + regs.area_um2, leak + regs.leakage_w
+        if unit.memory is not None:
+            mem = self._memory_price(unit.memory)
+            area += mem.area_um2 * unit.memory.arrays
+            leak += mem.leakage_w * unit.memory.arrays
+        return area, leak
+
+    def area_um2(self, n_layers: int) -> dict[str, float]:
+        """Area per unit and 'total', in um^2 at the macro's node."""
+        areas = {name: self._unit_static(unit)[0] for name, unit in self.units(n_layers).items()}
+        areas["total"] = sum(areas.values())
+        return areas
+
+    def leakage_w(self, n_layers: int) -> dict[str, float]:
+        """Leakage power per unit and 'total', in W at the macro's node."""
+        leaks = {name: self._unit_static(unit)[1] for name, unit in self.units(n_layers).items()}
+        leaks["total"] = sum(leaks.values())
+        return leaks
+
+    # --- energy ---------------------------------------------------------------------------------
+    def action_pj(self, unit_name: str, action: str, units: Mapping[str, Unit]) -> float:
+        """Dynamic energy of one action of one unit, in pJ; UnpricedActionError if it has no price."""
+        unit = units.get(unit_name)
+        if unit is None:
+            raise UnpricedActionError(f"unit {unit_name!r} is not part of the {self.kind} macro ({', '.join(units)})")
+        if action in MEMORY_ACTIONS:
+            if unit.memory is None:
+                raise UnpricedActionError(f"unit {unit_name!r} has no memory to {action}")
+            mem = self._memory_price(unit.memory)
+            return mem.read_pj if action == "read" else mem.write_pj
+        return self._resource_price(action).energy_pj
+
+    def energy_pj(self, actions: Mapping[str, Mapping[str, int]], time_s: float, n_layers: int) -> dict:
+        """Energy in pJ: dynamic per counted action, leakage over `time_s` seconds.
+
+        Returns {'dynamic': {unit: {action: pJ}}, 'dynamic_by_component': {unit: pJ},
+        'leakage': {unit: pJ}, 'dynamic_total', 'leakage_total', 'total'}.
+        """
+        if not time_s >= 0.0:
+            raise ValueError(f"time_s must be >= 0, got {time_s}")
+        units = self.units(n_layers)
+        dynamic = {
+            unit: {action: count * self.action_pj(unit, action, units) for action, count in counts.items()}
+            for unit, counts in actions.items()
+        }
+        by_component = {unit: sum(per.values()) for unit, per in dynamic.items()}
+        leakage = {name: watts * time_s * 1e12 for name, watts in self.leakage_w(n_layers).items() if name != "total"}
+        dyn_total, leak_total = sum(by_component.values()), sum(leakage.values())
+        return {
+            "dynamic": dynamic,
+            "dynamic_by_component": by_component,
+            "leakage": leakage,
+            "dynamic_total": dyn_total,
+            "leakage_total": leak_total,
+            "total": dyn_total + leak_total,
+        }
+
+    # --- memory ---------------------------------------------------------------------------------
+    def memory_bytes(self, n_layers: int, kv_heads: int, tokens: int) -> dict[str, float]:
+        """The paper's storage arithmetic, in bytes (compression is a ratio).
+
+        per_vector = (d*b + 16)/8; kv_storage over K and V (K only when the value path is off);
+        kv_storage_fp16 = the same vectors at 2 bytes per element; codebook_rom = 2*(2*2^b - 1);
+        sign_rom = n_layers*d/8; table = pipelines * d*2^b entries of the table format.
+        """
+        c = self.config
+        vectors = n_layers * kv_heads * tokens * (2 if c.value_path.enabled else 1)
+        per_vector = c.vector_bits / 8
+        fp16_vector = c.head_dim * 2
+        table_bits = c.read_path.pipelines * c.head_dim * c.levels * c.formats.get("table").width_bits
+        return {
+            "per_vector": per_vector,
+            "per_vector_fp16": float(fp16_vector),
+            "kv_storage": vectors * per_vector,
+            "kv_storage_fp16": float(vectors * fp16_vector),
+            "compression": fp16_vector / per_vector,
+            "codebook_rom": float(2 * (2 * c.levels - 1)),
+            "sign_rom": n_layers * c.head_dim / 8,
+            "table": table_bits / 8,
+        }
