@@ -1,0 +1,166 @@
+"""The Hadamard rotation R = H diag(s) / sqrt(d): float64 FWHT reference, seed rule, sign ROM.
+
+The sign ROM holds one vector s in {-1, +1}^d per layer (d bits per layer, 16 bytes for
+d = 128), shared by the keys, values and queries of that layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from axelsim.errors import ConfigError
+
+SIGNS_FORMAT = "axelsim-signs"
+SIGNS_VERSION = 1
+
+
+def fwht_f64(x: np.ndarray) -> np.ndarray:
+    """Normalised Walsh-Hadamard transform H x / sqrt(d) over the last axis, in float64.
+
+    Stages h = 1, 2, ..., d/2 pair element j0+k with j0+k+h (the contract's order; the
+    float64 result does not depend on it beyond rounding). H is symmetric and H H = d I, so
+    this function is its own inverse.
+    """
+    y = np.array(x, dtype=np.float64, copy=True)
+    d = y.shape[-1]
+    if d < 1 or d & (d - 1):
+        raise ValueError(f"FWHT length must be a power of two, got {d}")
+    lead = y.shape[:-1]
+    h = 1
+    while h < d:
+        blocks = y.reshape(lead + (d // (2 * h), 2, h))
+        a = blocks[..., 0, :].copy()
+        c = blocks[..., 1, :]
+        blocks[..., 0, :] = a + c
+        blocks[..., 1, :] = a - c
+        h *= 2
+    return y / math.sqrt(d)
+
+
+def rotate_f64(x: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """R x = H (s * x) / sqrt(d) over the last axis, float64."""
+    return fwht_f64(np.asarray(x, dtype=np.float64) * signs)
+
+
+def inverse_rotate_f64(y: np.ndarray, signs: np.ndarray) -> np.ndarray:
+    """R^T y = s * (H y / sqrt(d)) over the last axis, float64."""
+    return fwht_f64(y) * signs
+
+
+def sign_vector(seed: int, layer: int, dim: int) -> np.ndarray:
+    """The seed rule (docs/architecture.md): s = 1 - 2 * bits, int8 [dim] of +-1.
+
+    bits = Generator(PCG64(SeedSequence([seed, layer]))).integers(0, 2, size=dim).
+    """
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(layer)])))
+    bits = rng.integers(0, 2, size=dim)
+    return (1 - 2 * bits).astype(np.int8)
+
+
+def _encode(vector: np.ndarray) -> str:
+    return "".join("+" if v > 0 else "-" for v in vector.tolist())
+
+
+def _decode(entry, dim: int, source: str, where: str) -> np.ndarray:
+    """A layer's signs from a '+-' string or a list of +-1; ConfigError if malformed."""
+    expected = f"expected a string of {dim} '+'/'-' characters or a list of {dim} values +1/-1"
+    if isinstance(entry, str):
+        if len(entry) != dim or set(entry) - {"+", "-"}:
+            raise ConfigError(source, where, f"{expected}, got {entry[:40]!r}")
+        return np.array([1 if ch == "+" else -1 for ch in entry], dtype=np.int8)
+    if isinstance(entry, list) and len(entry) == dim and all(
+        type(v) is int and v in (1, -1) for v in entry
+    ):
+        return np.array(entry, dtype=np.int8)
+    raise ConfigError(source, where, expected)
+
+
+@dataclass(frozen=True)
+class SignRom:
+    """Per-layer sign vectors: `vectors` int8 [n_layers, dim] of +-1, with provenance text."""
+
+    vectors: np.ndarray
+    provenance: str
+    source: str = "<signs>"
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @classmethod
+    def from_seed(cls, seed: int, n_layers: int, dim: int) -> "SignRom":
+        """Layers 0..n_layers-1 from the seed rule."""
+        vectors = np.stack([sign_vector(seed, layer, dim) for layer in range(n_layers)])
+        vectors.setflags(write=False)
+        return cls(vectors, f"seed {seed}", f"<seed {seed}>")
+
+    @classmethod
+    def from_vectors(cls, vectors: np.ndarray, provenance: str) -> "SignRom":
+        """From an explicit [n_layers, dim] array of +-1 (e.g. the output of calibration)."""
+        arr = np.array(vectors, dtype=np.int8)
+        if arr.ndim != 2 or not np.all(np.abs(arr) == 1):
+            raise ValueError("sign vectors must be a [n_layers, dim] array of +-1")
+        arr.setflags(write=False)
+        return cls(arr, provenance, "<array>")
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "SignRom":
+        """Read a signs YAML (see `to_file`); ConfigError naming the file and key if malformed."""
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(source, "", f"expected a readable signs file ({exc.strerror})") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, "", f"expected valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(source, "", "expected a mapping with format, dim, n_layers, layers")
+        if data.get("format") != SIGNS_FORMAT:
+            raise ConfigError(source, "format", f"expected {SIGNS_FORMAT!r}, got {data.get('format')!r}")
+        dim, n_layers = data.get("dim"), data.get("n_layers")
+        if not (type(dim) is int and 8 <= dim <= 1024 and dim & (dim - 1) == 0):
+            raise ConfigError(source, "dim", f"expected a power of two from 8 to 1024, got {dim!r}")
+        if not (type(n_layers) is int and n_layers >= 1):
+            raise ConfigError(source, "n_layers", f"expected a positive integer, got {n_layers!r}")
+        layers = data.get("layers")
+        if not isinstance(layers, dict) or sorted(layers) != list(range(n_layers)):
+            raise ConfigError(source, "layers", f"expected a mapping with keys 0..{n_layers - 1}")
+        vectors = np.stack([_decode(layers[i], dim, source, f"layers.{i}") for i in range(n_layers)])
+        vectors.setflags(write=False)
+        return cls(vectors, str(data.get("provenance", "")), source)
+
+    def to_file(self, path: str | Path) -> None:
+        """Write the YAML: header (format, version, dim, n_layers, provenance), layers as '+-'."""
+        data = {
+            "format": SIGNS_FORMAT,
+            "version": SIGNS_VERSION,
+            "dim": self.dim,
+            "n_layers": self.n_layers,
+            "provenance": self.provenance,
+            "layers": {i: _encode(self.vectors[i]) for i in range(self.n_layers)},
+        }
+        Path(path).write_text(yaml.safe_dump(data, sort_keys=False, width=4096))
+
+    def vector(self, layer: int) -> np.ndarray:
+        """The sign vector of one layer; ConfigError if the ROM has no such layer."""
+        if not 0 <= layer < self.n_layers:
+            raise ConfigError(self.source, f"layers.{layer}", f"expected a layer in 0..{self.n_layers - 1}")
+        return self.vectors[layer]
+
+    def image(self) -> bytes:
+        """ROM image: d bits per layer, bit i of a layer at byte i//8, bit i%8; 1 means -1."""
+        bits = (self.vectors < 0).astype(np.uint8)
+        return np.packbits(bits, axis=1, bitorder="little").tobytes()
+
+    @property
+    def rom_bytes(self) -> int:
+        return self.n_layers * self.dim // 8
