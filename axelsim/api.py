@@ -1,0 +1,232 @@
+"""What scripts and the CLI import: load, simulate, compare, sweep, and the helper commands.
+
+`simulate` composes the whole product for one macro and one trace:
+load macro -> sign ROM -> trace selection -> cycle model (hw.simulate) -> golden model on the
+same selection (bit_exact) -> float64 reference (error metrics) -> cost model (energy, area,
+memory) -> baselines -> the report dict of docs/report.md.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+from axelsim import __version__
+from axelsim.config import LoadedMacro
+from axelsim.config import load_macro as _load_macro
+from axelsim.errors import ConfigError, TraceError
+from axelsim.trace import Trace
+from axelsim.trace import load_trace as _load_trace
+
+BASELINE_KINDS = ("fp16", "dequant")
+
+
+def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None) -> LoadedMacro:
+    """A validated macro (ConfigError naming file and key on any flaw)."""
+    return _load_macro(path, overrides)
+
+
+def load_trace(path: str | os.PathLike) -> Trace:
+    """A validated, memory-mapped trace (TraceError naming file and tensor on any flaw)."""
+    return _load_trace(path)
+
+
+def select(trace: Trace, layers: Optional[Iterable[int]] = None, kv_heads: Optional[Iterable[int]] = None,
+           queries: Optional[int] = None) -> Trace:
+    """The trace view a run replays (all of it when every selector is None)."""
+    if layers is None and kv_heads is None and queries is None:
+        return trace
+    return trace.with_selection(layers=layers, kv_heads=kv_heads, queries=queries)
+
+
+def sign_rom(loaded: LoadedMacro, trace: Trace):
+    """The macro's sign ROM, covering every layer of the trace (seed rule or signs file)."""
+    from axelsim.numerics.hadamard import SignRom
+
+    config = loaded.config
+    n_layers = max(trace.model_layers or 0, max(trace.layer_indices) + 1)
+    if loaded.signs_path is not None:
+        rom = SignRom.from_file(loaded.signs_path)
+        if rom.dim != config.head_dim:
+            raise ConfigError(str(loaded.signs_path), "dim", f"expected {config.head_dim} (the macro's head_dim), got {rom.dim}")
+        if rom.n_layers <= max(trace.layer_indices):
+            raise ConfigError(str(loaded.signs_path), "n_layers",
+                              f"expected a sign vector for layer {max(trace.layer_indices)} of trace {trace.name}, "
+                              f"the file holds {rom.n_layers} layers")
+        return rom
+    return SignRom.from_seed(config.signs.seed, n_layers, config.head_dim)
+
+
+def check_compatible(loaded: LoadedMacro, trace: Trace) -> None:
+    """A trace the macro cannot replay (head size) is bad input naming both files."""
+    if trace.head_dim != loaded.config.head_dim:
+        raise TraceError(str(trace.path or trace.name), "head_dim",
+                         f"expected {loaded.config.head_dim} to match macro {loaded.path.name}, got {trace.head_dim}")
+
+
+def _as_macro(macro: LoadedMacro | str | os.PathLike) -> LoadedMacro:
+    return macro if isinstance(macro, LoadedMacro) else load_macro(macro)
+
+
+def _as_trace(trace: Trace | str | os.PathLike) -> Trace:
+    return trace if isinstance(trace, Trace) else load_trace(trace)
+
+
+def simulate(
+    macro: LoadedMacro | str | os.PathLike,
+    trace: Trace | str | os.PathLike,
+    *,
+    layers: Optional[Sequence[int]] = None,
+    kv_heads: Optional[Sequence[int]] = None,
+    queries: Optional[int] = None,
+    fidelity: str = "burst",
+    waveform: Optional[str | os.PathLike] = None,
+    baselines: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Replay `trace` through `macro` and return the full report (docs/report.md).
+
+    `waveform` (a .vcd or .json path) records unit activity and writes it atomically.
+    The report is deterministic except its `run_info` section (wall time, host).
+    """
+    from axelsim import hw
+    from axelsim.report.assemble import build_report
+    from axelsim.report.numerics import compare_numerics
+
+    started = time.perf_counter()
+    loaded = _as_macro(macro)
+    full = _as_trace(trace)
+    view = select(full, layers, kv_heads, queries)
+    check_compatible(loaded, view)
+    signs = sign_rom(loaded, view)
+    result = hw.simulate(loaded.config, signs, view, fidelity=fidelity, record_waveform=waveform is not None,
+                         progress=progress)
+    if waveform is not None:
+        hw.write_waveform(result, waveform)
+    numerics = compare_numerics(loaded.config, signs, view, result)
+    base = {kind: simulate_baseline(kind, loaded, signs, view, fidelity) for kind in BASELINE_KINDS} if baselines else {}
+    report = build_report(loaded, view, result, numerics, base, fidelity)
+    report["run_info"] = run_info(started)
+    return report
+
+
+def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str) -> dict[str, Any]:
+    """One conventional macro on the same trace: its cycle result and its cost section."""
+    from axelsim.hw import baselines
+    from axelsim.report.assemble import baseline_section
+
+    result = baselines.simulate_baseline(kind, loaded.config, signs, trace, fidelity=fidelity)
+    return baseline_section(kind, loaded, trace, result)
+
+
+def run_info(started: float) -> dict[str, Any]:
+    """Where and how long: the one report section that differs between identical runs."""
+    return {
+        "wall_s": round(time.perf_counter() - started, 3),
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": platform.node(),
+        "python": platform.python_version(),
+        "axelsim_version": __version__,
+    }
+
+
+def compare(
+    macros: Sequence[LoadedMacro | str | os.PathLike],
+    trace: Trace | str | os.PathLike,
+    *,
+    layers: Optional[Sequence[int]] = None,
+    kv_heads: Optional[Sequence[int]] = None,
+    queries: Optional[int] = None,
+    fidelity: str = "burst",
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Several macros on one trace, plus the baselines of the first macro, as one document.
+
+    Returns {'trace': ..., 'designs': {label: report}, 'baselines': {kind: section}}; labels are
+    the macro names, made unique with the file name when two macros share a name.
+    """
+    loaded = [_as_macro(macro) for macro in macros]
+    full = _as_trace(trace)
+    for item in loaded:  # fail on any bad pairing before the long work starts
+        check_compatible(item, select(full, layers, kv_heads, queries))
+    designs: dict[str, Any] = {}
+    for index, item in enumerate(loaded):
+        report = simulate(item, full, layers=layers, kv_heads=kv_heads, queries=queries, fidelity=fidelity,
+                          baselines=index == 0, progress=progress)
+        label = item.config.name if item.config.name not in designs else f"{item.config.name} ({item.path.name})"
+        designs[label] = report
+    first = next(iter(designs.values()))
+    return {"trace": first["trace"], "designs": designs, "baselines": first.get("baselines", {}),
+            "units": first["units"]}
+
+
+def compare_designs(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every design and baseline of a `compare` result by label (what the compare plot draws)."""
+    rows = dict(result["designs"])
+    for kind, section in result.get("baselines", {}).items():
+        rows[f"baseline {kind}"] = section
+    return rows
+
+
+def sweep(spec: str | os.PathLike, out: str | os.PathLike, *, workers: int = 1, scheduler: Optional[str] = None,
+          progress: bool = True, plots: bool = True):
+    """Plan and run a sweep YAML into `out` (resumable); returns axelsim.sweep.SweepOutcome."""
+    from axelsim import sweep as sweeps
+
+    plan = sweeps.plan_sweep(spec)
+    return sweeps.run_sweep(plan, out, workers=workers, scheduler=scheduler, progress=progress, plots=plots)
+
+
+def codebook(dim: int, bits: int) -> dict[str, Any]:
+    """The fixed Lloyd-Max codebook of (dim, bits) as a JSON-ready dict (ConfigError if out of range)."""
+    from axelsim.numerics.codebook import check_dim_bits, lloyd_max_codebook
+
+    check_dim_bits(dim, bits, "codebook")
+    return lloyd_max_codebook(dim, bits).to_dict()
+
+
+def calibrate_signs(trace: Trace | str | os.PathLike, bits: int, *, candidates: int = 200, seed: int = 0,
+                    out: Optional[str | os.PathLike] = None, progress: bool = True):
+    """Algorithm 1 on every layer of a trace; writes the sign ROM to `out` (atomically) when given.
+
+    Returns the axelsim.calibrate CalibrationResult (`table()`, `to_dict()`, `rom`).
+    """
+    from tqdm import tqdm
+
+    from axelsim.calibrate.calibration import calibrate_signs as _calibrate
+
+    loaded = _as_trace(trace)
+    wrap = (lambda items: tqdm(items, desc="calibrate", unit="layer")) if progress else None
+    result = _calibrate(loaded, bits, candidates=candidates, seed=seed, progress=wrap)
+    if out is not None:
+        result.save(out)
+    return result
+
+
+def capture_trace(model: str, text: str | os.PathLike, *, tokens: int, out: str | os.PathLike,
+                  queries: Optional[int] = None, gguf_file: Optional[str] = None, text_offset: int = 0) -> Trace:
+    """Capture a trace from a local causal LM on a text file and save it (extra [capture])."""
+    try:
+        from axelsim.trace.capture import capture_to_file
+    except ImportError as error:
+        raise TraceError("trace capture", "model", f"the [capture] extra installed (pip install 'axelsim[capture]'): {error}") from None
+    return capture_to_file(model, text, tokens, out, gguf_file=gguf_file, text_offset=text_offset, queries=queries)
+
+
+def synth_trace(options: dict[str, Any], *, out: str | os.PathLike) -> Trace:
+    """A synthetic trace from SynthSpec options (None means default), saved to `out`."""
+    from axelsim.trace import SynthSpec, save_trace
+    from axelsim.trace import synth_trace as _synth
+
+    spec = SynthSpec.from_options("trace synth", **options)
+    return load_trace(save_trace(_synth(spec), out))
+
+
+def trace_info(path: str | os.PathLike) -> dict[str, Any]:
+    """Shape, provenance, digest and norm statistics of a trace file."""
+    from axelsim.trace import trace_info as _info
+
+    return _info(load_trace(path))

@@ -1,0 +1,330 @@
+"""The `axelsim` command line: parse arguments, call axelsim.api, print, map errors to exit codes.
+
+Exit status: 0 success; 2 bad input (any axelsim.errors.UserError, printed as one line on
+stderr, or a bad command line); 1 an internal fault (one line and a hint; set AXELSIM_DEBUG=1
+for the traceback). See docs/cli.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable, Sequence
+
+from axelsim import __version__
+from axelsim.errors import UserError
+
+EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def _index_list(text: str) -> list[int]:
+    """'0,2,5-7' -> [0, 2, 5, 6, 7] (an argparse type)."""
+    result: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            first, last = int(low), int(high) if high else int(low)
+            if first < 0 or last < first:
+                raise ValueError
+            result.extend(range(first, last + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected indices such as 0,2,5-7, got {text!r}") from None
+    return result
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _add_command(commands, name: str, help_text: str, description: str, examples: str) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, help=help_text, description=description, epilog=examples,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_selection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", required=True, type=Path, help="trace file (safetensors, see docs/trace_format.md)")
+    parser.add_argument("--layers", type=_index_list, metavar="L..", help="layers to replay, e.g. 0,3-5 (default: all)")
+    parser.add_argument("--heads", type=_index_list, metavar="H..",
+                        help="KV heads to replay with their query heads, e.g. 0,1 (default: all)")
+    parser.add_argument("--queries", type=_positive_int, metavar="N",
+                        help="serve N queries spread evenly over the trace, the last one kept (default: all)")
+    parser.add_argument("--fidelity", choices=("burst", "key"), default="burst",
+                        help="burst: runs of keys in closed form (fast); key: every key an event (same results)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `axelsim` argument parser (each command's handler is in `handler`)."""
+    parser = _Parser(prog="axelsim", description="Cycle-accurate simulator of the AXELRAM smart SRAM macro.",
+                     epilog="Every command has --help. Exit status: 0 ok, 2 bad input, 1 internal fault.")
+    parser.add_argument("--version", action="version", version=f"axelsim {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser, required=True)
+
+    run = _add_command(commands, "run", "replay a trace through one macro and report",
+                       "Replay a KV-cache trace through a macro: cycles, operations, energy, area,\n"
+                       "memory and numerics against the golden model and the float64 reference.",
+                       _examples("axelsim run macros/axelram_d64.yaml --trace traces/smollm2_austen_full.safetensors",
+                                 "axelsim run macros/axelram_d64.yaml --trace T.safetensors --layers 0-3 --queries 8 \\",
+                                 "    --json out/report.json --plots out/plots --waveform out/wave.vcd"))
+    run.add_argument("macro", type=Path, metavar="MACRO.yaml", help="macro configuration (see docs/macro.md)")
+    _add_selection(run)
+    run.add_argument("--json", type=Path, metavar="OUT", help="write the full report (docs/report.md) as JSON")
+    run.add_argument("--plots", type=Path, metavar="DIR", help="write PNG and SVG plots into DIR")
+    run.add_argument("--waveform", type=Path, metavar="OUT.vcd|OUT.json",
+                     help="record unit activity per cycle and write it as VCD or JSON")
+    run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.set_defaults(handler=_cmd_run)
+
+    compare = _add_command(commands, "compare", "several macros and the baselines side by side",
+                           "Replay one trace through several macros and the two conventional baselines\n"
+                           "(FP16 dot-product macro, dequantize-and-inverse-rotate macro); one row each.",
+                           _examples("axelsim compare macros/axelram_d64.yaml macros/axelram_b2.yaml --trace T.safetensors",
+                                     "axelsim compare macros/*.yaml --trace T.safetensors --queries 4 --json cmp.json --plots out/cmp"))
+    compare.add_argument("macros", type=Path, nargs="+", metavar="MACRO.yaml")
+    _add_selection(compare)
+    compare.add_argument("--json", type=Path, metavar="OUT", help="write every report as one JSON document")
+    compare.add_argument("--plots", type=Path, metavar="DIR", help="write the side-by-side plot into DIR")
+    compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    compare.set_defaults(handler=_cmd_compare)
+
+    sweep = _add_command(commands, "sweep", "a grid of macro variants x traces, resumable",
+                         "Evaluate every point of a sweep YAML (docs/cli.md#sweep). Each finished point is\n"
+                         "written at once to DIR/points/<id>.json; a rerun skips them. At the end:\n"
+                         "DIR/points.csv and Pareto plots (energy per query against area and accuracy).",
+                         _examples("axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep",
+                                   "axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep --workers 2",
+                                   "axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep --scheduler tcp://10.0.0.5:8786"))
+    sweep.add_argument("spec", type=Path, metavar="SWEEP.yaml")
+    sweep.add_argument("--out", type=Path, required=True, metavar="DIR")
+    where = sweep.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=1, metavar="N",
+                       help="local worker processes (default 1: in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS", help="Dask distributed scheduler, e.g. tcp://host:8786 (extra [dist])")
+    sweep.add_argument("--no-plots", action="store_true", help="skip the Pareto plots")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    codebook = _add_command(commands, "codebook", "the fixed Lloyd-Max codebook and its ROM image",
+                            "The design-time codebook of N(0, 1/d) for a head size and a bit-width: centroids,\n"
+                            "boundaries, distortion, optimality residuals, the FP16 ROM image and its size.",
+                            _examples("axelsim codebook --dim 128 --bits 3", "axelsim codebook --dim 64 --bits 2 --json"))
+    codebook.add_argument("--dim", type=int, required=True, metavar="D", help="head size (a power of two, 8..1024)")
+    codebook.add_argument("--bits", type=int, required=True, metavar="B", help="bits per coordinate (1..8)")
+    codebook.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    codebook.set_defaults(handler=_cmd_codebook)
+
+    calibrate = _add_command(commands, "calibrate-signs", "Algorithm 1: choose a sign vector per layer",
+                             "Gradient-free sign selection (the paper's Algorithm 1): per layer, among C candidate\n"
+                             "sign vectors keep the one with the lowest key quantization MSE. A macro YAML can\n"
+                             "point its sign ROM at the output (signs: {file: SIGNS.yaml}).",
+                             _examples("axelsim calibrate-signs traces/smollm2_austen_full.safetensors --bits 3 --out signs.yaml"))
+    calibrate.add_argument("trace", type=Path, metavar="TRACE")
+    calibrate.add_argument("--bits", type=int, required=True, metavar="B")
+    calibrate.add_argument("--candidates", type=_positive_int, default=200, metavar="C", help="candidates per layer (default 200)")
+    calibrate.add_argument("--seed", type=int, default=0, help="seed of the candidate draw (default 0)")
+    calibrate.add_argument("--out", type=Path, metavar="SIGNS.yaml", help="write the chosen sign ROM here")
+    calibrate.add_argument("--json", type=Path, metavar="OUT", help="write the per-layer MSE table as JSON")
+    calibrate.set_defaults(handler=_cmd_calibrate)
+
+    _add_trace_commands(commands)
+    return parser
+
+
+def _add_trace_commands(commands) -> None:
+    trace = commands.add_parser("trace", help="capture, synthesise or inspect KV-cache traces",
+                                description="KV-cache trace files (docs/trace_format.md).")
+    actions = trace.add_subparsers(dest="trace_command", metavar="ACTION", parser_class=_Parser, required=True)
+
+    capture = _add_command(actions, "capture", "record K, V and Q of a Hugging Face model on a text",
+                           "Run a causal LM on a text and record keys and values after RoPE (as cached) and\n"
+                           "queries after RoPE, every layer. Needs the [capture] extra (torch, transformers).",
+                           _examples("axelsim trace capture --model HuggingFaceTB/SmolLM2-135M --text book.txt --tokens 512 --out t.safetensors"))
+    capture.add_argument("--model", required=True, metavar="PATH_OR_NAME")
+    capture.add_argument("--text", required=True, type=Path, metavar="FILE")
+    capture.add_argument("--tokens", required=True, type=_positive_int, metavar="T")
+    capture.add_argument("--queries", type=_positive_int, metavar="N", help="record N queries spread evenly (default: all)")
+    capture.add_argument("--gguf-file", metavar="NAME", help="GGUF file inside the model folder (quantised weights)")
+    capture.add_argument("--text-offset", type=int, default=0, metavar="CHARS", help="start this many characters into the text")
+    capture.add_argument("--out", required=True, type=Path, metavar="TRACE")
+    capture.set_defaults(handler=_cmd_trace_capture)
+
+    synth = _add_command(actions, "synth", "a seeded synthetic trace of a chosen shape and statistics",
+                         "A synthetic trace (reproducible bit for bit from its options).",
+                         _examples("axelsim trace synth --layers 2 --kv-heads 2 --q-heads 4 --head-dim 64 --tokens 256 --out s.safetensors",
+                                   "axelsim trace synth --norm-ratio 8 --outlier-channels 4 --out heterogeneous.safetensors"))
+    _add_synth_options(synth)
+    synth.add_argument("--out", required=True, type=Path, metavar="TRACE")
+    synth.set_defaults(handler=_cmd_trace_synth)
+
+    info = _add_command(actions, "info", "shape, provenance and norm statistics of a trace",
+                        "Shape, model, digest and per-layer key/value/query norm statistics of a trace.",
+                        _examples("axelsim trace info traces/smollm2_austen_full.safetensors",
+                                  "axelsim trace info T.safetensors --json"))
+    info.add_argument("trace", type=Path, metavar="TRACE")
+    info.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    info.set_defaults(handler=_cmd_trace_info)
+
+
+def _add_synth_options(parser: argparse.ArgumentParser) -> None:
+    """One option per SynthSpec field, named and described by the spec itself."""
+    from axelsim.trace import SynthSpec
+
+    for name, field in SynthSpec.model_fields.items():
+        option = "--" + name.replace("_", "-")
+        kind = field.annotation
+        if kind is bool:
+            parser.add_argument(option, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                                help=f"{field.description} (default {field.default})")
+        elif name == "query_positions":
+            parser.add_argument(option, dest=name, type=_index_list, metavar="P..", help=field.description)
+        else:
+            value_type = {int: int, float: float}.get(kind, str)
+            parser.add_argument(option, dest=name, type=value_type, default=None,
+                                help=f"{field.description} (default {field.default})")
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _selection(args: argparse.Namespace) -> dict:
+    return {"layers": args.layers, "kv_heads": args.heads, "queries": args.queries, "fidelity": args.fidelity}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+    from axelsim.report.plots import plot_run
+    from axelsim.report.tables import format_summary
+
+    report = api.simulate(args.macro, args.trace, waveform=args.waveform, progress=not args.quiet, **_selection(args))
+    print(format_summary(report))
+    if args.json:
+        io.write_json(args.json, report)
+        print(f"report   {args.json}")
+    if args.plots:
+        paths = plot_run(report, args.plots)
+        print(f"plots    {len(paths)} files in {args.plots}")
+    if args.waveform:
+        print(f"waveform {args.waveform}")
+    return EXIT_OK
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+    from axelsim.report.plots import plot_compare
+    from axelsim.report.tables import format_compare
+
+    result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
+    print(format_compare(result))
+    if args.json:
+        io.write_json(args.json, result)
+        print(f"report   {args.json}")
+    if args.plots:
+        paths = plot_compare(api.compare_designs(result), args.plots)
+        print(f"plots    {len(paths)} files in {args.plots}")
+    return EXIT_OK
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from axelsim import api
+    from axelsim.report.tables import format_sweep
+
+    outcome = api.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
+                        progress=not args.quiet, plots=not args.no_plots)
+    print(format_sweep(outcome))
+    return EXIT_OK
+
+
+def _cmd_codebook(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+    from axelsim.report.tables import format_codebook
+
+    book = api.codebook(args.dim, args.bits)
+    print(io.to_json_text(book), end="") if args.json else print(format_codebook(book))
+    return EXIT_OK
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+    from axelsim.report.tables import format_calibration
+
+    result = api.calibrate_signs(args.trace, args.bits, candidates=args.candidates, seed=args.seed, out=args.out)
+    print(format_calibration(result.table(), args.out))
+    if args.json:
+        io.write_json(args.json, result.to_dict())
+    return EXIT_OK
+
+
+def _cmd_trace_capture(args: argparse.Namespace) -> int:
+    from axelsim import api
+    from axelsim.trace import format_trace_info, trace_info
+
+    trace = api.capture_trace(args.model, args.text, tokens=args.tokens, queries=args.queries, out=args.out,
+                              gguf_file=args.gguf_file, text_offset=args.text_offset)
+    print(format_trace_info(trace_info(trace)))
+    return EXIT_OK
+
+
+def _cmd_trace_synth(args: argparse.Namespace) -> int:
+    from axelsim import api
+    from axelsim.trace import SynthSpec, format_trace_info, trace_info
+
+    options = {name: getattr(args, name) for name in SynthSpec.model_fields}
+    trace = api.synth_trace(options, out=args.out)
+    print(format_trace_info(trace_info(trace)))
+    return EXIT_OK
+
+
+def _cmd_trace_info(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+    from axelsim.trace import format_trace_info
+
+    info = api.trace_info(args.trace)
+    print(io.to_json_text(info), end="") if args.json else print(format_trace_info(info))
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 2 bad input, 1 internal fault)."""
+    args = build_parser().parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except UserError as error:
+        print(error.line(), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("axelsim: interrupted (finished results are kept)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as error:  # an internal fault: one line, the traceback on request
+        if os.environ.get("AXELSIM_DEBUG"):
+            traceback.print_exc()
+        text = " ".join(str(error).split()) or "no message"
+        print(f"axelsim: internal error: {type(error).__name__}: {text} "
+              f"(rerun with AXELSIM_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_FAULT

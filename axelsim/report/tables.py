@@ -1,0 +1,208 @@
+"""Terminal text: the run summary an architect reads in ten seconds, and the other commands' tables.
+
+Every function takes plain dicts (a report, a compare result, a codebook dict) and returns text;
+nothing here computes a figure, it only reads and formats (units always printed).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from axelsim.report.figures import headline, lookup, top_components
+
+PHASES = ("write", "precompute", "read", "value")
+
+
+def scaled(value: float | None, unit: str) -> str:
+    """A number with an SI prefix chosen for it: scaled(12345.0, 'pJ') -> '12.35 nJ'.
+
+    Units understood: pJ (pJ..J), s (ns..s), bytes (B, KiB, MiB, GiB), um2 (µm², mm²).
+    """
+    if value is None:
+        return "n/a"
+    steps = {
+        "pJ": [(1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ")],
+        "s": [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")],
+        "bytes": [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")],
+        "um2": [(1e6, "mm²"), (1.0, "µm²")],
+    }[unit]
+    for factor, name in steps:
+        if abs(value) >= factor:
+            return f"{value / factor:.4g} {name}"
+    factor, name = steps[-1]
+    return f"{value / factor:.4g} {name}"
+
+
+def _share(part: float, whole: float) -> str:
+    return f"{100.0 * part / whole:.1f}%" if whole else "n/a"
+
+
+def _count(value: Any) -> str:
+    return f"{int(value):,}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _sci(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "n/a"
+
+
+def _component_total(value: Any) -> float:
+    return float(value.get("total", 0.0)) if isinstance(value, dict) else float(value)
+
+
+def _top_line(breakdown: dict[str, Any], total: float) -> str:
+    totals = {name: _component_total(value) for name, value in breakdown.items()}
+    return "   ".join(f"{name} {_share(value, total)}" for name, value in top_components(totals))
+
+
+def format_summary(report: dict[str, Any]) -> str:
+    """The run summary: one line each for cycles, energy, area, memory, multiplications,
+    numerics and the baselines, each number with its unit."""
+    macro, trace = report["macro"], report["trace"]
+    cycles, energy, area = report["cycles"], report["energy_pj"], report["area_um2"]
+    memory, mults, numerics = report["memory_bytes"], report["multiplications_per_query"], report["numerics"]
+    lines = [
+        f"macro        {macro['name']}: d={macro['head_dim']} b={macro['bits']} at {macro['clock_hz'] / 1e9:g} GHz"
+        f"   ({report['inputs']['fidelity']} fidelity)",
+        f"trace        {trace['name']}: {trace['n_layers']} layers x {trace['kv_heads']} KV heads "
+        f"({trace['q_heads']} query heads) x {trace['tokens']} tokens, {trace['queries']} queries per head",
+        f"cycles       {_count(cycles['total'])} = {scaled(report['time_s'], 's')}   "
+        + "  ".join(f"{phase} {_share(cycles[phase], cycles['total'])}" for phase in PHASES)
+        + f"   stall {_count(cycles['stall'])}",
+        f"energy       {scaled(energy['total'], 'pJ')} (dynamic {scaled(energy['dynamic_total'], 'pJ')}, "
+        f"leakage {scaled(energy['leakage_total'], 'pJ')})   per query {scaled(energy['per_query'], 'pJ')}"
+        f"   per token {scaled(energy['per_token'], 'pJ')}",
+        f"  top        {_top_line(energy['by_component'], energy['total'])}",
+        f"area         {scaled(area['total'], 'um2')}   top: {_top_line(area['by_component'], area['total'])}",
+        f"memory       KV {scaled(memory['kv_storage'], 'bytes')} ({report['kv_compression_x']:.2f}x smaller than FP16)"
+        f"   codebook ROM {_count(memory['codebook_rom'])} B   sign ROM {_count(memory['sign_rom'])} B"
+        f"   table {scaled(memory['table'], 'bytes')}",
+        f"mults/query  {_count(mults['axelram'])} AXELRAM vs {_count(mults['conventional'])} conventional"
+        f" (T={_count(mults['tokens'])}, d={macro['head_dim']}): {mults['reduction']:.1f}x fewer",
+        f"numerics     bit_exact {'YES' if numerics['bit_exact'] else 'NO'}   score rel RMSE {_sci(numerics['score_rel_rmse'])}"
+        f"   max |err| {_sci(numerics['score_max_abs_err'])}   KL {_sci(numerics['attn_kl'])} nats"
+        f"   top-1 {_percent(numerics['top1_agreement'])}   output rel RMSE {_sci(numerics['output_rel_rmse'])}",
+    ]
+    for kind, section in (report.get("baselines") or {}).items():
+        lines.append(f"baseline     {kind:<8} {_versus(section, report)}")
+    return "\n".join(lines)
+
+
+def _percent(value: Any) -> str:
+    return f"{100.0 * value:.1f}%" if isinstance(value, (int, float)) else "n/a"
+
+
+def _versus(section: dict[str, Any], report: dict[str, Any]) -> str:
+    """'energy/query 2.1x, area 1.5x, cycles 3.0x, KV memory 5.1x of AXELRAM' for one baseline."""
+    parts = []
+    for label, path in (("energy/query", ("energy_pj", "per_query")), ("area", ("area_um2", "total")),
+                        ("cycles", ("cycles", "total")), ("KV memory", ("memory_bytes", "kv_storage"))):
+        theirs, ours = lookup(section, path), lookup(report, path)
+        if isinstance(theirs, (int, float)) and isinstance(ours, (int, float)) and ours:
+            parts.append(f"{label} {theirs / ours:.2f}x")
+    return ", ".join(parts) + " of AXELRAM" if parts else "n/a"
+
+
+_COLUMNS = (
+    ("design", None, 28),
+    ("cycles", "cycles_total", 13),
+    ("time", "time_s", 10),
+    ("E/query", "energy_pj_per_query", 10),
+    ("E/token", "energy_pj_per_token", 10),
+    ("area", "area_um2_total", 11),
+    ("memory", "memory_bytes_total", 10),
+    ("mul/query", "multiplications_per_query", 11),
+    ("bit_exact", "bit_exact", 9),
+    ("score rRMSE", "score_rel_rmse", 11),
+    ("top-1", "top1_agreement", 7),
+)
+
+
+def _cell(key: str | None, value: Any) -> str:
+    if value is None:
+        return "-"
+    if key == "time_s":
+        return scaled(value, "s")
+    if key and key.startswith("energy_pj"):
+        return scaled(value, "pJ")
+    if key == "area_um2_total":
+        return scaled(value, "um2")
+    if key == "memory_bytes_total":
+        return scaled(value, "bytes")
+    if key == "bit_exact":
+        return "yes" if value else "NO"
+    if key == "top1_agreement":
+        return _percent(value)
+    if key in ("cycles_total", "multiplications_per_query"):
+        return _count(value)
+    return _sci(value) if isinstance(value, float) else str(value)
+
+
+def format_rows(named: dict[str, dict[str, Any]]) -> str:
+    """A fixed-width table of headline figures, one row per (label, report-like dict)."""
+    header = " ".join(f"{title:<{width}}" if key is None else f"{title:>{width}}" for title, key, width in _COLUMNS)
+    lines = [header]
+    for label, report in named.items():
+        row = headline(report)
+        cells = [f"{label[:28]:<28}"] + [f"{_cell(key, row[key]):>{width}}" for _, key, width in _COLUMNS[1:]]
+        lines.append(" ".join(cells))
+    return "\n".join(lines)
+
+
+def format_compare(result: dict[str, Any]) -> str:
+    """`axelsim compare`: the trace line, then every design and baseline side by side."""
+    trace = result["trace"]
+    rows = dict(result["designs"])
+    rows.update({f"baseline {kind}": section for kind, section in result.get("baselines", {}).items()})
+    return (f"trace {trace['name']}: {trace['n_layers']} layers x {trace['kv_heads']} KV heads x "
+            f"{trace['tokens']} tokens, {trace['queries']} queries per head\n" + format_rows(rows))
+
+
+def format_sweep(outcome: Any) -> str:
+    """`axelsim sweep`: counts, where the results are, and the best point on each axis."""
+    ok = [row for row in outcome.rows if row["status"] == "ok"]
+    failed = len(outcome.rows) - len(ok)
+    lines = [
+        f"sweep        {len(outcome.rows)} points ({outcome.evaluated} evaluated now, {outcome.skipped} already done"
+        f"{f', {failed} rejected by the macro' if failed else ''})",
+        f"csv          {outcome.csv_path}",
+        f"reports      {outcome.out_dir / 'points'}",
+    ]
+    if outcome.plots:
+        lines.append(f"plots        {len(outcome.plots)} files in {outcome.out_dir}")
+    for key, label in (("energy_pj_per_query", "lowest energy/query"), ("area_um2_total", "smallest area"),
+                       ("score_rel_rmse", "lowest score error")):
+        candidates = [row for row in ok if isinstance(row.get(key), (int, float))]
+        if candidates:
+            best = min(candidates, key=lambda row: (row[key], row["point_id"]))
+            settings = ", ".join(f"{name[4:]}={best[name]}" for name in best if name.startswith("set."))
+            lines.append(f"{label:<20} {_cell(key, best[key])}  point {best['point_id']} ({settings or 'base'}, {best['trace']})")
+    return "\n".join(lines)
+
+
+def format_codebook(book: dict[str, Any]) -> str:
+    """`axelsim codebook`: levels, centroids and boundaries (N(0,1) and scaled), ROM image."""
+    lines = [
+        f"codebook     d={book['dim']} b={book['bits']}: {book['levels']} levels, Lloyd-Max of N(0, 1/d)",
+        f"distortion   {book['distortion_per_coord_n01']:.6g} per coordinate in N(0,1) units"
+        f" ({book['distortion_per_coord_unit_vector']:.6g} per coordinate of a unit vector)",
+        f"residuals    centroid {book['centroid_residual_n01']:.2e}, midpoint {book['midpoint_residual_n01']:.2e} (N(0,1) units)",
+        f"ROM          {book['rom_bytes']} bytes: {book['rom_image_hex']}",
+        "",
+        f"{'level':>5} {'centroid N(0,1)':>16} {'/sqrt(d)':>12} {'ROM fp16':>12} {'boundary above':>15} {'ROM fp16':>12}",
+    ]
+    for level in range(book["levels"]):
+        boundary = book["boundaries_n01"][level] if level < book["levels"] - 1 else None
+        rom_boundary = book["rom_boundaries_fp16"][level] if boundary is not None else None
+        lines.append(
+            f"{level:>5} {book['centroids_n01'][level]:>16.6f} {book['centroids_scaled'][level]:>12.6f}"
+            f" {book['rom_centroids_fp16'][level]:>12.6f}"
+            + (f" {boundary:>15.6f} {rom_boundary:>12.6f}" if boundary is not None else "")
+        )
+    return "\n".join(lines)
+
+
+def format_calibration(table: str, written: Any) -> str:
+    """`axelsim calibrate-signs`: the calibration's own table and where the sign ROM went."""
+    tail = f"signs        {written}" if written else "signs        not written (give --out SIGNS.yaml)"
+    return table + "\n" + tail
+
