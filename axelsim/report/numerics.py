@@ -1,0 +1,114 @@
+"""The report's `numerics` section: the cycle model against the golden model and the float64 reference.
+
+- `bit_exact`: every score and output of the cycle model equals the golden model's bit for bit
+  (float64 bit patterns compared, NaN positions equal, -0.0 differs from +0.0).
+- The five metrics of axelsim.numerics.metrics, of the cycle model's scores and outputs against
+  float64 exact attention on the same trace selection, pooled over every layer, head and query,
+  and per layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+import numpy as np
+
+from axelsim.config import MacroConfig
+from axelsim.numerics.golden import NumericsSpec, golden_layer
+from axelsim.numerics.metrics import attention_metrics
+from axelsim.numerics.reference import attention_f64
+
+METRIC_KEYS = ("score_rel_rmse", "score_max_abs_err", "attn_kl", "top1_agreement", "output_rel_rmse")
+
+
+def same_bits(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
+    """True when two float arrays are identical bit for bit (NaN where the other has NaN)."""
+    if a is None or b is None:
+        return a is None and b is None
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a64.shape != b64.shape:
+        return False
+    nan_a, nan_b = np.isnan(a64), np.isnan(b64)
+    if not np.array_equal(nan_a, nan_b):
+        return False
+    return bool(np.array_equal(a64[~nan_a].view(np.uint64), b64[~nan_b].view(np.uint64)))
+
+
+def _metrics(scores: Sequence[np.ndarray], ref_scores: Sequence[np.ndarray], dim: int,
+             outputs: Sequence[Optional[np.ndarray]], ref_outputs: Sequence[Optional[np.ndarray]]) -> dict[str, Any]:
+    """The five metrics over the given layers pooled (query heads of all layers stacked)."""
+    have_outputs = all(o is not None for o in outputs) and all(o is not None for o in ref_outputs)
+    found = attention_metrics(
+        np.concatenate(scores), np.concatenate(ref_scores), dim,
+        np.concatenate(outputs) if have_outputs else None,
+        np.concatenate(ref_outputs) if have_outputs else None,
+    )
+    return {key: found.get(key) for key in METRIC_KEYS}
+
+
+def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tuple[int, Any, Any, bool]]:
+    """(layer, golden result, float64 reference, has values) for every layer of the trace."""
+    for layer in trace.layer_indices:
+        k, q = trace.k(layer), trace.q(layer)
+        v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+        golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace.name)
+        yield layer, golden, attention_f64(k, v, q, trace.q_positions), v is not None
+
+
+def compare_numerics(config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
+                     outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, Any]:
+    """The numerics section for the cycle model's `scores` and `outputs` (by layer number).
+
+    Runs the golden model and the float64 reference on every layer of `trace`. Returns
+    {'bit_exact', 'bit_exact_scores', 'bit_exact_outputs', five metrics, 'norm_saturations',
+    'layers': {layer: {...the same per layer}}}.
+    """
+    spec = NumericsSpec.from_macro(config, signs)
+    per_layer: dict[str, Any] = {}
+    pooled: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
+    exact_scores = exact_outputs = True
+    saturations = 0
+    for layer, golden, reference, has_values in _layer_runs(spec, config, trace):
+        sim_out = outputs.get(layer) if has_values else None
+        layer_scores_exact = same_bits(scores[layer], golden.scores)
+        layer_outputs_exact = same_bits(sim_out, golden.outputs)
+        exact_scores &= layer_scores_exact
+        exact_outputs &= layer_outputs_exact
+        saturations += golden.norm_saturations
+        ref_out = reference.outputs if has_values else None
+        per_layer[str(layer)] = {
+            "bit_exact": layer_scores_exact and layer_outputs_exact,
+            **_metrics([scores[layer]], [reference.scores], config.head_dim, [sim_out], [ref_out]),
+        }
+        pooled["scores"].append(scores[layer])
+        pooled["ref_scores"].append(reference.scores)
+        pooled["outputs"].append(sim_out)
+        pooled["ref_outputs"].append(ref_out)
+    return {
+        "bit_exact": exact_scores and exact_outputs,
+        "bit_exact_scores": exact_scores,
+        "bit_exact_outputs": exact_outputs,
+        **_metrics(pooled["scores"], pooled["ref_scores"], config.head_dim, pooled["outputs"], pooled["ref_outputs"]),
+        "norm_saturations": saturations,
+        "layers": per_layer,
+    }
+
+
+def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """Golden-model error metrics against float64 attention for each bit-width in `bits`.
+
+    Everything else of the macro is kept; this is what the 'score error against bit-width'
+    plot draws. Keys are the bit-widths as strings (JSON object keys).
+    """
+    study = {}
+    for width in bits:
+        spec = NumericsSpec.from_macro(config.model_copy(update={"bits": int(width)}), signs)
+        gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
+        for _, golden, reference, has_values in _layer_runs(spec, config, trace):
+            gathered["scores"].append(golden.scores)
+            gathered["ref_scores"].append(reference.scores)
+            gathered["outputs"].append(golden.outputs)
+            gathered["ref_outputs"].append(reference.outputs if has_values else None)
+        study[str(width)] = _metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
+                                     gathered["outputs"], gathered["ref_outputs"])
+    return study

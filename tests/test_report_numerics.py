@@ -1,0 +1,59 @@
+"""The numerics section: bit_exact really compares bits, metrics come from the float64 reference."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from axelsim.config import load_macro
+from axelsim.numerics.golden import NumericsSpec, golden_layer
+from axelsim.numerics.hadamard import SignRom
+from axelsim.report.numerics import bit_width_study, compare_numerics, same_bits
+from axelsim.trace import SynthSpec, synth_trace
+
+MACRO = Path(__file__).resolve().parents[1] / "macros" / "axelram_d64.yaml"
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = load_macro(MACRO).config
+    trace = synth_trace(SynthSpec(layers=2, kv_heads=1, q_heads=3, head_dim=64, tokens=48, queries=3))
+    signs = SignRom.from_seed(0, 2, 64)
+    spec = NumericsSpec.from_macro(config, signs)
+    golden = {L: golden_layer(spec, trace.k(L), trace.v(L), trace.q(L), trace.q_positions, L) for L in trace.layer_indices}
+    return config, trace, signs, golden
+
+
+def test_same_bits_is_strict():
+    a = np.array([1.0, np.nan, 0.0, -2.5])
+    assert same_bits(a, a.copy())
+    assert not same_bits(a, np.array([1.0, np.nan, -0.0, -2.5]))  # the sign of zero is a bit
+    assert not same_bits(a, np.array([np.nextafter(1.0, 2.0), np.nan, 0.0, -2.5]))  # one ulp
+    assert not same_bits(a, np.array([1.0, 3.0, 0.0, -2.5]))  # NaN moved
+    assert not same_bits(a, a[:3]) and same_bits(None, None) and not same_bits(a, None)
+
+
+def test_golden_against_itself_is_bit_exact(setup):
+    config, trace, signs, golden = setup
+    section = compare_numerics(config, signs, trace, {L: g.scores for L, g in golden.items()},
+                               {L: g.outputs for L, g in golden.items()})
+    assert section["bit_exact"] and set(section["layers"]) == {"0", "1"}
+    assert 0 < section["score_rel_rmse"] < 0.5 and 0 < section["output_rel_rmse"] < 0.5
+    assert 0 <= section["top1_agreement"] <= 1 and section["attn_kl"] >= 0
+
+
+def test_one_changed_score_breaks_bit_exact_in_that_layer(setup):
+    config, trace, signs, golden = setup
+    scores = {L: g.scores.copy() for L, g in golden.items()}
+    finite = np.flatnonzero(~np.isnan(scores[1]))
+    scores[1].flat[finite[0]] = np.nextafter(scores[1].flat[finite[0]], np.inf)
+    section = compare_numerics(config, signs, trace, scores, {L: g.outputs for L, g in golden.items()})
+    assert not section["bit_exact"] and not section["bit_exact_scores"] and section["bit_exact_outputs"]
+    assert section["layers"]["0"]["bit_exact"] and not section["layers"]["1"]["bit_exact"]
+
+
+def test_error_falls_with_bit_width(setup):
+    config, trace, signs, _ = setup
+    study = bit_width_study(config, signs, trace, (2, 3, 4))
+    errors = [study[b]["score_rel_rmse"] for b in ("2", "3", "4")]
+    assert errors[0] > errors[1] > errors[2] > 0
