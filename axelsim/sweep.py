@@ -68,7 +68,8 @@ class SweepSpec(BaseModel):
     queries: Optional[int] = Field(default=None, ge=1)
     fidelity: Literal["burst", "key"] = "burst"
     grid: dict[str, list[Any]] = {}
-    """Dotted macro key -> values; every combination is one variant."""
+    """Dotted macro key -> values, or label -> list of override sets (a linked axis);
+    every combination of one value per axis is one variant."""
     points: list[dict[str, Any]] = []
     """Explicit override sets (dotted key -> value), each one more variant."""
     reference: dict[str, Any] = {}
@@ -80,6 +81,8 @@ class SweepSpec(BaseModel):
         for key, values in grid.items():
             if not values:
                 raise ValueError(f"grid axis {key!r} has no values")
+            if any(isinstance(value, dict) for value in values) and not _linked(values):
+                raise ValueError(f"grid axis {key!r} mixes override sets (mappings) and plain values")
         return grid
 
 
@@ -175,17 +178,26 @@ def _expectation(detail: dict[str, Any]) -> str:
 def variants(spec: SweepSpec) -> list[dict[str, Any]]:
     """The override sets of a spec: the grid's combinations (last axis fastest), then `points`.
 
-    Duplicates are kept here; identical resolved points collapse later by identity.
+    A grid axis whose values are all mappings is a linked axis: each value is a set of dotted
+    overrides applied together (e.g. bits with the comparator count that goes with them), and
+    the axis name is only a label. Duplicates are kept; identical resolved points collapse later.
     """
     result: list[dict[str, Any]] = []
     if spec.grid:
-        keys = list(spec.grid)
-        for values in itertools.product(*(spec.grid[key] for key in keys)):
-            result.append(dict(zip(keys, values)))
+        axes = list(spec.grid.items())
+        for values in itertools.product(*(axis_values for _, axis_values in axes)):
+            overrides: dict[str, Any] = {}
+            for (name, axis_values), value in zip(axes, values):
+                overrides.update(value if _linked(axis_values) else {name: value})
+            result.append(overrides)
     result.extend(dict(point) for point in spec.points)
     if not result:
         result.append({})
     return result
+
+
+def _linked(values: list[Any]) -> bool:
+    return all(isinstance(value, dict) for value in values)
 
 
 def point_id(resolved_macro: dict[str, Any], trace_digest: str, selection: dict[str, Any]) -> str:
@@ -272,11 +284,30 @@ def _relative(sweep_file: Path, name: str) -> Path:
 
 
 def resolve_macro(base: Path, overrides: dict[str, Any], where: str) -> dict[str, Any]:
-    """The resolved macro (plain dict) of `base` with dotted-key `overrides` applied."""
-    from axelsim.config import apply_overrides, dump_macro, load_macro
+    """The resolved macro of `base` with dotted-key `overrides`, as a plain dict for hashing.
 
-    loaded = apply_overrides(load_macro(base), overrides, source=where)
-    return dump_macro(loaded.config)
+    A flaw of the base file is reported against the base file; a flaw an override brings in is
+    reported against `where` (the sweep file and the grid or points entry). The digests of the
+    technology table and the signs file are part of the result, so editing either one makes
+    every point new.
+    """
+    from axelsim.config import load_macro
+
+    load_macro(base)
+    try:
+        loaded = load_macro(base, overrides)
+    except ConfigError as error:
+        raise ConfigError(where, error.where, error.expected) from None
+    resolved = loaded.config.model_dump(mode="json")
+    resolved["files_sha256"] = {
+        "technology": _file_digest(loaded.tech_path),
+        "signs": _file_digest(loaded.signs_path) if loaded.signs_path is not None else None,
+    }
+    return resolved
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def trace_digest(path: Path) -> str:
@@ -292,11 +323,9 @@ def trace_digest(path: Path) -> str:
 def evaluate_point(point: Point) -> dict[str, Any]:
     """Simulate one point with the full pipeline (axelsim.api.simulate); returns its report."""
     from axelsim import api
-    from axelsim.config import apply_overrides, load_macro
 
-    loaded = apply_overrides(load_macro(point.base), point.overrides, source=str(point.base))
     return api.simulate(
-        loaded,
+        api.load_macro(point.base, point.overrides),
         point.trace,
         layers=point.layers,
         kv_heads=point.kv_heads,

@@ -90,6 +90,18 @@ def test_plan_expands_grid_per_trace_and_collapses_identical_points(tmp_path):
     ]
 
 
+def test_linked_axis_applies_its_override_sets_together(tmp_path):
+    grid = {"read_path.pipelines": [1, 2], "width": [{"bits": 2, "head_dim": 32}, {"bits": 4, "head_dim": 128}]}
+    result = plan(write_sweep(tmp_path, traces=["a.safetensors"], grid=grid, points=[]))
+    assert [p.overrides for p in result.points][:4] == [
+        {"read_path.pipelines": 1, "bits": 2, "head_dim": 32},
+        {"read_path.pipelines": 1, "bits": 4, "head_dim": 128},
+        {"read_path.pipelines": 2, "bits": 2, "head_dim": 32},
+        {"read_path.pipelines": 2, "bits": 4, "head_dim": 128},
+    ]
+    assert result.axes == ["read_path.pipelines", "bits", "head_dim"]
+
+
 def test_point_identity_depends_on_macro_trace_and_selection():
     macro = {"bits": 3}
     selection = {"layers": None, "queries": 4}
@@ -105,6 +117,7 @@ def test_point_identity_depends_on_macro_trace_and_selection():
     [
         ({"gird": {"bits": [2]}}, "gird"),
         ({"grid": {"bits": []}}, "grid"),
+        ({"grid": {"w": [{"bits": 2}, 3]}}, "grid"),
         ({"traces": []}, "traces"),
         ({"queries": 0}, "queries"),
         ({"fidelity": "cycle"}, "fidelity"),
