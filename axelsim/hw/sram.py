@@ -47,8 +47,11 @@ class AddressMap:
         token = np.asarray(token, dtype=np.int64)
         if self.mapping == "token_interleaved":
             per = -(-self.tokens // self.banks)
-            return token % self.banks, (stream * 2 + kv) * per + token // self.banks
-        return stream % self.banks + 0 * token, ((stream // self.banks) * 2 + kv) * self.tokens + token
+            bank, row = token % self.banks, (stream * 2 + kv) * per + token // self.banks
+        else:
+            bank, row = stream % self.banks, ((stream // self.banks) * 2 + kv) * self.tokens + token
+        bank, row = np.broadcast_arrays(bank, row)
+        return bank.astype(np.int64), row.astype(np.int64)
 
     def flat(self, bank: np.ndarray, row: np.ndarray) -> np.ndarray:
         """Storage index of (bank, row)."""
