@@ -120,16 +120,28 @@ def _newton_step(centroids: np.ndarray) -> tuple[np.ndarray, float]:
     lo_f, hi_f = _finite_or_zero(lo), _finite_or_zero(hi)
     d_lo = np.where(np.isfinite(lo), _pdf(lo_f) * (cond_mean - lo_f) / mass, 0.0)
     d_hi = np.where(np.isfinite(hi), _pdf(hi_f) * (hi_f - cond_mean) / mass, 0.0)
-    levels = centroids.size
-    jac = np.eye(levels)
-    for j in range(levels):
-        if j > 0:  # lo_j = (g_{j-1} + g_j) / 2
-            jac[j, j - 1] -= 0.5 * d_lo[j]
-            jac[j, j] -= 0.5 * d_lo[j]
-        if j < levels - 1:  # hi_j = (g_j + g_{j+1}) / 2
-            jac[j, j] -= 0.5 * d_hi[j]
-            jac[j, j + 1] -= 0.5 * d_hi[j]
-    return np.linalg.solve(jac, residual), float(np.max(np.abs(residual)))
+    # The Jacobian I - d(cond_mean)/dg is tridiagonal: lo_j = (g_{j-1} + g_j)/2, hi_j = (g_j + g_{j+1})/2.
+    diag = 1.0 - 0.5 * d_lo - 0.5 * d_hi
+    sub = -0.5 * d_lo[1:]
+    sup = -0.5 * d_hi[:-1]
+    return _solve_tridiagonal(sub, diag, sup, residual), float(np.max(np.abs(residual)))
+
+
+def _solve_tridiagonal(sub: np.ndarray, diag: np.ndarray, sup: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """Thomas algorithm (no BLAS: its threads spin badly on a shared 2-core machine)."""
+    n = diag.size
+    c = np.zeros(n)
+    r = np.zeros(n)
+    pivot = diag[0]
+    c[0] = sup[0] / pivot if n > 1 else 0.0
+    r[0] = rhs[0] / pivot
+    for i in range(1, n):
+        pivot = diag[i] - sub[i - 1] * c[i - 1]
+        c[i] = sup[i] / pivot if i < n - 1 else 0.0
+        r[i] = (rhs[i] - sub[i - 1] * r[i - 1]) / pivot
+    for i in range(n - 2, -1, -1):
+        r[i] -= c[i] * r[i + 1]
+    return r
 
 
 def _solve_n01(levels: int) -> np.ndarray:
