@@ -37,6 +37,7 @@ class SimResult:
     instances: dict = field(default_factory=dict)
     fidelity: str = "burst"
     prefill: str = "simulate"
+    clock_hz: float = 1.0e9
 
 
 def _sign_table(signs, layers: list[int], dim: int) -> dict:
@@ -182,7 +183,8 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity,
-                     instances=_instances(macro), fidelity=fidelity, prefill=prefill, **summary)
+                     instances=_instances(macro), fidelity=fidelity, prefill=prefill,
+                     clock_hz=macro.clock_hz, **summary)
 
 
 def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress) -> tuple:
