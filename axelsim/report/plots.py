@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -59,23 +60,28 @@ def plot_run(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
 
 def plot_breakdown(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Energy (dynamic and leakage stacked, pJ) and area (µm²) by component, as horizontal bars."""
+    """Energy (dynamic and leakage side by side, pJ) and area (µm²) by component, log scale
+    (the index SRAM dominates both; the logic units would be invisible on a linear axis)."""
     energy = lookup(report, ("energy_pj", "by_component")) or {}
     area = _component_totals(lookup(report, ("area_um2", "by_component")))
-    figure = Figure(figsize=(11, 4.5))
+    figure = Figure(figsize=(12, 0.35 * max(len(energy), len(area), 4) + 2), layout="constrained")
     left, right = figure.subplots(1, 2)
     names = sorted(energy, key=lambda name: (_energy_total(energy[name]), name))
-    dynamic = [float(energy[name].get("dynamic_total", 0.0)) for name in names]
-    leakage = [float(energy[name].get("leakage", 0.0)) for name in names]
-    left.barh(names, dynamic, color="tab:blue", label="dynamic")
-    left.barh(names, leakage, left=dynamic, color="tab:orange", label="leakage")
-    left.set_xlabel("energy (pJ)")
+    rows = np.arange(len(names))
+    for offset, key, color in ((-0.2, "dynamic_total", "tab:blue"), (0.2, "leakage", "tab:orange")):
+        values = [float(energy[name].get(key, 0.0)) for name in names]
+        left.barh(rows + offset, [v if v > 0 else np.nan for v in values], height=0.4, color=color,
+                  label=key.replace("_total", ""))
+    left.set_yticks(rows, names)
+    left.set_xscale("log")
+    left.set_xlabel("energy (pJ, log scale)")
     left.set_title(f"energy by component, total {_energy_total_text(report)}")
     left.legend(loc="lower right")
     right.barh(list(area), list(area.values()), color="tab:green")
-    right.set_xlabel("area (µm²)")
+    right.set_xscale("log")
+    right.set_xlabel("area (µm², log scale)")
     total_area = lookup(report, ("area_um2", "total"))
-    right.set_title(f"area by component, total {total_area:,.0f} µm²" if total_area else "area by component")
+    right.set_title(f"area by component, total {total_area / 1e6:,.3f} mm²" if total_area else "area by component")
     figure.suptitle(_title(report))
     return _save(figure, out_dir, "energy_area")
 
@@ -93,7 +99,7 @@ def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """Cycles by phase (bars) and each unit's utilisation (busy cycles / total cycles)."""
     cycles = report.get("cycles") or {}
     utilisation = report.get("utilisation") or {}
-    figure = Figure(figsize=(11, 4.5))
+    figure = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = figure.subplots(1, 2)
     phases = [phase for phase in PHASES if phase in cycles]
     left.bar(phases, [cycles[phase] for phase in phases], color="tab:purple")
@@ -155,7 +161,7 @@ def plot_compare(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> lis
     rows = [headline(reports[name]) for name in names]
     panels = (("energy_pj_per_query", "energy per query (pJ)"), ("area_um2_total", "area (µm²)"),
               ("memory_bytes_total", "KV + tables memory (bytes)"))
-    figure = Figure(figsize=(12, 0.5 * len(names) + 2.5))
+    figure = Figure(figsize=(12, 0.5 * len(names) + 2.5), layout="constrained")
     axes = figure.subplots(1, len(panels))
     for axis, (key, label) in zip(axes, panels):
         values = [row[key] if isinstance(row[key], (int, float)) else 0.0 for row in rows]

@@ -1,0 +1,183 @@
+"""Assemble the report dict (docs/report.md) from the cycle result, the numerics and the cost model.
+
+Only reads and arranges: every number comes from the cycle model (cycles, counted operations),
+the golden/reference comparison (numerics) or the cost model (energy, area, memory). Keys carry
+their unit in their name (`_pj`, `_um2`, `_bytes`, `_s`, `_hz`, `_x` for ratios) or in `UNITS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from axelsim.config import LoadedMacro
+from axelsim.cost import CostModel
+
+REPORT_FORMAT = "axelsim-report"
+REPORT_VERSION = 1
+PHASES = ("write", "precompute", "read", "value")
+OP_KINDS = ("multiplications", "additions", "comparisons", "table_lookups", "sram_read_bits", "sram_write_bits")
+
+UNITS: dict[str, str] = {
+    "cycles.*": "clock cycles of the macro clock (clock_hz)",
+    "time_s": "seconds",
+    "clock_hz": "hertz",
+    "ops.multiplications.*, ops.additions.*, ops.comparisons.*": "operations executed (counted by the units)",
+    "ops.table_lookups.*": "table SRAM entry reads",
+    "ops.sram_read_bits.*, ops.sram_write_bits.*": "bits",
+    "multiplications_per_query.axelram, .conventional": "multiplications per query vector and KV head",
+    "multiplications_per_query.reduction": "ratio conventional / axelram",
+    "multiplications_per_query.tokens": "keys T a query is scored against (the largest query position + 1)",
+    "energy_pj.*": "picojoules",
+    "area_um2.*": "square micrometres",
+    "memory_bytes.*": "bytes",
+    "kv_compression_x": "ratio FP16 KV bytes / AXELRAM KV bytes",
+    "utilisation.*": "fraction of total cycles a unit was busy (0..1)",
+    "numerics.score_rel_rmse, numerics.output_rel_rmse": "dimensionless (RMS error / RMS reference)",
+    "numerics.score_max_abs_err": "score units (raw q.k in the trace's activation units squared)",
+    "numerics.attn_kl": "nats (mean over queries of KL(reference || simulated) softmax)",
+    "numerics.top1_agreement": "fraction of queries (0..1)",
+    "numerics.norm_saturations": "stored vectors whose norm saturated at 65504",
+    "trace.tokens, trace.queries": "token positions; queries per query head",
+    "run_info.wall_s": "seconds of host wall time (not part of the deterministic report)",
+}
+
+
+def trace_section(trace) -> dict[str, Any]:
+    """Name, provenance, shape and digest of the replayed trace selection."""
+    return {
+        "name": trace.name,
+        "model": trace.model,
+        "digest_sha256": trace.digest(),
+        "n_layers": trace.n_layers,
+        "layer_indices": list(trace.layer_indices),
+        "kv_heads": trace.kv_heads,
+        "q_heads": trace.q_heads,
+        "head_dim": trace.head_dim,
+        "tokens": trace.tokens,
+        "queries": trace.n_queries,
+        "dtype": trace.dtype,
+    }
+
+
+def query_count(trace) -> int:
+    """Query vectors served: one per (layer, query head, query position)."""
+    return trace.n_layers * trace.q_heads * trace.n_queries
+
+
+def energy_section(cost: CostModel, actions: Mapping[str, Mapping[str, int]], time_s: float, trace) -> dict[str, Any]:
+    """Energy in pJ: totals, per query vector, per token position, and by component and action."""
+    energy = cost.energy_pj(actions, time_s, trace.n_layers)
+    components = sorted(set(energy["dynamic"]) | set(energy["leakage"]))
+    by_component = {}
+    for name in components:
+        dynamic = dict(sorted(energy["dynamic"].get(name, {}).items()))
+        dynamic_total = energy["dynamic_by_component"].get(name, 0.0)
+        leakage = energy["leakage"].get(name, 0.0)
+        by_component[name] = {"dynamic": dynamic, "dynamic_total": dynamic_total, "leakage": leakage,
+                              "total": dynamic_total + leakage}
+    return {
+        "total": energy["total"],
+        "dynamic_total": energy["dynamic_total"],
+        "leakage_total": energy["leakage_total"],
+        "per_query": energy["total"] / query_count(trace),
+        "per_token": energy["total"] / trace.tokens,
+        "by_component": by_component,
+    }
+
+
+def area_section(cost: CostModel, n_layers: int) -> dict[str, Any]:
+    """Area in µm²: total and by component."""
+    areas = cost.area_um2(n_layers)
+    total = areas.pop("total")
+    return {"total": total, "by_component": dict(sorted(areas.items()))}
+
+
+def memory_section(cost: CostModel, trace) -> tuple[dict[str, float], float]:
+    """(memory_bytes section, KV compression ratio against FP16)."""
+    memory = cost.memory_bytes(trace.n_layers, trace.kv_heads, trace.tokens)
+    section = {key: memory[key] for key in ("kv_storage", "kv_storage_fp16", "codebook_rom", "sign_rom", "table")}
+    section["per_vector"] = memory["per_vector"]
+    section["total"] = memory["kv_storage"] + memory["codebook_rom"] + memory["sign_rom"] + memory["table"]
+    return section, memory["compression"]
+
+
+def utilisation(unit_stats: Mapping[str, Mapping[str, Any]], total_cycles: int) -> dict[str, float]:
+    """Busy cycles / total cycles per unit (units that report busy cycles)."""
+    return {name: (stats["busy_cycles"] / total_cycles if total_cycles else 0.0)
+            for name, stats in sorted(unit_stats.items()) if "busy_cycles" in stats}
+
+
+def cycles_section(cycles: Mapping[str, int]) -> dict[str, int]:
+    return {key: int(cycles[key]) for key in ("total", *PHASES, "stall")}
+
+
+def ops_section(ops: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
+    """Counted operations by kind and path, with each kind's total."""
+    section = {}
+    for kind in OP_KINDS:
+        paths = {path: int(count) for path, count in ops.get(kind, {}).items()}
+        paths["total"] = sum(paths.values())
+        section[kind] = paths
+    return section
+
+
+def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], baselines: dict[str, Any],
+                 fidelity: str) -> dict[str, Any]:
+    """The full report of one run (everything but `run_info`, which the caller adds)."""
+    config = loaded.config
+    cost = CostModel.from_macro(loaded)
+    memory, compression = memory_section(cost, trace)
+    layer_numerics = numerics.pop("layers")
+    report: dict[str, Any] = {
+        "report": {"format": REPORT_FORMAT, "version": REPORT_VERSION},
+        "macro": config.model_dump(mode="json"),
+        "inputs": {
+            "macro_file": loaded.path.name,
+            "signs": loaded.signs_path.name if loaded.signs_path is not None else f"seed {config.signs.seed}",
+            "technology_file": loaded.tech_path.name,
+            "fidelity": fidelity,
+        },
+        "trace": trace_section(trace),
+        "clock_hz": config.clock_hz,
+        "time_s": result.time_s,
+        "cycles": cycles_section(result.cycles),
+        "utilisation": utilisation(result.unit_stats, result.cycles["total"]),
+        "ops": ops_section(result.ops),
+        "multiplications_per_query": dict(result.multiplications_per_query),
+        "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
+        "area_um2": area_section(cost, trace.n_layers),
+        "memory_bytes": memory,
+        "kv_compression_x": compression,
+        "numerics": numerics,
+        "baselines": baselines,
+        "layers": {
+            str(layer): {
+                "cycles": cycles_section(entry["cycles"]),
+                "ops": ops_section(entry["ops"]),
+                "numerics": layer_numerics[str(layer)],
+            }
+            for layer, entry in sorted(result.per_layer.items())
+        },
+        "units": UNITS,
+    }
+    return report
+
+
+def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str, Any]:
+    """One conventional macro's figures, in the same keys and units as the main report."""
+    cost = CostModel.for_baseline(kind, loaded)
+    memory, _ = memory_section(cost, trace)
+    # The cost model's storage arithmetic is AXELRAM's; a baseline holds what it actually stores.
+    memory["table"] = 0.0  # neither baseline has the lookup table
+    if kind == "fp16":
+        memory.update(kv_storage=memory["kv_storage_fp16"], per_vector=2.0 * trace.head_dim, codebook_rom=0.0, sign_rom=0.0)
+    memory["total"] = memory["kv_storage"] + memory["codebook_rom"] + memory["sign_rom"] + memory["table"]
+    return {
+        "cycles": cycles_section(result.cycles),
+        "time_s": result.time_s,
+        "ops": ops_section(result.ops),
+        "multiplications_per_query": dict(result.multiplications_per_query),
+        "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
+        "area_um2": area_section(cost, trace.n_layers),
+        "memory_bytes": memory,
+    }
