@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from axelsim.config.formats import FP16, NumberFormat
-from axelsim.config.macro import MacroConfig
+from axelsim.config.macro import FormatsConfig, MacroConfig
 from axelsim.errors import ConfigError, NumericsError, TraceError
 from axelsim.numerics import kernels as K
 from axelsim.numerics.codebook import Codebook, lloyd_max_codebook
@@ -43,10 +43,16 @@ class NumericsSpec:
     @classmethod
     def from_macro(cls, macro: MacroConfig, signs: SignRom) -> "NumericsSpec":
         """The numeric view of a macro; ConfigError if the sign ROM has another head size."""
-        if signs.dim != macro.head_dim:
-            raise ConfigError(signs.source, "dim", f"expected sign vectors of length {macro.head_dim}, got {signs.dim}")
-        formats = {name: macro.formats.get(name) for name in FORMAT_FIELDS}
-        return cls(macro.head_dim, macro.bits, formats, lloyd_max_codebook(macro.head_dim, macro.bits), signs)
+        return cls.build(macro.head_dim, macro.bits, signs, macro.formats)
+
+    @classmethod
+    def build(cls, dim: int, bits: int, signs: SignRom, formats: Optional[FormatsConfig] = None) -> "NumericsSpec":
+        """A spec without a whole macro (formats default to the schema's defaults)."""
+        if signs.dim != dim:
+            raise ConfigError(signs.source, "dim", f"expected sign vectors of length {dim}, got {signs.dim}")
+        fmts = formats if formats is not None else FormatsConfig()
+        parsed = {name: fmts.get(name) for name in FORMAT_FIELDS}
+        return cls(dim, bits, parsed, lloyd_max_codebook(dim, bits), signs)
 
     @property
     def levels(self) -> int:
