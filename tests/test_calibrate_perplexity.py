@@ -1,0 +1,93 @@
+"""The perplexity harness: window plan, the macro KV transform, the transforming cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axelsim.calibrate.kvquant import compare_macro_and_qdq, macro_kv_transform, macro_spec, stored_vectors
+from axelsim.calibrate.perplexity import decode_nll, perplexities, plan_windows, prefix_states
+from axelsim.errors import ConfigError
+from axelsim.numerics.codebook import lloyd_max_codebook
+from axelsim.numerics.hadamard import SignRom
+from axelsim.numerics.reference import quantize_dequantize_f64
+from axelsim.trace import SynthSpec, synth_trace
+
+DIM = 32
+
+
+def test_windows_tile_the_scored_tokens():
+    plan = plan_windows(n_tokens=100, prefix=20, decode=10, windows=7)
+    assert plan.starts == tuple(range(0, 70, 10))
+    assert plan.scored_tokens == 70
+    assert plan.starts[-1] + plan.window_tokens <= 100
+    with pytest.raises(ConfigError):
+        plan_windows(n_tokens=100, prefix=20, decode=10, windows=8)
+
+
+def test_stored_vectors_follow_the_reference_quantizer():
+    rng = np.random.default_rng(0)
+    x = 3.0 * rng.standard_normal((2, 200, DIM))
+    spec = macro_spec(DIM, 3, SignRom.from_seed(4, 2, DIM))
+    x_hat = stored_vectors(spec, x, layer=1)
+    reference = quantize_dequantize_f64(x, spec.signs.vector(1), lloyd_max_codebook(DIM, 3))
+    # FP16 input, norms and ROM centroids move a reconstruction by about 1e-3 relative; a
+    # coordinate on a boundary may flip one level (about 0.1 relative) in a few vectors
+    rel = np.linalg.norm(x_hat - reference, axis=-1) / np.linalg.norm(x, axis=-1)
+    assert np.mean(rel < 5e-3) > 0.9
+    err = np.sum((x_hat - x) ** 2, axis=-1) / np.sum(x**2, axis=-1)
+    assert abs(np.mean(err) / spec.codebook.distortion - 1.0) < 0.15
+
+
+def test_macro_attention_is_close_to_qdq():
+    trace = synth_trace(SynthSpec(layers=1, kv_heads=1, q_heads=2, head_dim=DIM, tokens=64, queries=4))
+    spec = macro_spec(DIM, 3, SignRom.from_seed(1, 1, DIM))
+    diff = compare_macro_and_qdq(spec, trace, 0)
+    assert diff["score_rel_rms_macro_vs_qdq"] < 0.05 * diff["score_rel_rms_qdq_vs_exact"]
+    assert diff["output_rel_rms_macro_vs_qdq"] < 0.05 * diff["output_rel_rms_qdq_vs_exact"]
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=50, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=DIM, max_position_embeddings=128)
+    return transformers.LlamaForCausalLM(config).eval()
+
+
+def test_cache_path_reproduces_the_full_forward(tiny_model):
+    import torch
+
+    ids = np.random.default_rng(1).integers(0, 50, size=41)
+    with torch.no_grad():
+        logits = tiny_model(input_ids=torch.from_numpy(ids[None, :-1])).logits[0, 24:].double()
+    full = -torch.log_softmax(logits, -1)[torch.arange(16), torch.from_numpy(ids[25:])].sum()
+    states = prefix_states(tiny_model, ids[:24])
+    assert len(states) == 2 and states[0][0].shape == (2, 24, DIM)
+    nll = decode_nll(tiny_model, states, ids[24:40], ids[25:41], transform=None)
+    assert nll == pytest.approx(float(full), rel=1e-5)
+
+
+def test_quantized_cache_transforms_prefix_and_decoded_states(tiny_model):
+    tokens = np.random.default_rng(2).integers(0, 50, size=60)
+    plan = plan_windows(len(tokens), prefix=24, decode=8, windows=3)
+    calls = []
+
+    def counting(layer, k, v):
+        calls.append((layer, k.shape))
+        return k, v
+
+    transforms = {
+        "fp32": None,
+        "identity": counting,
+        "b4": macro_kv_transform(macro_spec(DIM, 4, SignRom.from_seed(1, 2, DIM))),
+    }
+    ppl = perplexities(tiny_model, tokens, plan, transforms)
+    assert ppl["identity"] == pytest.approx(ppl["fp32"], rel=1e-6)
+    # per window and layer: the prefix enters the cache, then the decoded tokens
+    assert sorted({shape[1] for _, shape in calls}) == [8, 24]
+    assert len(calls) == 3 * 2 * 2
+    assert ppl["b4"] != ppl["fp32"]
