@@ -15,23 +15,15 @@ import math
 
 import numpy as np
 
-from axelsim.config.macro import FormatsConfig
-from axelsim.numerics.codebook import lloyd_max_codebook
-from axelsim.numerics.golden import FORMAT_FIELDS, NumericsSpec, golden_layer, write_heads
+from axelsim.numerics.golden import NumericsSpec, golden_layer, write_heads
 from axelsim.numerics.hadamard import SignRom, inverse_rotate_f64
 from axelsim.numerics.metrics import output_rel_rmse, score_rel_rmse
 from axelsim.numerics.reference import attention_f64
 
 
 def macro_spec(dim: int, bits: int, signs: SignRom) -> NumericsSpec:
-    """The numerics of the paper's macro (its default number formats) at head size `dim`, `bits`.
-
-    Built directly rather than through a MacroConfig: only the numerics are needed, not the
-    unit counts whose parallelism rules depend on d.
-    """
-    formats = FormatsConfig()
-    return NumericsSpec(dim, bits, {name: formats.get(name) for name in FORMAT_FIELDS},
-                        lloyd_max_codebook(dim, bits), signs)
+    """The numerics of the paper's macro (its default number formats) at head size `dim`, `bits`."""
+    return NumericsSpec.build(dim, bits, signs)
 
 
 def dequantize(spec: NumericsSpec, indices: np.ndarray, norms: np.ndarray, layer: int) -> np.ndarray:
