@@ -26,6 +26,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from axelsim.errors import TraceError
+from axelsim.io import atomic_path
 
 FORMAT_NAME = "axelsim-kv-trace"
 FORMAT_VERSION = "1"
@@ -297,13 +298,12 @@ def evenly_spaced(count: int, n: int) -> np.ndarray:
 
 
 def evenly_spaced_positions(tokens: int, n: int) -> np.ndarray:
-    """n query positions spread evenly over 1..tokens-1 (ending at tokens-1), int64 ascending.
+    """min(n, tokens) query positions tokens*i//n - 1 for i = 1..n: ascending int64, the last T-1.
 
-    Position 0 is left out unless tokens == 1: a query there sees a single key.
+    Queries are tokens/n apart, so their context lengths spread evenly up to the whole trace.
     """
-    if tokens == 1:
-        return np.zeros(1, dtype=np.int64)
-    return 1 + evenly_spaced(tokens - 1, n)
+    n = min(n, tokens)
+    return (tokens * np.arange(1, n + 1, dtype=np.int64)) // n - 1
 
 
 # ---- validation -----------------------------------------------------------------------------
@@ -464,12 +464,7 @@ def _map_tensor(source: str, path: Path, name: str, entry: object, data_start: i
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
     """Write `trace` (or a view of one) to `path` atomically: a temporary name, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(trace.tensors(), str(tmp), metadata=dict(trace.meta))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    with atomic_path(path) as temp:
+        save_file(trace.tensors(), str(temp), metadata=dict(trace.meta))
+        os.chmod(temp, 0o644)  # safetensors recreates the file with its own (private) mode
+    return Path(path)
