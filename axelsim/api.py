@@ -8,11 +8,12 @@ memory) -> baselines -> the report dict of docs/report.md.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from axelsim import __version__
 from axelsim.config import LoadedMacro
@@ -85,14 +86,18 @@ def simulate(
     fidelity: str = "burst",
     waveform: Optional[str | os.PathLike] = None,
     baselines: bool = True,
+    bit_study: Sequence[int] = (),
     progress: bool = False,
 ) -> dict[str, Any]:
     """Replay `trace` through `macro` and return the full report (docs/report.md).
 
     `waveform` (a .vcd or .json path) records unit activity and writes it atomically.
+    `bit_study` lists bit-widths for which the golden model's error is also measured (the
+    report's `numerics_by_bits`, drawn as score error against bit-width).
     The report is deterministic except its `run_info` section (wall time, host).
     """
-    from axelsim import hw
+    from axelsim.hw.macro import simulate as simulate_macro
+    from axelsim.hw.waveform import write_waveform
     from axelsim.report.assemble import build_report
     from axelsim.report.numerics import compare_numerics
 
@@ -102,24 +107,54 @@ def simulate(
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
     signs = sign_rom(loaded, view)
-    result = hw.simulate(loaded.config, signs, view, fidelity=fidelity, record_waveform=waveform is not None,
-                         progress=progress)
+    with progress_bar(f"simulate {loaded.config.name}", progress) as tick:
+        result = simulate_macro(loaded.config, signs, view, fidelity=fidelity, record_waveform=waveform is not None,
+                                progress=tick)
     if waveform is not None:
-        hw.write_waveform(result, waveform)
-    numerics = compare_numerics(loaded.config, signs, view, result)
-    base = {kind: simulate_baseline(kind, loaded, signs, view, fidelity) for kind in BASELINE_KINDS} if baselines else {}
+        write_waveform(result, waveform)
+    numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs)
+    base = {}
+    for kind in BASELINE_KINDS if baselines else ():
+        with progress_bar(f"baseline {kind}", progress) as tick:
+            base[kind] = simulate_baseline(kind, loaded, signs, view, fidelity, tick)
     report = build_report(loaded, view, result, numerics, base, fidelity)
+    if bit_study:
+        from axelsim.report.numerics import bit_width_study
+
+        report["numerics_by_bits"] = bit_width_study(loaded.config, signs, view, bit_study)
     report["run_info"] = run_info(started)
     return report
 
 
-def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str) -> dict[str, Any]:
-    """One conventional macro on the same trace: its cycle result and its cost section."""
-    from axelsim.hw import baselines
+def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
+                      progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
+    """One conventional macro ('fp16' or 'dequant') on the same trace: its report section."""
+    from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
 
-    result = baselines.simulate_baseline(kind, loaded.config, signs, trace, fidelity=fidelity)
+    result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress)
     return baseline_section(kind, loaded, trace, result)
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, enabled: bool) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A (done, total) callback drawing a tqdm bar on stderr, or None when disabled."""
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, unit="step", leave=False)
+
+    def tick(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        yield tick
+    finally:
+        bar.close()
 
 
 def run_info(started: float) -> dict[str, Any]:

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(run)
     run.add_argument("--json", type=Path, metavar="OUT", help="write the full report (docs/report.md) as JSON")
     run.add_argument("--plots", type=Path, metavar="DIR", help="write PNG and SVG plots into DIR")
+    run.add_argument("--bit-study", type=_index_list, metavar="B..",
+                     help="also measure the golden model's error at these bit-widths (default with --plots: 2-4)")
     run.add_argument("--waveform", type=Path, metavar="OUT.vcd|OUT.json",
                      help="record unit activity per cycle and write it as VCD or JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -216,7 +218,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
-    report = api.simulate(args.macro, args.trace, waveform=args.waveform, progress=not args.quiet, **_selection(args))
+    study = args.bit_study if args.bit_study is not None else ([2, 3, 4] if args.plots else [])
+    report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
+                          **_selection(args))
     print(format_summary(report))
     if args.json:
         io.write_json(args.json, report)

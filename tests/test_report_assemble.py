@@ -39,12 +39,14 @@ def stand_in_result(trace, scale=1, actions=None):
     return SimpleNamespace(
         cycles={key: value * layers for key, value in per_layer_cycles.items()},
         time_s=per_layer_cycles["total"] * layers * 1e-9,
-        unit_stats={"rotator": {"busy_cycles": 400 * layers}, "lookup_pipeline": {"busy_cycles": 900 * layers}},
+        unit_stats={"rotator": {"utilisation": 0.4, "stall_cycles": 3, "stall_causes": {"contention": 3}},
+                    "lookup_pipeline": {"utilisation": 0.9, "stall_cycles": 0, "stall_causes": {}}},
         actions=actions,
-        ops={kind: {path: count * layers for path, count in paths.items()} for kind, paths in ops.items()},
+        ops={kind: {**{path: count * layers for path, count in paths.items()},
+                    "total": sum(paths.values()) * layers} for kind, paths in ops.items()},
         per_layer={layer: {"cycles": per_layer_cycles, "ops": ops} for layer in trace.layer_indices},
-        multiplications_per_query={"axelram": d * 8 + tokens, "conventional": d * tokens, "tokens": tokens,
-                                   "reduction": d * tokens / (d * 8 + tokens)},
+        multiplications_per_query={"axelram": d * 8 + tokens, "conventional": d * tokens,
+                                   "keys_per_query_mean": float(tokens), "reduction": d * tokens / (d * 8 + tokens)},
     )
 
 
@@ -83,6 +85,7 @@ def test_report_sections_units_and_totals(report):
         report["memory_bytes"]["kv_storage"] * 128 / 26)
     assert set(report["layers"]) == {"0", "1"} and report["layers"]["1"]["numerics"]["bit_exact"]
     assert report["utilisation"]["lookup_pipeline"] == pytest.approx(0.9)
+    assert report["stall_cycles_by_cause"] == {"rotator": {"contention": 3}}
     assert UNITS["energy_pj.*"] == "picojoules"
 
 

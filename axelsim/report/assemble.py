@@ -26,7 +26,11 @@ UNITS: dict[str, str] = {
     "ops.sram_read_bits.*, ops.sram_write_bits.*": "bits",
     "multiplications_per_query.axelram, .conventional": "multiplications per query vector and KV head",
     "multiplications_per_query.reduction": "ratio conventional / axelram",
-    "multiplications_per_query.tokens": "keys T a query is scored against (the largest query position + 1)",
+    "multiplications_per_query.keys_per_query_mean": "keys a query is scored against (causal), mean",
+    "multiplications_per_query.query_heads_served": "query vectors served (layer x query head x position)",
+    "stall_cycles_by_cause.*": "clock cycles a unit waited, by cause",
+    "ops.butterflies.*, ops.divisions.*, ops.square_roots.*, ops.exps.*": "operations executed",
+    "ops.norm_saturations.*": "stored vectors whose norm saturated at 65504",
     "energy_pj.*": "picojoules",
     "area_um2.*": "square micrometres",
     "memory_bytes.*": "bytes",
@@ -101,24 +105,28 @@ def memory_section(cost: CostModel, trace) -> tuple[dict[str, float], float]:
     return section, memory["compression"]
 
 
-def utilisation(unit_stats: Mapping[str, Mapping[str, Any]], total_cycles: int) -> dict[str, float]:
-    """Busy cycles / total cycles per unit (units that report busy cycles)."""
-    return {name: (stats["busy_cycles"] / total_cycles if total_cycles else 0.0)
-            for name, stats in sorted(unit_stats.items()) if "busy_cycles" in stats}
+def utilisation(unit_stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float]:
+    """Fraction of cycles each unit was busy, as the cycle model measured it."""
+    return {name: float(stats["utilisation"]) for name, stats in sorted(unit_stats.items())}
+
+
+def stall_causes(unit_stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
+    """Stall cycles per unit and cause (only units that stalled)."""
+    return {name: dict(sorted(stats["stall_causes"].items())) for name, stats in sorted(unit_stats.items())
+            if stats.get("stall_cycles")}
 
 
 def cycles_section(cycles: Mapping[str, int]) -> dict[str, int]:
-    return {key: int(cycles[key]) for key in ("total", *PHASES, "stall")}
+    """Cycles by phase in a fixed order: total first, the phases, then stall (those present)."""
+    order = ("total", *PHASES, "stall")
+    keys = [key for key in order if key in cycles] + sorted(key for key in cycles if key not in order)
+    return {key: int(cycles[key]) for key in keys}
 
 
 def ops_section(ops: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int]]:
-    """Counted operations by kind and path, with each kind's total."""
-    section = {}
-    for kind in OP_KINDS:
-        paths = {path: int(count) for path, count in ops.get(kind, {}).items()}
-        paths["total"] = sum(paths.values())
-        section[kind] = paths
-    return section
+    """Counted operations by kind and path (the SPEC kinds first, then any others the units count)."""
+    kinds = [kind for kind in OP_KINDS if kind in ops] + sorted(kind for kind in ops if kind not in OP_KINDS)
+    return {kind: {path: int(count) for path, count in ops[kind].items()} for kind in kinds}
 
 
 def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], baselines: dict[str, Any],
@@ -141,7 +149,8 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "clock_hz": config.clock_hz,
         "time_s": result.time_s,
         "cycles": cycles_section(result.cycles),
-        "utilisation": utilisation(result.unit_stats, result.cycles["total"]),
+        "utilisation": utilisation(result.unit_stats),
+        "stall_cycles_by_cause": stall_causes(result.unit_stats),
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
         "energy_pj": energy_section(cost, result.actions, result.time_s, trace),

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from axelsim.config import MacroConfig
+from axelsim.numerics.codebook import check_dim_bits
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.metrics import attention_metrics
 from axelsim.numerics.reference import attention_f64
@@ -102,6 +103,7 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
     """
     study = {}
     for width in bits:
+        check_dim_bits(config.head_dim, int(width), "bit study")
         spec = NumericsSpec.from_macro(config.model_copy(update={"bits": int(width)}), signs)
         gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
         for _, golden, reference, has_values in _layer_runs(spec, config, trace):

@@ -77,7 +77,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"   codebook ROM {_count(memory['codebook_rom'])} B   sign ROM {_count(memory['sign_rom'])} B"
         f"   table {scaled(memory['table'], 'bytes')}",
         f"mults/query  {_count(mults['axelram'])} AXELRAM vs {_count(mults['conventional'])} conventional"
-        f" (T={_count(mults['tokens'])}, d={macro['head_dim']}): {mults['reduction']:.1f}x fewer",
+        f" (mean T={mults['keys_per_query_mean']:.1f} keys, d={macro['head_dim']}): {mults['reduction']:.1f}x fewer",
         f"numerics     bit_exact {'YES' if numerics['bit_exact'] else 'NO'}   score rel RMSE {_sci(numerics['score_rel_rmse'])}"
         f"   max |err| {_sci(numerics['score_max_abs_err'])}   KL {_sci(numerics['attn_kl'])} nats"
         f"   top-1 {_percent(numerics['top1_agreement'])}   output rel RMSE {_sci(numerics['output_rel_rmse'])}",
