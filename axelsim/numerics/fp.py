@@ -87,19 +87,21 @@ def round_fp16_f64(x: float) -> float:
 
 @nb.njit(cache=True, inline="always")
 def round_fp16_f32(x: np.float32) -> np.float32:
-    """float32 -> nearest binary16 value (ties to even), returned as float32."""
-    ax = abs(x)
-    if ax < np.float32(_FP16_MIN_NORMAL):
-        r = (ax + np.float32(0.5)) - np.float32(0.5)
-    elif ax < np.float32(_FP16_OVERFLOW):
-        bits = np.float32(ax).view(np.uint32)
-        lsb = (bits >> np.uint32(13)) & np.uint32(1)
-        r = np.uint32((bits + np.uint32(0xFFF) + lsb) & np.uint32(0xFFFFE000)).view(np.float32)
-    elif ax == ax:
-        r = np.float32(np.inf)
-    else:
-        return x
-    return np.float32(math.copysign(r, x))
+    """float32 -> nearest binary16 value (ties to even), returned as float32.
+
+    Branch-free (both roundings computed, then selected) so that loops over it vectorise.
+    """
+    bits = np.float32(x).view(np.uint32)
+    sign = bits & np.uint32(0x80000000)
+    abits = bits & np.uint32(0x7FFFFFFF)
+    lsb = (abits >> np.uint32(13)) & np.uint32(1)
+    normal = (abits + np.uint32(0xFFF) + lsb) & np.uint32(0xFFFFE000)
+    ax = np.uint32(abits).view(np.float32)
+    subnormal = np.float32((ax + np.float32(0.5)) - np.float32(0.5)).view(np.uint32)  # 2^-24 grid
+    r = normal if abits >= np.uint32(0x38800000) else subnormal  # 2**-14
+    r = np.uint32(0x7F800000) if abits >= np.uint32(0x477FF000) else r  # 65520 -> inf
+    r = abits if abits > np.uint32(0x7F800000) else r  # NaN passes through
+    return np.uint32(r | sign).view(np.float32)
 
 
 @nb.njit(cache=True, inline="always")
@@ -144,6 +146,18 @@ def _rnd_same_overload(x, code):
         return rnd(x, code)
 
     return impl64
+
+
+def round_fp16_same(x):
+    """Round `x` to fp16 keeping its float type (kernel-only, dispatches on float32/float64)."""
+    raise NotImplementedError("round_fp16_same is only callable inside numba kernels")
+
+
+@overload(round_fp16_same, jit_options={"cache": True})
+def _round_fp16_same_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        return lambda x: round_fp16_f32(x)
+    return lambda x: round_fp16_f64(x)
 
 
 @nb.njit(cache=True)

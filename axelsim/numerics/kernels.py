@@ -15,7 +15,7 @@ import math
 import numba as nb
 import numpy as np
 
-from axelsim.numerics.fp import add_round, mul_round, rnd, rnd_same
+from axelsim.numerics.fp import FP16_KIND, add_round, mul_round, rnd, rnd_same, round_fp16_same
 
 # write-path counters
 W_MUL_ROT, W_ADD_ROT, W_SQRT_ROT, W_CMP_ROT, W_BUTTERFLY, W_ROWS = range(6)
@@ -115,6 +115,24 @@ def table_kernel(q, signs, rom_centroids, inv_dim, rot, tab, tables, ops):
         ops[m, R_TABLE_WRITE] += d * levels
 
 
+@nb.njit(cache=True, inline="always")
+def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
+    """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
+
+    The format branch sits outside the loops and rows are contiguous, so LLVM vectorises.
+    """
+    if code[0] == FP16_KIND:
+        for k in range(half):
+            a, b, out = buf[2 * k], buf[2 * k + 1], buf[k]
+            for t in range(width):
+                out[t] = round_fp16_same(a[t] + b[t])
+    else:
+        for k in range(half):
+            a, b, out = buf[2 * k], buf[2 * k + 1], buf[k]
+            for t in range(width):
+                out[t] = rnd_same(a[t] + b[t], code)
+
+
 @nb.njit(cache=True, parallel=True)
 def lookup_kernel(tables, indices, norms, job_kv, job_keys, acc, score, round_leaves, scores, ops):
     """Phase 2: scores[m, t] = rnd_score(tree_acc(P_m[i][idx[kv, t, i]]) * norm[kv, t]).
@@ -144,9 +162,7 @@ def lookup_kernel(tables, indices, norms, job_kv, job_keys, acc, score, round_le
             n = d
             while n > 1:
                 half = n // 2
-                for k in range(half):
-                    for t in range(nb_keys):
-                        buf[k, t] = rnd_same(buf[2 * k, t] + buf[2 * k + 1, t], acc)
+                _tree_stage(buf, half, nb_keys, acc)
                 adds += half * nb_keys
                 n = half
             for t in range(nb_keys):
