@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import struct
@@ -451,7 +452,7 @@ def _map_tensor(source: str, path: Path, name: str, entry: object, data_start: i
         raise TraceError(source, name, "a header entry with dtype, shape and data_offsets") from None
     if dtype is None:
         raise TraceError(source, name, f"dtype F16 or F32 (I64 for q_positions), got {entry['dtype']}")
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # exact: a huge shape must not wrap around
     if min(shape, default=0) < 0 or end - begin != count * dtype.itemsize or begin < 0:
         raise TraceError(source, name, f"data_offsets spanning {count * dtype.itemsize} bytes for shape {list(shape)}")
     if data_start + end > file_size:
