@@ -1,0 +1,312 @@
+"""Shared pieces of the fuzz and hardening suites (tests/test_fuzz_*.py, tests/test_hardening_*.py).
+
+The contract under test is SPEC.md's 'Bad input': every input ends in success or in one
+`UserError` whose line names the file and fits on one line; never another exception, a hang or
+a half-written file. `outcome()` runs one call under a time limit and enforces that.
+
+Known faults: a defect already reported (docs in /tmp/fuzz_findings.md and the hardening report)
+is tolerated by the fuzzers through `KNOWN_FAULTS`, so one known bug does not mask every other
+finding; each one also has a strict xfail regression test (test_hardening_known_bugs.py). When
+its owner fixes it, the xfail turns into a failure: remove the xfail mark AND the entry here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import errno
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import yaml
+from hypothesis import settings
+from hypothesis import strategies as st
+
+from axelsim.errors import ConfigError, TraceError, UserError
+
+REPO = Path(__file__).resolve().parents[1]
+MACROS = REPO / "macros"
+FUZZ_EXAMPLES = int(os.environ.get("AXELSIM_FUZZ_EXAMPLES", "30"))
+
+
+def fuzz_settings(**overrides: Any) -> settings:
+    """The fuzz profile (tests/conftest.py) with per-test overrides, e.g. fewer examples."""
+    return settings(settings.get_profile("axelsim-fuzz"), **overrides)
+
+
+def scaled(fraction: float, minimum: int = 1) -> int:
+    """A share of AXELSIM_FUZZ_EXAMPLES, for the slower fuzz tests (subprocesses)."""
+    return max(minimum, int(FUZZ_EXAMPLES * fraction))
+
+
+# --------------------------------------------------------------------------------- time limit
+class Hang(Exception):
+    """Raised inside a call that ran past its time limit (a hang, as far as the user can tell)."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise `Hang` inside the body after `seconds` of wall time (main thread, POSIX only)."""
+
+    def _expired(signum, frame):
+        raise Hang(f"no result after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, _expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# ------------------------------------------------------------------------------- known faults
+def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    return list(traceback.extract_tb(exc.__traceback__))
+
+
+def _in(exc: BaseException, filename: str, function: Optional[str] = None) -> bool:
+    """True when the traceback passes through `function` of a file ending with `filename`."""
+    return any(f.filename.replace(os.sep, "/").endswith(filename) and (function is None or f.name == function)
+               for f in _frames(exc))
+
+
+# id -> (owner file, predicate on the escaped exception or the multi-line UserError)
+KNOWN_FAULTS: dict[str, tuple[str, Callable[[BaseException], bool]]] = {
+    "M1-unhashable-key": ("axelsim/config/load.py", lambda e: isinstance(e, TypeError)
+                          and "unhashable" in str(e) and _in(e, "config/load.py", "_construct_mapping")),
+    "M2-recursion": ("axelsim/config/load.py", lambda e: isinstance(e, RecursionError)
+                     and _in(e, "config/load.py")),
+    "M3-alias-blowup": ("axelsim/config/load.py", lambda e: isinstance(e, Hang)
+                        and _in(e, "config/load.py", "_check_finite")),
+    "M4-int-digits": ("axelsim/config/load.py", lambda e: isinstance(e, ValueError)
+                      and "integer string conversion" in str(e) and _in(e, "config/load.py")),
+    "M7-yaml-tag-constructor": ("axelsim/config/load.py", lambda e: not isinstance(e, (UserError, Hang))
+                                and _in(e, "config/load.py", "parse_yaml_mapping")
+                                and (_in(e, "yaml/constructor.py") or _in(e, "config/load.py", "_construct_mapping"))),
+    "M5-name-too-long": ("axelsim/config/load.py", lambda e: isinstance(e, OSError)
+                         and e.errno == errno.ENAMETOOLONG and _in(e, "config/load.py")),
+    "M6-multiline-yaml-error": ("axelsim/config/load.py", lambda e: isinstance(e, ConfigError)
+                                and e.expected.startswith("expected valid YAML") and "\n" in e.expected),
+    "M6-multiline-key": ("axelsim/config/load.py", lambda e: isinstance(e, ConfigError)
+                         and ("\n" in e.where or "\r" in e.where)),
+    "T1-T3-shape-overflow": ("axelsim/trace/format.py", lambda e: isinstance(e, OverflowError)
+                             and _in(e, "trace/format.py", "_map_tensor")),
+    "T2-shape-wrap": ("axelsim/trace/format.py", lambda e: isinstance(e, (ValueError, MemoryError))
+                      and _in(e, "trace/format.py", "_map_tensor")),
+    "T4-json-recursion": ("axelsim/trace/format.py", lambda e: isinstance(e, RecursionError)
+                          and _in(e, "trace/format.py", "_read_header")),
+    "T5-multiline-name": ("axelsim/trace/format.py", lambda e: isinstance(e, TraceError)
+                          and ("\n" in e.where or "\r" in e.where or "\n" in e.expected or "\r" in e.expected)),
+    "T6-name-too-long": ("axelsim/trace/format.py", lambda e: isinstance(e, OSError)
+                         and e.errno == errno.ENAMETOOLONG and _in(e, "trace/format.py")),
+}
+
+
+def known_fault(exc: BaseException) -> Optional[str]:
+    """The id of the already-reported defect this exception is, or None."""
+    for name, (_, matches) in KNOWN_FAULTS.items():
+        try:
+            if matches(exc):
+                return name
+        except Exception:  # a predicate must never hide the real failure
+            continue
+    return None
+
+
+class KnownFault:
+    """The outcome of a call that hit an already-reported defect (tolerated by the fuzzers)."""
+
+    def __init__(self, name: str, exc: BaseException):
+        self.name, self.exc = name, exc
+
+    def __repr__(self) -> str:
+        return f"KnownFault({self.name}: {type(self.exc).__name__})"
+
+
+# ------------------------------------------------------------------------------------ outcome
+def check_user_error(error: UserError, names: tuple[str, ...] = ()) -> None:
+    """The SPEC's one-line error: non-empty, no line break, naming the file (one of `names`)."""
+    line = error.line()
+    assert line.strip(), f"empty error line from {type(error).__name__}"
+    assert "\n" not in line and "\r" not in line, f"error is not one line: {line!r}"
+    if names:
+        assert any(name in line for name in names), f"error does not name {names}: {line!r}"
+
+
+def outcome(call: Callable[[], Any], names: tuple[str, ...] = (), limit_s: float = 20.0) -> Any:
+    """Run `call`; return its result, the UserError it raised (checked), or a KnownFault.
+
+    Anything else (another exception, a hang past `limit_s`) fails the test with the cause.
+    """
+    try:
+        with time_limit(limit_s):
+            return call()
+    except UserError as error:
+        bug = known_fault(error)
+        if bug is not None:
+            return KnownFault(bug, error)
+        check_user_error(error, names)
+        return error
+    except (Exception, RecursionError) as error:
+        bug = known_fault(error)
+        if bug is not None:
+            return KnownFault(bug, error)
+        detail = "".join(traceback.format_exception(error)[-6:])
+        raise AssertionError(f"bad input escaped as {type(error).__name__}, not a UserError:\n{detail}") from error
+
+
+# -------------------------------------------------------------------------------- macro YAML
+def macro_dict(name: str = "axelram_paper") -> dict:
+    """A shipped macro YAML as a plain mapping."""
+    return yaml.safe_load((MACROS / f"{name}.yaml").read_text())
+
+
+def macro_workdir(root: Path) -> Path:
+    """A folder where a fuzzed macro YAML can load: it holds tech/reference.yaml."""
+    (root / "tech").mkdir(parents=True, exist_ok=True)
+    (root / "tech" / "reference.yaml").write_bytes((MACROS / "tech" / "reference.yaml").read_bytes())
+    return root
+
+
+def _schema() -> dict[str, list[str]]:
+    """Top-level key -> its field names ([] for a scalar key)."""
+    from pydantic import BaseModel
+
+    from axelsim.config import MacroConfig
+
+    out: dict[str, list[str]] = {}
+    for key, field in MacroConfig.model_fields.items():
+        ann = field.annotation
+        out[key] = list(ann.model_fields) if isinstance(ann, type) and issubclass(ann, BaseModel) else []
+    return out
+
+
+SCHEMA = _schema()
+_NO_BREAK = st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x85\u2028\u2029")
+key_text = st.text(_NO_BREAK, min_size=1, max_size=12)
+"""Mapping keys without line breaks (keys WITH them are known fault M6, tested on their own)."""
+
+special_numbers = st.sampled_from([
+    0, 1, -1, 2, 3, 7, 8, 64, 96, 128, 1024, 2048, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64, -2**63,
+    10**30, 10**300, 0.0, -0.0, 0.5, 1e-300, 1e300, 1.0e9, float("nan"), float("inf"), float("-inf"),
+])
+yaml_scalars = st.one_of(
+    st.none(), st.booleans(), special_numbers,
+    st.integers(min_value=-2**70, max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(_NO_BREAK, max_size=16),
+    st.sampled_from(["fp16", "fp32", "fixed16.8", "fixed32.31", "fixed1.0", "fixed2.2", "bf16", "reject",
+                     "spill", "token_interleaved", "head_per_bank", "tech/reference.yaml", "", " ",
+                     "null", "true", "128", "0x80", "1e3", "~", "..", "/", "/dev/null", "tech"]),
+)
+yaml_values = st.recursive(
+    yaml_scalars,
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(key_text, inner, max_size=4)),
+    max_leaves=12,
+)
+"""Any value safe_dump can write: scalars of every type, lists, mappings, nesting."""
+
+
+@st.composite
+def mutated_macro(draw) -> dict:
+    """A shipped macro (or an empty one) with 0-5 random edits: set, delete, unknown key, wrong type."""
+    base = draw(st.sampled_from(["axelram_paper", "axelram_d64", "axelram_b2", "axelram_b4", None]))
+    data = macro_dict(base) if base else {}
+    for _ in range(draw(st.integers(0, 5))):
+        top = draw(st.sampled_from(sorted(SCHEMA)))
+        op = draw(st.sampled_from(["set", "set", "set", "delete", "unknown", "unknown_top", "replace"]))
+        fields = SCHEMA[top]
+        if op == "set" and fields:
+            section = data.get(top)
+            if not isinstance(section, dict):
+                section = data[top] = {}
+            section[draw(st.sampled_from(fields))] = draw(yaml_values)
+        elif op == "set" or op == "replace":
+            data[top] = draw(yaml_values)
+        elif op == "delete":
+            section = data.get(top)
+            if isinstance(section, dict) and section and draw(st.booleans()):
+                section.pop(draw(st.sampled_from(sorted(section, key=str))), None)
+            else:
+                data.pop(top, None)
+        elif op == "unknown" and fields:
+            section = data.get(top)
+            if isinstance(section, dict):
+                section[draw(key_text)] = draw(yaml_values)
+        else:
+            data[draw(key_text)] = draw(yaml_values)
+    return data
+
+
+yaml_tokens = st.sampled_from([
+    ":", ": ", "- ", "{", "}", "[", "]", ",", "&a ", "*a", "!!int ", "!!str ", "!!binary ", "!!float ", "? ",
+    "|", ">", "'", '"', "\t", "\n", "  ", "    ", "#", "head_dim", "bits", "sram", "banks", "read_path",
+    "pipelines", "128", "3", "1e9", ".nan", "-.inf", "0x10", "0o17", "true", "null", "~", "%YAML 1.1\n",
+    "---\n", "...\n", "\x00", "\ufeff", "\x85", "\u2028", "é", "\\", "<<: ", "=",
+])
+yaml_garbage = st.one_of(
+    st.text(max_size=200),
+    st.lists(yaml_tokens, max_size=60).map("".join),
+)
+"""Text that is YAML-ish or not YAML at all (encoded as UTF-8 by the test)."""
+
+
+# ------------------------------------------------------------------------------------- traces
+def trace_arrays(layers=(0,), kv_heads=1, q_heads=1, tokens=4, dim=8, positions=(3,), values=True,
+                 seed=0, scale=1.0):
+    """k, v, q dicts and q_positions for Trace.from_arrays (standard normal times `scale`)."""
+    rng = np.random.default_rng(seed)
+    k = {L: scale * rng.standard_normal((kv_heads, tokens, dim)) for L in layers}
+    v = {L: scale * rng.standard_normal((kv_heads, tokens, dim)) for L in layers} if values else None
+    q = {L: scale * rng.standard_normal((q_heads, len(positions), dim)) for L in layers}
+    return k, v, q, np.asarray(positions, dtype=np.int64)
+
+
+def safetensors_bytes(header: dict | bytes, body: bytes = b"") -> bytes:
+    """A safetensors file: 8-byte little-endian header length, JSON header, data."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    return struct.pack("<Q", len(raw)) + raw + body
+
+
+def split_safetensors(data: bytes) -> tuple[dict, bytes]:
+    """(header dict, data section) of a well-formed safetensors file."""
+    (n,) = struct.unpack("<Q", data[:8])
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def run_cli(*args: Any, cwd: Optional[Path] = None, timeout: float = 300, env: Optional[dict] = None):
+    """`python -m axelsim ARGS` in a subprocess (text mode); returns the CompletedProcess."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.pop("AXELSIM_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "axelsim", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=full_env)
+
+
+def assert_bad_input(proc: subprocess.CompletedProcess, *names: str) -> str:
+    """Exit 2, exactly one line on stderr naming one of `names`, no traceback; returns that line."""
+    err = proc.stderr
+    assert "Traceback" not in err, err
+    assert proc.returncode == 2, f"exit {proc.returncode}, stderr {err!r}"
+    assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err, f"not one line: {err!r}"
+    if names:
+        assert any(name in err for name in names), f"{err!r} names none of {names}"
+    return err.strip()
+
+
+def leftovers(folder: Path, stem: str) -> list[str]:
+    """Temporary files an atomic writer (axelsim.io) may have left for `stem` in `folder`."""
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{stem}.tmp."))
+
+
+def deep_copy(value: Any) -> Any:
+    return copy.deepcopy(value)
