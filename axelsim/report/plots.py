@@ -121,7 +121,7 @@ def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[
     """
     bits = sorted(study, key=int)
     xs = [int(b) for b in bits]
-    figure = Figure(figsize=(7, 4.5))
+    figure = Figure(figsize=(7, 5), layout="constrained")
     axis = figure.subplots()
     for key, marker in (("score_rel_rmse", "o"), ("output_rel_rmse", "s")):
         ys = [study[b].get(key) for b in bits]
@@ -140,7 +140,7 @@ def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[
         twin.set_ylabel("top-1 agreement (fraction)")
     handles = axis.get_legend_handles_labels()
     extra = twin.get_legend_handles_labels()
-    axis.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper right")
+    axis.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     axis.set_title("score error against bit-width")
     return _save(figure, out_dir, "error_vs_bits")
 

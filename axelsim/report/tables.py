@@ -67,7 +67,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"({trace['q_heads']} query heads) x {trace['tokens']} tokens, {trace['queries']} queries per head",
         f"cycles       {_count(cycles['total'])} = {scaled(report['time_s'], 's')}   "
         + "  ".join(f"{phase} {_share(cycles[phase], cycles['total'])}" for phase in PHASES)
-        + f"   stall {_count(cycles['stall'])}",
+        + f"   stalls {_count(cycles['stall'])} (summed over streams)",
         f"energy       {scaled(energy['total'], 'pJ')} (dynamic {scaled(energy['dynamic_total'], 'pJ')}, "
         f"leakage {scaled(energy['leakage_total'], 'pJ')})   per query {scaled(energy['per_query'], 'pJ')}"
         f"   per token {scaled(energy['per_token'], 'pJ')}",
