@@ -133,33 +133,70 @@ def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
                 out[t] = rnd_same(a[t] + b[t], code)
 
 
+PAIR_TABLE_MAX_LEVELS = 8
+"""Up to this many levels the lookup kernel folds the tree's first stage into a pair table."""
+
+
+@nb.njit(cache=True, inline="always")
+def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool) -> np.ndarray:
+    """Q[m][a][b] = rnd_acc(leaf(P[2m][a]) + leaf(P[2m+1][b])): the adder tree's first stage for
+    every pair of levels, so a key needs d/2 lookups and the tree starts at stage 2. Each entry
+    is exactly the stage-1 sum the circuit forms for those two indices (same operands, same
+    rounding), so the scores are unchanged."""
+    pairs = np.empty(d // 2 * levels * levels, dtype=table.dtype)
+    for m in range(d // 2):
+        for a in range(levels):
+            left = table[2 * m * levels + a]
+            if round_leaves:
+                left = rnd_same(left, acc)
+            for b in range(levels):
+                right = table[(2 * m + 1) * levels + b]
+                if round_leaves:
+                    right = rnd_same(right, acc)
+                pairs[(m * levels + a) * levels + b] = rnd_same(left + right, acc)
+    return pairs
+
+
 @nb.njit(cache=True, parallel=True)
 def lookup_kernel(tables, indices, norms, job_kv, job_keys, acc, score, round_leaves, scores, ops):
     """Phase 2: scores[m, t] = rnd_score(tree_acc(P_m[i][idx[kv, t, i]]) * norm[kv, t]).
 
     tables [M, d, L] (float32 or float64 holding table-format values), indices uint8
     [Hkv, T, d], norms float64 [Hkv, T]; job m reads KV head job_kv[m], keys 0..job_keys[m]-1.
+    For L <= PAIR_TABLE_MAX_LEVELS the first tree stage comes from a pair table (see
+    `_pair_table`); each pair lookup is counted as the circuit's two table reads and one add.
     """
     n_jobs, d, levels = tables.shape
+    paired = levels <= PAIR_TABLE_MAX_LEVELS
+    width = d // 2 if paired else d
     for m in nb.prange(n_jobs):
         kv = job_kv[m]
         n_keys = job_keys[m]
         table = tables[m].reshape(d * levels)
-        buf = np.empty((d, KEY_BLOCK), dtype=tables.dtype)
+        pairs = _pair_table(table, d, levels, acc, round_leaves) if paired else table
+        buf = np.empty((width, KEY_BLOCK), dtype=tables.dtype)
         lookups = 0
         adds = 0
         for t0 in range(0, n_keys, KEY_BLOCK):
             nb_keys = min(KEY_BLOCK, n_keys - t0)
-            for t in range(nb_keys):
-                row = indices[kv, t0 + t]
-                for i in range(d):
-                    buf[i, t] = table[i * levels + row[i]]
-            lookups += nb_keys * d
-            if round_leaves:
-                for i in range(d):
-                    for t in range(nb_keys):
-                        buf[i, t] = rnd_same(buf[i, t], acc)
-            n = d
+            if paired:
+                for t in range(nb_keys):
+                    row = indices[kv, t0 + t]
+                    for i in range(width):
+                        buf[i, t] = pairs[(i * levels + row[2 * i]) * levels + row[2 * i + 1]]
+                lookups += nb_keys * 2 * width
+                adds += nb_keys * width
+            else:
+                for t in range(nb_keys):
+                    row = indices[kv, t0 + t]
+                    for i in range(d):
+                        buf[i, t] = table[i * levels + row[i]]
+                lookups += nb_keys * d
+                if round_leaves:
+                    for i in range(d):
+                        for t in range(nb_keys):
+                            buf[i, t] = rnd_same(buf[i, t], acc)
+            n = width
             while n > 1:
                 half = n // 2
                 _tree_stage(buf, half, nb_keys, acc)
