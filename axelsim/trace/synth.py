@@ -78,7 +78,7 @@ class SynthSpec(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in first["loc"]) or "options"
-            raise TraceError(source, where, first["msg"]) from None
+            raise TraceError(source, where, first["msg"].removeprefix("Value error, ")) from None
 
     def positions(self) -> np.ndarray:
         """The query positions, int64 ascending."""
