@@ -50,6 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--candidates", type=int, default=200)
     p.add_argument("--calib-tokens", type=int, default=2048)
     p.add_argument("--calib-trace", type=Path, default=None, help="calibrate on this trace instead")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
     p.add_argument("--keys-only", action="store_true", help="calibrate on keys only (the paper)")
     return p.parse_args(argv)
 
@@ -71,7 +72,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     numba.set_num_threads(1)  # torch uses the cores; numba's pool would only contend with it
     try:
-        model, tokenizer = load_model()
+        model, tokenizer = load_model(args.threads)
     except UserError as exc:
         print(exc.line(), file=sys.stderr)
         return 2
