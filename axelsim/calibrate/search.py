@@ -16,6 +16,9 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+# the float64 FWHT kernel of the reference model (unnormalised, in place, stages h = 1..d/2)
+from axelsim.numerics.reference import _fwht_f64_inplace
+
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
     """Rows of `vectors` [..., d] scaled to unit L2 norm, as float64 [N, d].
@@ -27,21 +30,6 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(rows, axis=1)
     keep = norms > 0.0
     return rows[keep] / norms[keep, None]
-
-
-@numba.njit(cache=True)
-def _fwht_inplace(u: np.ndarray) -> None:
-    """Unnormalised Walsh-Hadamard transform of u [d] in place (stages h = 1, 2, ..., d/2)."""
-    d = u.shape[0]
-    h = 1
-    while h < d:
-        for j0 in range(0, d, 2 * h):
-            for k in range(j0, j0 + h):
-                a = u[k]
-                c = u[k + h]
-                u[k] = a + c
-                u[k + h] = a - c
-        h *= 2
 
 
 @numba.njit(cache=True)
@@ -64,7 +52,7 @@ def _candidate_sq_error(units, signs, centroids, boundaries):
         for n in range(n_vec):
             for i in range(d):
                 u[i] = signs[c, i] * units[n, i]
-            _fwht_inplace(u)
+            _fwht_f64_inplace(u)
             for i in range(d):
                 err = u[i] - centroids[_level(u[i], boundaries)]
                 total += err * err
