@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest tests
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py --out out/bench
