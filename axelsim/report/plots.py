@@ -18,7 +18,7 @@ from axelsim import io
 from axelsim.report.figures import headline, lookup
 
 FORMATS = ("png", "svg")
-PHASES = ("write", "precompute", "read", "value", "stall")
+PHASES = ("write", "precompute", "read", "value")
 REFERENCE_LABEL = "paper's macro"
 
 
@@ -102,9 +102,11 @@ def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = figure.subplots(1, 2)
     phases = [phase for phase in PHASES if phase in cycles]
-    left.bar(phases, [cycles[phase] for phase in phases], color="tab:purple")
-    left.set_ylabel("cycles")
-    left.set_title(f"cycles by phase, total {cycles.get('total', 0):,}")
+    left.bar(phases, [cycles[phase] or math.nan for phase in phases], color="tab:purple")
+    left.set_yscale("log")
+    left.set_ylabel("cycles (log scale)")
+    left.set_title(f"cycles by phase, total {cycles.get('total', 0):,}\n"
+                   f"stall waits {cycles.get('stall', 0):,} (summed over streams)", fontsize=10)
     units = sorted(utilisation, key=lambda name: (utilisation[name], name))
     right.barh(units, [utilisation[name] for name in units], color="tab:cyan")
     right.set_xlim(0, 1)
@@ -209,16 +211,29 @@ def plot_sweep(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
     return paths
 
 
+def _colour_key(rows: list[dict[str, Any]]) -> str | None:
+    """The swept setting with the most distinct values (at most 8) among `rows`, to colour by;
+    the first such column on a tie."""
+    counts = {key: len({str(row.get(key)) for row in rows}) for key in (rows[0] if rows else {}) if key.startswith("set.")}
+    usable = [key for key, count in counts.items() if 1 < count <= 8]
+    return max(usable, key=lambda key: counts[key]) if usable else None  # the first of equals
+
+
 def _pareto_plot(rows, x_key, x_label, y_key, y_label, out_dir: Path, stem: str) -> list[Path]:
     usable = [row for row in rows if isinstance(row.get(x_key), (int, float)) and isinstance(row.get(y_key), (int, float))]
     figure = Figure(figsize=(7, 5))
     axis = figure.subplots()
     xy = [(float(row[x_key]), float(row[y_key])) for row in usable]
     if xy:
-        axis.scatter([p[0] for p in xy], [p[1] for p in xy], color="tab:gray", s=18, label="design points")
+        colour_key = _colour_key(usable)
+        groups = sorted({str(row.get(colour_key)) for row in usable}) if colour_key else [None]
+        for index, group in enumerate(groups):
+            members = [row for row in usable if colour_key is None or str(row.get(colour_key)) == group]
+            label = "design points" if group is None else f"{colour_key[4:]} = {group}"
+            axis.scatter([row[x_key] for row in members], [row[y_key] for row in members], s=22,
+                         color=f"C{(index + 2) % 10}", label=label)
         front = pareto_front(xy)
         axis.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:blue", label="Pareto front")
-        axis.scatter([p[0] for p in front], [p[1] for p in front], color="tab:blue", s=30)
     for row in usable:
         if row.get("is_reference"):
             axis.scatter([row[x_key]], [row[y_key]], marker="*", s=250, color="tab:red", zorder=5, label=REFERENCE_LABEL)
