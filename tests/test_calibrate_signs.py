@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,20 @@ def test_bad_settings_are_user_errors(outlier_trace):
     keys_only = _planted_trace(layers=1)
     with pytest.raises(TraceError):
         calibrate_signs(keys_only, bits=3, candidates=2, include_values=True)
+
+
+def test_macro_yaml_loads_the_calibrated_signs(tmp_path, outlier_trace):
+    import yaml
+
+    from axelsim.api import sign_rom
+    from axelsim.config.load import load_macro
+
+    macros = Path(__file__).resolve().parents[1] / "macros"
+    result = calibrate_signs(outlier_trace, bits=3, candidates=8)
+    result.save(tmp_path / "signs.yaml")
+    macro = yaml.safe_load((macros / "axelram_d64.yaml").read_text())
+    macro["signs"] = {"file": "signs.yaml"}
+    macro["technology"] = {**macro.get("technology", {}), "file": str(macros / "tech" / "reference.yaml")}
+    (tmp_path / "macro.yaml").write_text(yaml.safe_dump(macro))
+    rom = sign_rom(load_macro(tmp_path / "macro.yaml"), outlier_trace)
+    np.testing.assert_array_equal(rom.vectors, result.rom.vectors)
