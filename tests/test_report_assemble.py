@@ -24,7 +24,7 @@ from axelsim.trace import SynthSpec, synth_trace
 MACRO = Path(__file__).resolve().parents[1] / "macros" / "axelram_d64.yaml"
 
 
-def stand_in_result(trace, scale=1, actions=None):
+def stand_in_result(trace, scale=1, actions=None, golden=None):
     """A cycle result with the SimResult fields, counts from the closed-form formulas."""
     d, layers, tokens, queries = trace.head_dim, trace.n_layers, trace.tokens, trace.n_queries
     per_layer_cycles = {"total": 1000 * scale, "write": 300, "precompute": 50, "read": 500, "value": 150, "stall": 7}
@@ -45,6 +45,8 @@ def stand_in_result(trace, scale=1, actions=None):
         ops={kind: {**{path: count * layers for path, count in paths.items()},
                     "total": sum(paths.values()) * layers} for kind, paths in ops.items()},
         per_layer={layer: {"cycles": per_layer_cycles, "ops": ops} for layer in trace.layer_indices},
+        scores={layer: g.scores for layer, g in (golden or {}).items()},
+        outputs={layer: g.outputs for layer, g in (golden or {}).items()},
         multiplications_per_query={"axelram": d * 8 + tokens, "conventional": d * tokens,
                                    "keys_per_query_mean": float(tokens), "reduction": d * tokens / (d * 8 + tokens)},
     )
@@ -62,8 +64,8 @@ def report():
     fp16_actions = {"kv_sram": {"write": 80, "read": 400}, "dot_product": {"mul.fp16": 64 * 400, "add.fp16": 63 * 400}}
     dequant_actions = {"index_sram": {"write": 80, "read": 400}, "dequantizer": {"mul.fp32": 64 * 400},
                        "dot_product": {"mul.fp16": 64 * 400, "add.fp16": 63 * 400}}
-    baselines = {"fp16": baseline_section("fp16", loaded, trace, stand_in_result(trace, 3, fp16_actions)),
-                 "dequant": baseline_section("dequant", loaded, trace, stand_in_result(trace, 2, dequant_actions))}
+    baselines = {"fp16": baseline_section("fp16", loaded, trace, stand_in_result(trace, 3, fp16_actions, golden)),
+                 "dequant": baseline_section("dequant", loaded, trace, stand_in_result(trace, 2, dequant_actions, golden))}
     built = build_report(loaded, trace, stand_in_result(trace), numerics, baselines, "burst")
     built["numerics_by_bits"] = bit_width_study(loaded.config, signs, trace, (2, 3, 4))
     return built
@@ -87,6 +89,8 @@ def test_report_sections_units_and_totals(report):
     assert report["utilisation"]["lookup_pipeline"] == pytest.approx(0.9)
     assert report["stall_cycles_by_cause"] == {"rotator": {"contention": 3}}
     assert UNITS["energy_pj.*"] == "picojoules"
+    baseline_numerics = report["baselines"]["fp16"]["numerics"]
+    assert baseline_numerics["score_rel_rmse"] == pytest.approx(report["numerics"]["score_rel_rmse"])
 
 
 def test_report_json_is_deterministic_and_plain(report, tmp_path):

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from axelsim.config import LoadedMacro
 from axelsim.cost import CostModel
+from axelsim.report.numerics import reference_metrics
 
 REPORT_FORMAT = "axelsim-report"
 REPORT_VERSION = 1
@@ -189,4 +190,5 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str,
         "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
+        "numerics": reference_metrics(loaded.config, trace, result.scores, result.outputs),
     }

@@ -114,3 +114,19 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
         study[str(width)] = _metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
                                      gathered["outputs"], gathered["ref_outputs"])
     return study
+
+
+def reference_metrics(config: MacroConfig, trace, scores: Mapping[int, np.ndarray],
+                      outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, Any]:
+    """The five metrics of any macro's scores and outputs (a baseline's) against float64 attention."""
+    gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
+    for layer in trace.layer_indices:
+        k, q = trace.k(layer), trace.q(layer)
+        v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+        reference = attention_f64(k, v, q, trace.q_positions)
+        gathered["scores"].append(scores[layer])
+        gathered["ref_scores"].append(reference.scores)
+        gathered["outputs"].append(outputs.get(layer) if v is not None else None)
+        gathered["ref_outputs"].append(reference.outputs)
+    return _metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
+                    gathered["outputs"], gathered["ref_outputs"])
