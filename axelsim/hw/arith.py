@@ -78,13 +78,15 @@ def _round_odd_to_f64(sig: np.ndarray) -> np.ndarray:
 
 
 def _shift_round_even(sig: np.ndarray, shift: np.ndarray) -> np.ndarray:
-    """round(sig / 2^shift) to nearest, ties to even, in int64 (shift >= 0, clamped to 62)."""
+    """round(sig / 2^shift) to nearest, ties to even, in int64 (shift >= 0; |sig| <= 2^62, so a
+    shift above 62 leaves at most half a unit: 0)."""
+    tiny = shift > 62
     shift = np.minimum(shift, 62)
     quot = sig >> shift
     rem = sig - (quot << shift)
     half = np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
     up = (shift > 0) & ((rem > half) | ((rem == half) & ((quot & 1) == 1)))
-    return quot + up.astype(np.int64)
+    return np.where(tiny, 0, quot + up.astype(np.int64))
 
 
 def _round_exact(fmt: NumberFormat, sig: np.ndarray, expo: np.ndarray) -> np.ndarray:
@@ -167,6 +169,7 @@ class ExpUnit:
         self.log2e = float(rnd(fmt, 1.4426950408889634))
         ln2 = math.log(2.0)
         self.coeffs = [float(rnd(fmt, ln2**n / math.factorial(n))) for n in range(6, -1, -1)]
+        self.coeff_array = np.array(self.coeffs)
 
     def __call__(self, x) -> np.ndarray:
         """exp of x <= 0 (values of fmt), elementwise."""

@@ -38,6 +38,13 @@ class BaselineMachine(Machine):
         super().__post_init__()
         self.fp16_rows = np.zeros((self.amap.banks * self.amap.rows_needed, self.macro.head_dim))
 
+    def read_floor(self) -> int:
+        """Baseline read streams start at the controller's ready cycle: keep every reservation."""
+        return 0
+
+    def write_floor(self) -> int:
+        return self.free_at.get(("kv_sram_write", 0), 0) if self.kind == "fp16" else super().write_floor()
+
     # ---- fp16 storage ---------------------------------------------------------------------
     def write_stream(self, slot, layer, token, k, v, ready):
         if self.kind == "dequant":

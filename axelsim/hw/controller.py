@@ -17,10 +17,9 @@ import numpy as np
 
 from axelsim.config.formats import FP16
 from axelsim.config.macro import MacroConfig
-from axelsim.hw import arith, lookup, norm_unit, quantizer, rotator, table, value_unit
-from axelsim.hw.datapath import bin_accumulate, running_sum
+from axelsim.hw import arith, kernels, lookup, norm_unit, quantizer, rotator, table, value_unit
 from axelsim.hw.pipeline import Stage, StreamTiming, run_burst, run_keys
-from axelsim.hw.sram import AddressMap, BankCalendar, IndexSram, pack_index_rows, unpack_index_rows
+from axelsim.hw.sram import AddressMap, BankCalendar, IndexSram, unpack_index_rows
 from axelsim.hw.units import Ledger
 
 PHASES = ("write", "precompute", "read", "value")
@@ -37,6 +36,9 @@ class StageSpec:
     bank_ids: Optional[np.ndarray] = None
     calendar: Optional[BankCalendar] = None
     work: Optional[Callable[[slice], None]] = None
+    """The stage's datapath for a range of items (run as items pass, or for all at once)."""
+    count: Optional[Callable[[slice], None]] = None
+    """Adds the stage's counted actions for a range of processed items to the ledger."""
 
 
 @dataclass
@@ -70,24 +72,41 @@ class Machine:
         self.read_cal = BankCalendar(m.sram.banks, m.sram.read_ports)
         self.write_cal = BankCalendar(m.sram.banks, m.sram.write_ports)
         self.softmax = value_unit.Softmax(self.fmt["softmax"], m.head_dim)
+        self.kern = kernels.SERIAL if self.fidelity == "key" else kernels.PARALLEL
+        self.codes = {k: kernels.fmt_code(v) for k, v in self.fmt.items()}
+        self.codes["fp16"] = kernels.fmt_code(FP16)
+        f = self.fmt
+        self.wide = {"squares": kernels.is_wide(f["input"], f["input"]),
+                     "scale": kernels.is_wide(f["score"], f["softmax"]),
+                     # the first FWHT stage adds input values, which may be finer than the rotator's
+                     "fwht_first": f["input"] != f["rotator"] and (f["input"].kind, f["rotator"].kind) != ("fp16", "fp32")}
 
     # ---- generic stream execution ---------------------------------------------------------
     def run_stream(self, phase: str, layer: int, ready: np.ndarray, specs: list[StageSpec],
-                   label: str) -> StreamTiming:
-        """Time a stream through its stages (key or burst fidelity) and run its datapath."""
+                   label: str, burst_work: Optional[Callable[[], None]] = None) -> StreamTiming:
+        """Time a stream through its stages (key or burst fidelity) and run its datapath.
+
+        Key mode runs each stage's `work` per item as the item passes; burst mode runs
+        `burst_work` (the stream's fused datapath) if given, else every stage's work over all
+        items. Either way a stage's `count` is called once with the items it processed.
+        """
+        n = ready.size
         stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1],
-                        s.bank_ids, s.calendar,
-                        None if s.work is None else (lambda i, w=s.work: w(slice(i, i + 1))))
+                        s.bank_ids, s.calendar, s.work if self.fidelity == "key" else None)
                   for s in specs]
         if self.fidelity == "key":
             timing = run_keys(ready, stages)
         else:
             timing = run_burst(ready, stages)
-            for s in specs:
-                if s.work is not None:
-                    s.work(slice(None))
-        n = ready.size
+            if burst_work is not None:
+                burst_work()
+            else:
+                for s in specs:
+                    if s.work is not None:
+                        s.work(slice(0, n))
         for s, (spec, stage) in enumerate(zip(specs, stages)):
+            if spec.count is not None:
+                spec.count(slice(0, n))
             self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
             self.ledger.add_busy(spec.unit, n * spec.ii)
             # waiting at stage 0 is queueing for issue; a started stream waiting is a stall
@@ -98,14 +117,56 @@ class Machine:
             self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, 0]),
                                      int(timing.start[s, -1]) + spec.latency, label)
         self.intervals.append(Interval(phase, layer, int(timing.start[0, 0]), int(timing.done.max())))
+        self.release_calendars()
         return timing
 
+    def release_calendars(self) -> None:
+        """Forget port reservations that no future request can reach (calendars stay O(window))."""
+        self.read_cal.release_before(self.read_floor())
+        self.write_cal.release_before(self.write_floor())
+
+    def read_floor(self) -> int:
+        """A cycle no future index-SRAM read precedes: every read stream (scores, then values)
+        starts after its job's table is built, and tables are built in program order."""
+        return self.free_at.get(("table_generator", 0), 0)
+
+    def write_floor(self) -> int:
+        """A cycle no future index-SRAM write precedes (the single write port user's release)."""
+        return self.free_at.get(("index_sram_write", 0), 0)
+
     # ---- write path ------------------------------------------------------------------------
+    def _write_arrays(self, n: int) -> dict:
+        d, levels, m = self.macro.head_dim, self.macro.levels, self.macro
+        return {"x": np.empty((n, d)), "n": np.empty(n), "stored": np.empty(n), "sat": np.empty(n, dtype=np.bool_),
+                "t": np.empty((n, levels - 1)), "y": np.empty((n, d)), "idx": np.empty((n, d), dtype=np.uint8),
+                "rows": np.empty((n, self.sram.row_bytes), dtype=np.uint8)}
+
+    def _write_kernels(self, layer: int, raw: np.ndarray, st: dict, kern: kernels.RangeKernels):
+        """The write path's unit datapaths over vector ranges (norm, rotate, quantize, pack)."""
+        m, c = self.macro, self.codes
+        signs = self.signs[layer]
+
+        def norms(sl):
+            kern.norm_stage(raw, st["x"], st["n"], st["stored"], st["sat"], st["t"], self.boundaries,
+                               c["input"], c["rotator"], c["fp16"], self.wide["squares"], sl.start, sl.stop)
+
+        def rotate(sl):
+            kern.rotate_stage(st["x"], signs, st["y"], c["rotator"], self.wide["fwht_first"], sl.start, sl.stop)
+
+        def quantize(sl):
+            kern.quantize_stage(st["y"], st["t"], st["idx"], sl.start, sl.stop)
+
+        def pack(sl):
+            kern.pack_stage(st["idx"], st["stored"], m.bits, st["rows"], sl.start, sl.stop)
+
+        return norms, rotate, quantize, pack
+
     def write_stream(self, slot: int, layer: int, token: int, k: np.ndarray, v: Optional[np.ndarray],
                      ready: int) -> int:
         """Write key (and value) `token` of every KV head of one layer; returns the done cycle."""
         m, f = self.macro, self.fmt
         vectors = k if v is None else np.stack([k, v], axis=1).reshape(-1, m.head_dim)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float64)
         kinds = 1 if v is None else 2
         heads = np.repeat(np.arange(k.shape[0]), kinds)
         kv = np.tile(np.arange(kinds), k.shape[0])
@@ -113,44 +174,36 @@ class Machine:
         if kinds == 2:
             bank2, row2 = self.amap.locate(slot, heads, token, 1)
             bank, row = np.where(kv == 1, bank2, bank), np.where(kv == 1, row2, row)
-        x = arith.rnd(f["input"], vectors)
-        st = {}
-        signs = self.signs[layer]
-
-        def norms(sl):
-            n, stored, sat = norm_unit.extract_norms(f["rotator"], f["input"], x[sl])
-            thr = norm_unit.thresholds(f["rotator"], self.boundaries, n)
-            st.setdefault("n", np.empty(len(x)))[sl] = stored
-            st.setdefault("t", np.empty((len(x), m.levels - 1)))[sl] = thr
-            c = len(n)
-            self.count_write_norm(layer, c, int(np.count_nonzero(sat)))
-
-        def rotate(sl):
-            st.setdefault("y", np.empty(x.shape))[sl] = rotator.rotate(f["rotator"], x[sl], signs)
-            self.count_fwht("rotator", f["rotator"].name, layer, "write_path", len(x[sl]))
-
-        def quantize(sl):
-            st.setdefault("idx", np.empty(x.shape, dtype=np.int64))[sl] = quantizer.quantize(st["y"][sl], st["t"][sl])
-            c = len(x[sl])
-            self.ledger.count("quantizer", f"cmp.{f['rotator'].name}", c * m.head_dim * (m.levels - 1), layer, "write_path")
+        n = len(vectors)
+        st = self._write_arrays(n)
+        norms, rotate, quantize, pack = self._write_kernels(layer, vectors, st, self.kern)
+        rot = f["rotator"].name
 
         def store(sl):
-            rows = pack_index_rows(st["idx"][sl], st["n"][sl], m.bits, self.sram.row_bytes)
-            spilled = self.sram.write(bank[sl], row[sl], rows)
-            c = rows.shape[0]
-            self.ledger.count("index_sram", "write", c - spilled, layer, "write_path")
+            pack(sl)
+            self.sram.write(bank[sl], row[sl], st["rows"][sl])
+
+        def count_norms(sl):
+            self.count_write_norm(layer, n, int(np.count_nonzero(st["sat"])))
+
+        def count_store(sl):
+            spilled = int(np.count_nonzero(row >= self.amap.rows_per_bank))
+            self.ledger.count("index_sram", "write", n - spilled, layer, "write_path")
             self.ledger.count("offchip", "write", spilled, layer, "write_path")
-            self.ledger.event("sram_write_bits", c * m.row_bits, layer, "write_path")
+            self.ledger.event("sram_write_bits", n * m.row_bits, layer, "write_path")
 
         nl, nii = norm_unit.norm_timing(m)
         rl, rii = rotator.rotator_timing(m)
         ql, qii = quantizer.quantizer_timing(m)
-        specs = [StageSpec("norm_unit", ("norm_unit", 0), nl, nii, work=norms),
-                 StageSpec("rotator", ("rotator", 0), rl, rii, work=rotate),
-                 StageSpec("quantizer", ("quantizer", 0), ql, qii, work=quantize),
+        specs = [StageSpec("norm_unit", ("norm_unit", 0), nl, nii, work=norms, count=count_norms),
+                 StageSpec("rotator", ("rotator", 0), rl, rii, work=rotate,
+                           count=lambda sl: self.count_fwht("rotator", rot, layer, "write_path", n)),
+                 StageSpec("quantizer", ("quantizer", 0), ql, qii, work=quantize,
+                           count=lambda sl: self.ledger.count("quantizer", f"cmp.{rot}",
+                                                              n * m.head_dim * (m.levels - 1), layer, "write_path")),
                  StageSpec("index_sram", ("index_sram_write", 0), m.sram.write_latency_cycles, 1,
-                           bank_ids=bank, calendar=self.write_cal, work=store)]
-        timing = self.run_stream("write", layer, np.full(len(x), ready, dtype=np.int64), specs,
+                           bank_ids=bank, calendar=self.write_cal, work=store, count=count_store)]
+        timing = self.run_stream("write", layer, np.full(n, ready, dtype=np.int64), specs,
                                  f"write L{layer} t{token}")
         return int(timing.done.max())
 
@@ -172,17 +225,17 @@ class Machine:
 
     def preload(self, slot: int, layer: int, k: np.ndarray, v: Optional[np.ndarray]) -> None:
         """Store every key and value of one layer at cycle 0, untimed and uncounted."""
-        m, f = self.macro, self.fmt
+        d = self.macro.head_dim
         for kind, data in ((0, k), (1, v)):
             if data is None:
                 continue
             heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(data.shape[1]), indexing="ij")
-            x = arith.rnd(f["input"], data.reshape(-1, m.head_dim))
-            n, stored, _ = norm_unit.extract_norms(f["rotator"], f["input"], x)
-            idx = quantizer.quantize(rotator.rotate(f["rotator"], x, self.signs[layer]),
-                                     norm_unit.thresholds(f["rotator"], self.boundaries, n))
+            raw = np.ascontiguousarray(data.reshape(-1, d), dtype=np.float64)
+            st = self._write_arrays(len(raw))
+            for work in self._write_kernels(layer, raw, st, kernels.PARALLEL):
+                work(slice(0, len(raw)))
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
-            self.sram.write(bank, row, pack_index_rows(idx, stored, m.bits, self.sram.row_bytes))
+            self.sram.write(bank, row, st["rows"])
 
     # ---- read and value paths ----------------------------------------------------------------
     def pick_pipeline(self) -> int:
@@ -238,99 +291,124 @@ class Machine:
         self.ledger.event("sram_read_bits", c * self.macro.row_bits, layer, path)
         return unpack_index_rows(rows, self.macro.head_dim, self.macro.bits)
 
-    def score_stream(self, layer, pipe, h, bank, row, st, ready, label, with_softmax):
-        m, f = self.macro, self.fmt
+    def read_stage(self, layer: int, path: str, bank: np.ndarray, row: np.ndarray, st: dict) -> tuple:
+        """Work and count of an index-SRAM read stage: rows of the stream into st['idx'], st['norms']."""
+        m = self.macro
         n = bank.size
-        scores = np.empty((h, n))
-        z = np.empty((h, n))
-        leaves = np.empty((h, n, m.head_dim))
-        acc_sum = np.empty((h, n))
-        norms = np.empty(n)
-        idx = np.empty((n, m.head_dim), dtype=np.int64)
-        acc, sc = f["accumulator"], f["score"]
+        flat = self.amap.flat(bank, row)
+        kern = self.kern
+        st["idx"] = np.empty((n, m.head_dim), dtype=np.uint8)
+        st["norms"] = np.empty(n)
 
         def read(sl):
-            idx[sl], norms[sl] = self.read_rows(layer, "read_path", bank, row, sl, h)
+            kern.unpack_stage(self.sram.rows, flat, m.bits, st["idx"], st["norms"], sl.start, sl.stop)
+
+        def count(sl):
+            spilled = int(np.count_nonzero(row[sl] >= self.amap.rows_per_bank))
+            c = len(row[sl])
+            self.ledger.count("index_sram", "read", c - spilled, layer, path)
+            self.ledger.count("offchip", "read", spilled, layer, path)
+            self.ledger.event("sram_read_bits", c * m.row_bits, layer, path)
+
+        return read, count
+
+    def score_stream(self, layer, pipe, h, bank, row, st, ready, label, with_softmax):
+        m, f, c = self.macro, self.fmt, self.codes
+        n = bank.size
+        with_scale = bool(with_softmax and m.value_path.enabled)
+        scores = np.empty((h, n))
+        z = np.empty((h, n))
+        leaf = kernels.leaf_table(st["P"], c["accumulator"])
+        kern = self.kern
+        rd: dict = {}
+        read, count_read = self.read_stage(layer, "read_path", bank, row, rd)
+        keyed: dict = {}
+        if self.fidelity == "key":
+            keyed = {"leaves": np.empty((h, n, m.head_dim)), "sums": np.empty((h, n))}
+        acc, sc, s_name = f["accumulator"], f["score"], f["softmax"].name
 
         def look(sl):
-            leaves[:, sl] = lookup.lookup_leaves(acc, st["P"], idx[sl])
-            self.ledger.count("table_sram", "read", h * m.head_dim * len(norms[sl]), layer, "read_path")
+            kern.lookup_stage(leaf, rd["idx"], keyed["leaves"], sl.start, sl.stop)
 
         def tree(sl):
-            from axelsim.hw.datapath import pairwise_tree
-            acc_sum[:, sl] = pairwise_tree(acc, leaves[:, sl])
-            self.ledger.count("lookup_pipeline", f"add.{acc.name}", h * (m.head_dim - 1) * len(norms[sl]), layer, "read_path")
+            kern.tree_stage(keyed["leaves"], keyed["sums"], c["accumulator"], sl.start, sl.stop)
 
         def norm_mul(sl):
-            scores[:, sl] = arith.mul(sc, acc_sum[:, sl], acc, norms[None, sl], FP16)
-            self.ledger.count("lookup_pipeline", f"mul.{sc.name}", h * len(norms[sl]), layer, "read_path")
+            kern.norm_mul_stage(keyed["sums"], rd["norms"], scores, c["score"], sl.start, sl.stop)
 
         def scale(sl):
-            z[:, sl] = self.softmax.scale(scores[:, sl], sc)
-            c = h * len(norms[sl])
-            s_name = f["softmax"].name
-            self.ledger.count("value_unit", f"mul.{s_name}", c, layer, "value_path")
-            # the running max compares every z but the first against the max so far
-            later = int(np.count_nonzero(np.arange(n)[sl] > 0))
-            self.ledger.count("value_unit", f"cmp.{s_name}", h * later, layer, "value_path")
+            kern.scale_stage(scores, z, self.softmax.sigma, c["softmax"], self.wide["scale"], sl.start, sl.stop)
 
+        def fused():
+            read(slice(0, n))
+            kernels.score_burst(leaf, rd["idx"], rd["norms"], scores, z, c["accumulator"], c["score"],
+                                self.softmax.sigma, c["softmax"], self.wide["scale"], with_scale)
+
+        def count_scale(sl):
+            self.ledger.count("value_unit", f"mul.{s_name}", h * n, layer, "value_path")
+            # the running max compares every z but the first against the max so far
+            self.ledger.count("value_unit", f"cmp.{s_name}", h * max(n - 1, 0), layer, "value_path")
+
+        counts = [lambda sl: self.ledger.count("table_sram", "read", h * m.head_dim * n, layer, "read_path"),
+                  lambda sl: self.ledger.count("lookup_pipeline", f"add.{acc.name}", h * (m.head_dim - 1) * n,
+                                               layer, "read_path"),
+                  lambda sl: self.ledger.count("lookup_pipeline", f"mul.{sc.name}", h * n, layer, "read_path")]
         timing = lookup.lookup_stage_timing(m, h)
-        stages = [("index_sram", ("index_sram_read", pipe), m.sram.read_latency_cycles, read)]
-        works = [look, tree, norm_mul]
-        stages += [("table_sram" if name == "table_sram" else "lookup_pipeline", (name, pipe), lat, w)
-                   for (name, lat, _), w in zip(timing, works)]
+        stages = [("index_sram", ("index_sram_read", pipe), m.sram.read_latency_cycles, read, count_read)]
+        stages += [("table_sram" if name == "table_sram" else "lookup_pipeline", (name, pipe), lat, w, cnt)
+                   for (name, lat, _), w, cnt in zip(timing, (look, tree, norm_mul), counts)]
         iis = [1] + [ii for _, _, ii in timing]
-        if with_softmax and m.value_path.enabled:
-            stages.append(("value_unit", ("softmax_scale", pipe), 1, scale))
+        if with_scale:
+            stages.append(("value_unit", ("softmax_scale", pipe), 1, scale, count_scale))
             iis.append(h)
         issue_ii = max(iis)
         iis[0] = issue_ii
-        specs = [StageSpec(unit, key, lat, ii, work=w) for (unit, key, lat, w), ii in zip(stages, iis)]
+        specs = [StageSpec(unit, key, lat, ii, work=w, count=cnt) for (unit, key, lat, w, cnt), ii in zip(stages, iis)]
         specs[0].bank_ids, specs[0].calendar = bank, self.read_cal
-        result = self.run_stream("read", layer, np.full(n, ready, dtype=np.int64), specs, "scores " + label)
+        result = self.run_stream("read", layer, np.full(n, ready, dtype=np.int64), specs, "scores " + label,
+                                 burst_work=fused)
         self.last_done = int(result.done.max())
         return scores, z
 
     def value_stream(self, layer, pipe, h, bank, row, z, signs, label):
-        m, f = self.macro, self.fmt
+        m, f, c = self.macro, self.fmt, self.codes
         n = bank.size
         s_fmt, v_fmt = f["softmax"], f["value"]
-        zmax = z.max(axis=1, keepdims=True)
-        norms = np.empty(n)
-        idx = np.empty((n, m.head_dim), dtype=np.int64)
+        zmax = z.max(axis=1)
         e = np.empty((h, n))
         bins = np.zeros((h, m.head_dim, m.levels))
         totals = np.zeros(h)
         outputs = np.empty((h, m.head_dim))
-
-        def read(sl):
-            idx[sl], norms[sl] = self.read_rows(layer, "value_path", bank, row, sl, h)
+        rd: dict = {}
+        read, count_read = self.read_stage(layer, "value_path", bank, row, rd)
+        ex = self.softmax.exp
+        kern = self.kern
 
         def exps(sl):
-            e[:, sl] = self.softmax.exps(z[:, sl], zmax)
-            c = h * len(norms[sl])
-            self.ledger.count("value_unit", f"add.{s_fmt.name}", 2 * c, layer, "value_path")
-            self.ledger.count("value_unit", f"exp.{s_fmt.name}", c, layer, "value_path")
-            self.ledger.event("exps", c, layer, "value_path")
+            kern.exp_stage(z, zmax, e, c["softmax"], ex.log2e, ex.coeff_array, sl.start, sl.stop)
 
         def accumulate(sl):
-            w = value_unit.weights(v_fmt, s_fmt, e[:, sl], norms[sl])
-            c = len(norms[sl])
-            if self.fidelity == "key":
-                cols = np.arange(m.head_dim)
-                for j in range(h):
-                    totals[j] = arith.add(s_fmt, totals[j], e[j, sl][0])
-                    bins[j, cols, idx[sl][0]] = arith.add(v_fmt, bins[j, cols, idx[sl][0]], w[j, 0])
-            else:
-                totals[:] = running_sum(s_fmt, e)
-                for j in range(h):
-                    bins[j] = bin_accumulate(v_fmt, idx, w[j], m.levels)
-            self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * c, layer, "value_path")
-            self.ledger.count("value_unit", f"add.{v_fmt.name}", h * c * m.head_dim, layer, "value_path")
+            kern.bins_stage(e, rd["norms"], rd["idx"], bins, totals, c["softmax"], c["value"], sl.start, sl.stop)
+
+        def fused():
+            read(slice(0, n))
+            exps(slice(0, n))
+            kernels.bins_burst(e, rd["norms"], rd["idx"], bins, totals, c["softmax"], c["value"])
+
+        def count_exps(sl):
+            self.ledger.count("value_unit", f"add.{s_fmt.name}", 2 * h * n, layer, "value_path")
+            self.ledger.count("value_unit", f"exp.{s_fmt.name}", h * n, layer, "value_path")
+            self.ledger.event("exps", h * n, layer, "value_path")
+
+        def count_bins(sl):
+            self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n, layer, "value_path")
+            self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * m.head_dim, layer, "value_path")
 
         def finish(sl):
             outputs[sl] = value_unit.finalize(v_fmt, s_fmt, bins[sl], totals[sl], self.centroids, signs)
-            c = outputs[sl].shape[0]
+
+        def count_finish(sl):
+            c = h
             d, L = m.head_dim, m.levels
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", c * (d * L + 1 + d), layer, "value_path")
             self.ledger.count("value_unit", f"add.{v_fmt.name}", c * d * (L - 1), layer, "value_path")
@@ -342,12 +420,13 @@ class Machine:
         stream = value_unit.stream_timing(m, h)
         issue_ii = max(1, *(ii for _, _, ii in stream))
         specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), m.sram.read_latency_cycles, issue_ii,
-                           bank_ids=bank, calendar=self.read_cal, work=read)]
-        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=w)
-                  for (name, lat, ii), w in zip(stream, (exps, accumulate))]
-        vt = self.run_stream("value", layer, np.full(n, self.last_done, dtype=np.int64), specs, "values " + label)
+                           bank_ids=bank, calendar=self.read_cal, work=read, count=count_read)]
+        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=w, count=cnt)
+                  for (name, lat, ii), w, cnt in zip(stream, (exps, accumulate), (count_exps, count_bins))]
+        vt = self.run_stream("value", layer, np.full(n, self.last_done, dtype=np.int64), specs, "values " + label,
+                             burst_work=fused)
         fin = [StageSpec("value_unit", (name, pipe), lat, ii) for name, lat, ii in value_unit.finalize_timing(m)]
-        fin[-1].work = finish
+        fin[-1].work, fin[-1].count = finish, count_finish
         ft = self.run_stream("value", layer, np.full(h, int(vt.done.max()), dtype=np.int64), fin, "output " + label)
         self.last_done = int(ft.done.max())
         return outputs

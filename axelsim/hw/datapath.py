@@ -1,4 +1,5 @@
-"""Shared datapath building blocks of the units: pairwise adder tree, FWHT, ordered accumulation.
+"""Vectorised numpy datapath blocks (pairwise adder tree, FWHT) for the per-query parts (query
+rotation, value finalisation) and the baselines; the per-key paths use axelsim.hw.kernels.
 
 Every function takes a leading batch axis and rounds every operation in the format it is given
 (see axelsim.hw.arith); the order of operations is the circuit's order of docs/architecture.md.
@@ -10,8 +11,6 @@ import numpy as np
 
 from axelsim.config.formats import NumberFormat
 from axelsim.hw import arith
-
-_NUMPY_FLOAT = {"fp16": np.float16, "fp32": np.float32}
 
 
 def pairwise_tree(fmt: NumberFormat, leaves: np.ndarray) -> np.ndarray:
@@ -33,33 +32,3 @@ def fwht(fmt: NumberFormat, u: np.ndarray) -> np.ndarray:
         u = np.stack([arith.add(fmt, a, c), arith.sub(fmt, a, c)], axis=-2).reshape(lead + (d,))
         h *= 2
     return u
-
-
-def running_sum(fmt: NumberFormat, terms: np.ndarray) -> np.ndarray:
-    """E = rnd(E + e_t) in order t = 0.. from E = 0, over the last axis; returns [...]."""
-    if terms.shape[-1] == 0:
-        return np.zeros(terms.shape[:-1])
-    if fmt.kind in _NUMPY_FLOAT:
-        # numpy's accumulate is strictly sequential and rounds every step in the array dtype
-        typed = terms.astype(_NUMPY_FLOAT[fmt.kind])
-        return np.add.accumulate(typed, axis=-1)[..., -1].astype(np.float64)
-    total = np.zeros(terms.shape[:-1])
-    for t in range(terms.shape[-1]):
-        total = arith.add(fmt, total, terms[..., t])
-    return total
-
-
-def bin_accumulate(fmt: NumberFormat, idx: np.ndarray, weights: np.ndarray, levels: int) -> np.ndarray:
-    """Bins B[i][j] += w_t for idx[t, i] == j, keys in order; idx [T, d], weights [T] -> [d, L]."""
-    n_keys, d = idx.shape
-    if fmt.kind in _NUMPY_FLOAT:
-        bins = np.zeros(d * levels, dtype=_NUMPY_FLOAT[fmt.kind])
-        flat = (np.arange(d, dtype=np.int64) * levels + idx.astype(np.int64)).reshape(-1)
-        # np.add.at is unbuffered and applies the additions in index-array order (t-major)
-        np.add.at(bins, flat, np.repeat(weights.astype(bins.dtype), d))
-        return bins.reshape(d, levels).astype(np.float64)
-    bins = np.zeros((d, levels))
-    cols = np.arange(d)
-    for t in range(n_keys):
-        bins[cols, idx[t]] = arith.add(fmt, bins[cols, idx[t]], weights[t])
-    return bins

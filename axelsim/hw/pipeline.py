@@ -16,6 +16,7 @@ Both return per-item start times of every stage; tests prove they agree.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -28,7 +29,7 @@ class Stage:
     """One pipeline stage of a stream: the unit instance that runs it and its timing (cycles).
 
     `bank_ids` (int64 [n]) and `calendar` make it an SRAM access stage; `work` is the stage's
-    datapath for one item (key mode) — burst mode runs the stream's vectorised datapath instead.
+    datapath for a range of items, called per item (key mode) by `run_keys`.
     """
 
     unit: str
@@ -38,7 +39,7 @@ class Stage:
     instance: int = 0
     bank_ids: Optional[np.ndarray] = None
     calendar: Optional[object] = None
-    work: Optional[Callable[[int], None]] = None
+    work: Optional[Callable[[slice], None]] = None
 
 
 @dataclass
@@ -79,44 +80,63 @@ def run_burst(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
 
 
 def run_keys(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
-    """The same stream with one simpy process per stage and one event per item per stage.
+    """The same stream as a discrete-event model: one simpy process per stage, one event per
+    item per stage.
 
-    Each stage process takes (item, arrival cycle) from its queue in order, waits until the
-    item may start, runs the stage's per-item work and hands (item, start + latency) on.
+    Stage s's process takes its items in order from a plain deque (filled by stage s - 1 as
+    each item starts there, with its arrival cycle), waits with a single timeout until the
+    item may start (arrival, the stage's II, a free bank port), runs the stage's work for that
+    item and hands it on. A process finding its deque empty parks on an event that the stage
+    before it triggers when it hands the next item over.
     """
     n = ready.size
-    starts = np.empty((len(stages), n), dtype=np.int64)
-    stall_bank = np.zeros(len(stages), dtype=np.int64)
-    stall_busy = np.zeros(len(stages), dtype=np.int64)
+    n_stages = len(stages)
+    starts = np.empty((n_stages, n), dtype=np.int64)
+    stall_bank = np.zeros(n_stages, dtype=np.int64)
+    stall_busy = np.zeros(n_stages, dtype=np.int64)
     if n == 0:
         return StreamTiming(starts, np.empty(0, dtype=np.int64), stall_bank, stall_busy)
     env = simpy.Environment(initial_time=int(min(ready.min(), min(st.free_at for st in stages))))
-    queues = [simpy.Store(env) for _ in range(len(stages) + 1)]
-    for i in range(n):
-        queues[0].put((i, int(ready[i])))
+    inboxes = [deque() for _ in range(n_stages + 1)]
+    inboxes[0].extend(int(r) for r in ready)
+    parked: list = [None] * (n_stages + 1)
+    done = np.empty(n, dtype=np.int64)
 
     def stage_process(s: int, stage: Stage):
         next_accept = stage.free_at
-        inbox, outbox = queues[s], queues[s + 1]
-        for _ in range(n):
-            i, arrival = yield inbox.get()
+        inbox, outbox = inboxes[s], inboxes[s + 1]
+        work, calendar, bank_ids = stage.work, stage.calendar, stage.bank_ids
+        latency, ii = stage.latency, stage.ii
+        row = starts[s]
+        waited = 0
+        for i in range(n):
+            while not inbox:
+                parked[s] = env.event()
+                yield parked[s]
+            arrival = inbox.popleft()
             if i == 0:
                 stall_busy[s] = max(0, stage.free_at - arrival)
-            start = max(arrival, next_accept)
-            if stage.bank_ids is not None:
-                slot = stage.calendar.reserve_one(int(stage.bank_ids[i]), start)
-                stall_bank[s] += slot - start
+            start = arrival if arrival > next_accept else next_accept
+            if calendar is not None:
+                slot = calendar.reserve_one(int(bank_ids[i]), start)
+                waited += slot - start
                 start = slot
-            if start > env.now:
-                yield env.timeout(start - env.now)
-            starts[s, i] = start
-            next_accept = start + stage.ii
-            if stage.work is not None:
-                stage.work(i)
-            outbox.put((i, start + stage.latency))
+            yield env.timeout(start - env.now)
+            row[i] = start
+            next_accept = start + ii
+            if work is not None:
+                work(slice(i, i + 1))
+            if s + 1 < n_stages:
+                outbox.append(start + latency)
+                wake = parked[s + 1]
+                if wake is not None:
+                    parked[s + 1] = None
+                    wake.succeed()
+            else:
+                done[i] = start + latency
+        stall_bank[s] = waited
 
     for s, stage in enumerate(stages):
         env.process(stage_process(s, stage))
     env.run()
-    done = np.array([arrival for _, arrival in queues[-1].items], dtype=np.int64)
     return StreamTiming(starts, done, stall_bank, stall_busy)

@@ -2,7 +2,7 @@
 
 Row layout (docs/architecture.md): index i at bits [i*b, (i+1)*b), little-endian, then the 16
 bits of the FP16 norm; bit k of the row is bit k%8 of byte k//8. The baselines store FP16
-vectors instead (`pack_fp16_rows`). Addresses come from `sram.mapping`; a trace needing more
+vectors instead. Rows are packed and unpacked by axelsim.hw.kernels (pack_stage, unpack_stage). Addresses come from `sram.mapping`; a trace needing more
 rows than a bank holds is rejected (ConfigError) or its excess rows are spilled off-macro and
 counted as `offchip` accesses, never wrapped.
 """
@@ -58,19 +58,6 @@ class AddressMap:
         return bank * self.rows_needed + row
 
 
-def pack_index_rows(idx: np.ndarray, norms_fp16: np.ndarray, bits: int, row_bytes: int) -> np.ndarray:
-    """Rows [n, row_bytes] uint8 from indices [n, d] and FP16 norms [n] (as float64 values)."""
-    n, d = idx.shape
-    shifts = np.arange(bits, dtype=np.uint8)
-    idx_bits = ((idx.astype(np.uint8)[:, :, None] >> shifts) & 1).reshape(n, d * bits)
-    norm_word = norms_fp16.astype(np.float16).view(np.uint16)
-    norm_bits = ((norm_word[:, None] >> np.arange(16, dtype=np.uint16)) & 1).astype(np.uint8)
-    row = np.packbits(np.concatenate([idx_bits, norm_bits], axis=1), axis=1, bitorder="little")
-    out = np.zeros((n, row_bytes), dtype=np.uint8)
-    out[:, :row.shape[1]] = row
-    return out
-
-
 def unpack_index_rows(rows: np.ndarray, d: int, bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices [n, d] int64 and FP16 norms [n] (float64 values) from packed rows."""
     n = rows.shape[0]
@@ -106,7 +93,7 @@ class IndexSram:
 
 
 @numba.njit(cache=True)
-def _reserve_run(cal, ports, arrive, ii, free_at, bank_ids, out):
+def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, out):
     prev = free_at - ii
     waited = 0
     for i in range(arrive.size):
@@ -116,11 +103,11 @@ def _reserve_run(cal, ports, arrive, ii, free_at, bank_ids, out):
         while True:
             port = -1
             for p in range(ports):
-                if cal[base + p, t] == 0:
+                if cal[base + p, t & mask] == 0:
                     port = p
                     break
             if port >= 0:
-                cal[base + port, t] = 1
+                cal[base + port, t & mask] = 1
                 break
             t += 1
         waited += t - want
@@ -130,50 +117,81 @@ def _reserve_run(cal, ports, arrive, ii, free_at, bank_ids, out):
 
 
 class BankCalendar:
-    """Per-cycle occupancy of every port of every bank (one kind of port: read or write).
+    """Occupancy of every port of every bank over a sliding window of cycles (one kind of port).
 
     An access occupies one port of its bank for one cycle (pipelined SRAM; the data arrives
     `latency` cycles later). Two requests to one bank in one cycle with one port: the later
     reserved (the younger stream, in program order) waits for the next free cycle. Streams
     reserve in program order, which equals a per-cycle arbiter giving the older stream priority.
+
+    Memory: a ring of `window` cycles (a power of two) starting at `base`; the controller calls
+    `release_before(cycle)` with a cycle no future request precedes, so the ring spans only the
+    reservations still reachable (about one job), not the whole run. A request below `base` is
+    an internal fault (RuntimeError), never a silent wrap.
     """
 
-    def __init__(self, banks: int, ports: int):
+    def __init__(self, banks: int, ports: int, window: int = 1024):
         self.banks = banks
         self.ports = ports
-        self.cal = np.zeros((banks * ports, 1024), dtype=np.uint8)
+        self.cal = np.zeros((banks * ports, window), dtype=np.uint8)
+        self.base = 0
         self.horizon_used = 0
 
+    @property
+    def window(self) -> int:
+        return self.cal.shape[1]
+
     def _ensure(self, until: int) -> None:
-        if until >= self.cal.shape[1]:
-            width = max(until + 1, 2 * self.cal.shape[1])
-            grown = np.zeros((self.cal.shape[0], width), dtype=np.uint8)
-            grown[:, :self.cal.shape[1]] = self.cal
-            self.cal = grown
+        """Grow the ring (doubling) until it covers cycles [base, until]."""
+        width = self.window
+        if until - self.base < width:
+            return
+        while until - self.base >= width:
+            width *= 2
+        cycles = np.arange(self.base, self.base + self.window)
+        grown = np.zeros((self.cal.shape[0], width), dtype=np.uint8)
+        grown[:, cycles & (width - 1)] = self.cal[:, cycles & (self.window - 1)]
+        self.cal = grown
+
+    def _check(self, cycle: int) -> None:
+        if cycle < self.base:
+            raise RuntimeError(f"bank calendar: request at cycle {cycle} below the released horizon {self.base}")
+
+    def release_before(self, cycle: int) -> None:
+        """Clear every reservation before `cycle` (no future request may ask for one)."""
+        if cycle <= self.base:
+            return
+        width = self.window
+        if cycle - self.base >= width:
+            self.cal[:] = 0
+        else:
+            slots = np.arange(self.base, cycle) & (width - 1)
+            self.cal[:, slots] = 0
+        self.base = cycle
+        self.horizon_used = max(self.horizon_used, cycle)
 
     def reserve_run(self, arrive: np.ndarray, ii: int, free_at: int, bank_ids: np.ndarray) -> tuple[np.ndarray, int]:
         """In-order reservation of a run of accesses; returns start cycles and cycles waited."""
         n = arrive.size
-        bound = max(int(arrive.max()) if n else 0, free_at, self.horizon_used) + n * (ii + 1) + 2
-        self._ensure(bound)
         out = np.empty(n, dtype=np.int64)
-        waited = _reserve_run(self.cal, self.ports, arrive.astype(np.int64), ii, free_at,
+        if n == 0:
+            return out, 0
+        first = max(int(arrive[0]), free_at)
+        self._check(first)
+        bound = max(int(arrive.max()), free_at, self.horizon_used) + n * (ii + 1) + 2
+        self._ensure(bound)
+        waited = _reserve_run(self.cal, self.window - 1, self.ports, arrive.astype(np.int64), ii, free_at,
                               bank_ids.astype(np.int64), out)
-        if n:
-            self.horizon_used = max(self.horizon_used, int(out.max()) + 1)
+        self.horizon_used = max(self.horizon_used, int(out.max()) + 1)
         return out, int(waited)
 
     def reserve_one(self, bank: int, want: int) -> int:
         """Reserve the first cycle >= want with a free port of `bank`; returns it."""
-        t = want
-        self._ensure(max(t, self.horizon_used) + 2)
-        rows = self.cal[bank * self.ports:(bank + 1) * self.ports]
-        while True:
-            free = np.flatnonzero(rows[:, t] == 0)
-            if free.size:
-                rows[free[0], t] = 1
-                self.horizon_used = max(self.horizon_used, t + 1)
-                return t
-            t += 1
-            self._ensure(t + 1)
-            rows = self.cal[bank * self.ports:(bank + 1) * self.ports]
+        self._check(want)
+        self._ensure(max(want, self.horizon_used) + 2)
+        out = np.empty(1, dtype=np.int64)
+        _reserve_run(self.cal, self.window - 1, self.ports, np.array([want], dtype=np.int64), 0, want,
+                     np.array([bank], dtype=np.int64), out)
+        t = int(out[0])
+        self.horizon_used = max(self.horizon_used, t + 1)
+        return t

@@ -1,0 +1,489 @@
+"""The cycle model's own compiled arithmetic (numba): rounding, the units' datapaths per item range.
+
+Independent of axelsim.numerics by construction (no import from it, different techniques):
+
+- Floating formats (fp16, fp32) are rounded on the *integer bit pattern* of the exact float64
+  value: round-half-even by adding (half - 1 + lsb) below the kept significand bits and masking,
+  which carries into the exponent field by itself; below the target's normal range the float64
+  significand is shifted right as an integer with an explicit remainder test.
+- fixed<W>.<F>: floor of the exactly scaled value, round-half-even from the exact remainder,
+  saturation to [-2^(W-1), 2^(W-1) - 1] on the 2^-F grid.
+- Products wider than 53 bits (fixed inputs/scores of more than 26/29 bits) are split
+  (Veltkamp, 21-bit high part) into two exact products, summed with an exact error term
+  (TwoSum), rounded to odd on the bit pattern, then rounded to the format: correct because
+  round-to-odd into 53 bits never double-rounds a later rounding to at most 51 bits.
+- Sums whose operands may be finer than the result format (the first FWHT stage) use the
+  same TwoSum + round-to-odd; other sums have operands in the result format, where one
+  float64 addition then one rounding is correct (53 >= 2p + 2).
+
+A format is passed as a `code` tuple (kind, i1, i2, i3, f1, f2) built by `fmt_code`:
+kind 0 float (i1 = stored mantissa bits, i2 = emin, i3 = bit pattern of the largest finite
+value as float64, f1 = the subnormal quantum 2^(emin - mantissa bits)); kind 1 fixed (i2, i3 =
+integer grid limits, f1 = 2^F, f2 = 2^-F).
+
+Kernels work on item ranges [lo, hi) so the same code serves burst mode (the whole stream
+at once, `prange` over items) and key mode (one item per call). Units: none (values); every
+array is float64 holding exact values of its format unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+import types as _pytypes
+
+import numba
+import numpy as np
+from llvmlite import ir
+from numba import prange
+from numba.core import types
+from numba.extending import intrinsic
+
+from axelsim.config.formats import NumberFormat
+
+def _pair(fn):
+    """(parallel, serial) compiled kernels of one range kernel: burst mode runs whole streams
+    in parallel over items; key mode calls the serial twin for one item at a time (a parallel
+    launch per item would cost more than the item). The twin gets its own name, hence its own
+    on-disk cache entry."""
+    twin = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__doc__ = fn.__doc__
+    return numba.njit(cache=True, parallel=True)(fn), numba.njit(cache=True)(twin)
+
+
+_SIGN = np.int64(-(1 << 63))
+_MANT = np.int64((1 << 52) - 1)
+_IMPLICIT = np.int64(1 << 52)
+_EXP_ALL = np.int64(0x7FF << 52)
+_INF_BITS = np.int64(0x7FF << 52)
+_FP16_MAX = 65504.0
+
+
+@intrinsic
+def _bits(typingctx, x):
+    """The IEEE bit pattern of a float64 as int64 (an LLVM bitcast)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _float(typingctx, b):
+    """The float64 whose IEEE bit pattern is the int64 b."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+def fmt_code(fmt: NumberFormat) -> tuple:
+    """The kernel encoding of a number format (see the module docstring)."""
+    if fmt.kind in ("fp16", "fp32"):
+        mant, emin, emax = (10, -14, 15) if fmt.kind == "fp16" else (23, -126, 127)
+        largest = (2.0 - 2.0 ** -mant) * 2.0 ** emax
+        maxbits = int(np.array([largest]).view(np.int64)[0])
+        return (0, mant, emin, maxbits, 2.0 ** (emin - mant), 0.0)
+    half = 1 << (fmt.width_bits - 1)
+    return (1, fmt.frac_bits, -half, half - 1, 2.0 ** fmt.frac_bits, 2.0 ** -fmt.frac_bits)
+
+
+def significand_bits(fmt: NumberFormat) -> int:
+    """Most significant bits a value of fmt carries (fixed: W)."""
+    return {"fp16": 11, "fp32": 24}.get(fmt.kind, fmt.width_bits)
+
+
+def is_wide(a: NumberFormat, b: NumberFormat) -> bool:
+    """True when a product of an a value and a b value may not be exact in float64."""
+    return significand_bits(a) + significand_bits(b) > 53
+
+
+@numba.njit(inline="always")
+def rnd(x, code):
+    """x (an exact value, or one correctly rounded float64 operation) rounded to the format."""
+    if code[0] == 1:
+        v = x * code[4]
+        if not v < code[3] + 1.0:  # also inf and nan: saturate high
+            return code[3] * code[5]
+        if v <= code[2] - 1.0:
+            return code[2] * code[5]
+        n = math.floor(v)
+        rest = v - n
+        if rest > 0.5 or (rest == 0.5 and (np.int64(n) & 1) == 1):
+            n += 1.0
+        if n < code[2]:
+            n = float(code[2])
+        elif n > code[3]:
+            n = float(code[3])
+        return n * code[5]
+    b = _bits(x)
+    sign = b & _SIGN
+    a = b ^ sign
+    if a >= _EXP_ALL:  # inf or nan
+        return x
+    e = (a >> 52) - 1023
+    mant = code[1]
+    if e >= code[2]:
+        drop = 52 - mant
+        r = (a + ((np.int64(1) << (drop - 1)) - 1) + ((a >> drop) & 1)) & ~((np.int64(1) << drop) - 1)
+        if r > code[3]:
+            r = _INF_BITS
+        return _float(sign | r)
+    if e < -1022:  # zero or a float64 subnormal: far below half the smallest target quantum
+        return _float(sign)
+    m = (a & _MANT) | _IMPLICIT
+    s = (52 - mant) + (code[2] - e)
+    if s >= 54:
+        return _float(sign)
+    q = m >> s
+    rem = m & ((np.int64(1) << s) - 1)
+    half = np.int64(1) << (s - 1)
+    if rem > half or (rem == half and (q & 1) == 1):
+        q += 1
+    y = q * code[4]
+    return -y if sign != 0 else y
+
+
+@numba.njit(inline="always")
+def _to_odd(s, err):
+    """s + err (s the rounded float64 sum, err its exact error) rounded to odd in float64."""
+    if err == 0.0:
+        return s
+    b = _bits(s)
+    if (b & 1) == 1:
+        return s
+    if (err > 0.0) == (s > 0.0):
+        return _float(b + 1)
+    return _float(b - 1)
+
+
+@numba.njit(inline="always")
+def add_exact(a, b, code):
+    """rnd(a + b) for operands of any formats (TwoSum, round to odd, round)."""
+    s = a + b
+    bb = s - a
+    err = (a - (s - bb)) + (b - bb)
+    return rnd(_to_odd(s, err), code)
+
+
+@numba.njit(inline="always")
+def mul(a, b, code, wide):
+    """rnd(a * b); `wide` when the operands' significands may exceed 53 bits together."""
+    if not wide:
+        return rnd(a * b, code)
+    c = a * 4294967297.0  # 2^32 + 1: a's high part keeps 21 bits
+    hi = c - (c - a)
+    lo = a - hi
+    p1 = hi * b
+    p2 = lo * b
+    s = p1 + p2
+    bb = s - p1
+    err = (p1 - (s - bb)) + (p2 - bb)
+    return rnd(_to_odd(s, err), code)
+
+
+@numba.njit(inline="always")
+def sqrt_r(x, code):
+    """rnd(sqrt(x)), x >= 0 a value of the format."""
+    if code[0] == 0:
+        return rnd(math.sqrt(x), code)  # float64 sqrt then one rounding: 53 >= 2p + 2
+    n = np.int64(x * code[4]) << np.int64(code[1])  # sqrt(X 2^-F) 2^F = sqrt(X 2^F)
+    r = np.int64(math.sqrt(float(n)))
+    while r * r > n:
+        r -= 1
+    while (r + 1) * (r + 1) <= n:
+        r += 1
+    if n - r * r > r:  # nearer to r + 1 (no exact ties for integers)
+        r += 1
+    if r > code[3]:
+        r = code[3]
+    return r * code[5]
+
+
+@numba.njit(inline="always")
+def _tree(buf, n, code):
+    """Pairwise adder tree over buf[:n] in place (stage by stage); returns the sum."""
+    width = n
+    while width > 1:
+        half = width // 2
+        for m in range(half):
+            buf[m] = rnd(buf[2 * m] + buf[2 * m + 1], code)
+        width = half
+    return buf[0]
+
+
+@numba.njit(inline="always")
+def _fwht(u, code, exact_first):
+    """Unnormalised FWHT of u in place: stages h = 1, 2, ..., d/2, (a + c, a - c)."""
+    d = u.shape[0]
+    h = 1
+    while h < d:
+        for j0 in range(0, d, 2 * h):
+            for k in range(j0, j0 + h):
+                a = u[k]
+                c = u[k + h]
+                if h == 1 and exact_first:
+                    u[k] = add_exact(a, c, code)
+                    u[k + h] = add_exact(a, -c, code)
+                else:
+                    u[k] = rnd(a + c, code)
+                    u[k + h] = rnd(a - c, code)
+        h *= 2
+
+
+# ---- write path -----------------------------------------------------------------------------
+def _norm_stage(raw, xr, nrm, stored, sat, thr, bnd, inp, rot, f16, wide_sq, lo, hi):
+    """Input rounding, squares, pairwise sum, sqrt, FP16 norm (saturating), thresholds t_j."""
+    d = raw.shape[1]
+    for v in prange(lo, hi):
+        buf = np.empty(d)
+        for i in range(d):
+            x = rnd(raw[v, i], inp)
+            xr[v, i] = x
+            buf[i] = mul(x, x, rot, wide_sq)
+        n = sqrt_r(_tree(buf, d, rot), rot)
+        nrm[v] = n
+        if n > _FP16_MAX:
+            sat[v] = True
+            stored[v] = _FP16_MAX
+        else:
+            sat[v] = False
+            stored[v] = rnd(n, f16)
+        for j in range(bnd.shape[0]):
+            thr[v, j] = rnd(bnd[j] * n, rot)  # FP16 ROM value x rot: at most 35 bits, exact
+
+
+def _rotate_stage(xr, signs, y, rot, exact_first, lo, hi):
+    """y = FWHT(s * x) in the rotator format."""
+    d = xr.shape[1]
+    for v in prange(lo, hi):
+        u = np.empty(d)
+        for i in range(d):
+            u[i] = xr[v, i] * signs[i]
+        _fwht(u, rot, exact_first)
+        for i in range(d):
+            y[v, i] = u[i]
+
+
+def _quantize_stage(y, thr, idx, lo, hi):
+    """idx_i = #{j : y_i >= t_j} (uint8)."""
+    d, levels = y.shape[1], thr.shape[1] + 1
+    for v in prange(lo, hi):
+        for i in range(d):
+            c = 0
+            for j in range(levels - 1):
+                if y[v, i] >= thr[v, j]:
+                    c += 1
+            idx[v, i] = c
+
+
+@numba.njit(inline="always")
+def _fp16_bits(x):
+    """The binary16 bit pattern (int64) of a finite FP16 value held in a float64."""
+    b = _bits(x)
+    sign = (b >> 48) & 0x8000
+    a = b & ~_SIGN
+    if a == 0:
+        return sign
+    e = (a >> 52) - 1023
+    if e >= -14:
+        return sign | ((e + 15) << 10) | ((a >> 42) & 0x3FF)
+    return sign | np.int64(abs(x) * 16777216.0)  # subnormal: x / 2^-24, an integer
+
+
+@numba.njit(inline="always")
+def _fp16_value(w):
+    """The FP16 value (float64) of a binary16 bit pattern (finite)."""
+    e = (w >> 10) & 0x1F
+    m = w & 0x3FF
+    if e == 0:
+        y = m * 2.0 ** -24
+    else:
+        y = _float((e - 15 + 1023) << 52) * (1.0 + m * 2.0 ** -10)
+    return -y if (w & 0x8000) != 0 else y
+
+
+def _pack_stage(idx, stored, bits, rows, lo, hi):
+    """SRAM rows: index i at bits [i b, (i+1) b) little-endian, then the 16 FP16 norm bits."""
+    d = idx.shape[1]
+    for v in prange(lo, hi):
+        for k in range(rows.shape[1]):
+            rows[v, k] = 0
+        for i in range(d):
+            val = np.int64(idx[v, i])
+            for k in range(bits):
+                if (val >> k) & 1:
+                    p = i * bits + k
+                    rows[v, p >> 3] |= np.uint8(1 << (p & 7))
+        w = _fp16_bits(stored[v])
+        for k in range(16):
+            if (w >> k) & 1:
+                p = d * bits + k
+                rows[v, p >> 3] |= np.uint8(1 << (p & 7))
+
+
+# ---- index SRAM read ------------------------------------------------------------------------
+def _unpack_stage(storage, flat, bits, idx, norms, lo, hi):
+    """Read rows storage[flat[t]] for t in [lo, hi): indices (uint8 [n, d]) and FP16 norms."""
+    d = idx.shape[1]
+    mask = (1 << bits) - 1
+    groups = d // 8
+    for t in prange(lo, hi):
+        r = flat[t]
+        for g in range(groups):  # 8 indices fill exactly `bits` bytes
+            word = np.int64(0)
+            for k in range(bits):
+                word |= np.int64(storage[r, g * bits + k]) << (8 * k)
+            for j in range(8):
+                idx[t, g * 8 + j] = (word >> (j * bits)) & mask
+        for i in range(groups * 8, d):
+            val = 0
+            for k in range(bits):
+                p = i * bits + k
+                val |= ((storage[r, p >> 3] >> (p & 7)) & 1) << k
+            idx[t, i] = val
+        w = np.int64(0)
+        for k in range(16):
+            p = d * bits + k
+            w |= np.int64((storage[r, p >> 3] >> (p & 7)) & 1) << k
+        norms[t] = _fp16_value(w)
+
+
+# ---- read path ------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def leaf_table(P, acc):
+    """The table SRAM's read converter output rnd_acc(P[h][i][j]) for every entry."""
+    out = np.empty_like(P)
+    for a in range(P.shape[0]):
+        for i in range(P.shape[1]):
+            for j in range(P.shape[2]):
+                out[a, i, j] = rnd(P[a, i, j], acc)
+    return out
+
+
+def _lookup_stage(leaf, idx, leaves, lo, hi):
+    """Table reads a_i = leaf[h][i][idx_t,i] into leaves [h, n, d]."""
+    d = idx.shape[1]
+    for t in prange(lo, hi):
+        for a in range(leaf.shape[0]):
+            for i in range(d):
+                leaves[a, t, i] = leaf[a, i, idx[t, i]]
+
+
+def _tree_stage(leaves, sums, acc, lo, hi):
+    """Adder tree of every key's leaves: sums [h, n]."""
+    d = leaves.shape[2]
+    for t in prange(lo, hi):
+        buf = np.empty(d)
+        for a in range(leaves.shape[0]):
+            for i in range(d):
+                buf[i] = leaves[a, t, i]
+            sums[a, t] = _tree(buf, d, acc)
+
+
+def _norm_mul_stage(sums, norms, scores, score, lo, hi):
+    """score_t = rnd_score(sum_t * norm_t) (accumulator x FP16: at most 43 bits, exact)."""
+    for t in range(lo, hi):
+        for a in range(sums.shape[0]):
+            scores[a, t] = rnd(sums[a, t] * norms[t], score)
+
+
+def _scale_stage(scores, z, sigma, soft, wide, lo, hi):
+    """z_t = rnd_S(score_t * sigma)."""
+    for t in range(lo, hi):
+        for a in range(scores.shape[0]):
+            z[a, t] = mul(scores[a, t], sigma, soft, wide)
+
+
+@numba.njit(parallel=True, cache=True)
+def score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, with_scale):
+    """lookup_stage, tree_stage, norm_mul_stage and scale_stage fused over all keys (no leaves kept)."""
+    d = idx.shape[1]
+    for t in prange(idx.shape[0]):
+        buf = np.empty(d)
+        for a in range(leaf.shape[0]):
+            for i in range(d):
+                buf[i] = leaf[a, i, idx[t, i]]
+            s = rnd(_tree(buf, d, acc) * norms[t], score)
+            scores[a, t] = s
+            if with_scale:
+                z[a, t] = mul(s, sigma, soft, wide)
+
+
+# ---- value path -----------------------------------------------------------------------------
+@numba.njit(inline="always")
+def exp_unit(x, soft, log2e, coeffs):
+    """exp_S(x), x <= 0: k = rint(rnd(x log2e)), f = rnd(. - k), Horner of 2^f, times 2^k."""
+    scaled = rnd(x * log2e, soft)
+    k = np.rint(scaled)
+    f = rnd(scaled - k, soft)
+    p = coeffs[0]
+    for c in coeffs[1:]:
+        p = rnd(rnd(p * f, soft) + c, soft)
+    ki = np.int64(k)
+    if ki < -1022:
+        return rnd(0.0, soft)
+    return rnd(p * _float((ki + 1023) << 52), soft)
+
+
+def _exp_stage(z, zmax, e, soft, log2e, coeffs, lo, hi):
+    """e_t = exp_S(rnd_S(z_t - m)) for every head; z, e [h, n], zmax [h]."""
+    for t in prange(lo, hi):
+        for a in range(z.shape[0]):
+            e[a, t] = exp_unit(rnd(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
+
+
+def _bins_stage(e, norms, idx, bins, totals, soft, value, lo, hi):
+    """Per key in order: E = rnd_S(E + e), w = rnd_V(e * norm), B[i][idx_i] = rnd_V(B + w)."""
+    d = idx.shape[1]
+    for t in range(lo, hi):
+        for a in range(e.shape[0]):
+            totals[a] = rnd(totals[a] + e[a, t], soft)
+            w = rnd(e[a, t] * norms[t], value)  # softmax x FP16: at most 35 bits, exact
+            for i in range(d):
+                j = idx[t, i]
+                bins[a, i, j] = rnd(bins[a, i, j] + w, value)
+
+
+@numba.njit(parallel=True, cache=True)
+def bins_burst(e, norms, idx, bins, totals, soft, value):
+    """bins_stage over all keys: coordinates in parallel chunks, keys in order within each."""
+    n, d = idx.shape
+    heads = e.shape[0]
+    w = np.empty((heads, n))
+    for a in range(heads):
+        tot = totals[a]
+        for t in range(n):
+            tot = rnd(tot + e[a, t], soft)
+            w[a, t] = rnd(e[a, t] * norms[t], value)
+        totals[a] = tot
+    chunk = 16
+    for c in prange((d + chunk - 1) // chunk):
+        i0 = c * chunk
+        i1 = min(d, i0 + chunk)
+        for a in range(heads):
+            for t in range(n):
+                wt = w[a, t]
+                for i in range(i0, i1):
+                    j = idx[t, i]
+                    bins[a, i, j] = rnd(bins[a, i, j] + wt, value)
+
+
+class RangeKernels:
+    """The range kernels of one flavour (parallel or serial), by unit stage name."""
+
+    def __init__(self, which: int):
+        for name in STAGES:
+            setattr(self, name, _PAIRS[name][which])
+
+
+STAGES = ('norm_stage', 'rotate_stage', 'quantize_stage', 'pack_stage', 'unpack_stage', 'lookup_stage', 'tree_stage', 'norm_mul_stage', 'scale_stage', 'exp_stage', 'bins_stage')
+_PAIRS = {name: _pair(globals()["_" + name]) for name in STAGES}
+PARALLEL = RangeKernels(0)
+"""Burst mode and preloading: whole streams, items in parallel."""
+SERIAL = RangeKernels(1)
+"""Key mode: one item per call."""

@@ -1,0 +1,123 @@
+"""The cycle model's compiled arithmetic against exact rational arithmetic and numpy's casts,
+and the sliding-window bank calendar."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numba
+import numpy as np
+import pytest
+
+from axelsim.config.formats import parse_format
+from axelsim.hw import kernels
+from axelsim.hw.sram import BankCalendar
+
+
+@numba.njit
+def _round_all(x, code, out):
+    for i in range(x.size):
+        out[i] = kernels.rnd(x[i], code)
+
+
+@numba.njit
+def _mul_all(a, b, code, wide, out):
+    for i in range(a.size):
+        out[i] = kernels.mul(a[i], b[i], code, wide)
+
+
+@numba.njit
+def _add_all(a, b, code, out):
+    for i in range(a.size):
+        out[i] = kernels.add_exact(a[i], b[i], code)
+
+
+def _exact_round(value: Fraction, fmt) -> float:
+    """Round-half-even of an exact rational to fmt, by brute force over neighbours."""
+    if fmt.kind == "fixed":
+        scaled = value * 2**fmt.frac_bits
+        n = scaled.numerator // scaled.denominator
+        rest = scaled - n
+        if rest > Fraction(1, 2) or (rest == Fraction(1, 2) and n % 2 == 1):
+            n += 1
+        top = 2 ** (fmt.width_bits - 1)
+        return min(max(n, -top), top - 1) / 2**fmt.frac_bits
+    dtype = np.float16 if fmt.kind == "fp16" else np.float32
+    with np.errstate(over="ignore"):
+        near = dtype(float(value))  # within one ulp; pick the nearest neighbour exactly
+    if not np.isfinite(near):
+        return float(near)  # beyond the largest finite value plus half an ulp: overflow
+    cands = [near, np.nextafter(near, dtype(np.inf)), np.nextafter(near, dtype(-np.inf))]
+    cands = [c for c in cands if np.isfinite(c)]
+    best = min(cands, key=lambda c: (abs(Fraction(float(c)) - value), int(np.array(c).view(
+        np.uint16 if dtype is np.float16 else np.uint32)) & 1))
+    return float(best)
+
+
+def _values(rng, n):
+    x = rng.standard_normal(n) * np.exp2(rng.integers(-30, 18, n))
+    h = rng.standard_normal(n).astype(np.float16).astype(np.float64)
+    ties = h + np.spacing(h.astype(np.float16)).astype(np.float64) / 2  # exact fp16 ties
+    tiny = rng.standard_normal(n) * 2.0**-20  # fp16 subnormal range
+    edges = np.array([0.0, -0.0, 65504.0, 65519.99, 65520.0, -65520.0, 2.0**-25, 3 * 2.0**-26, 1e300, np.inf])
+    return np.concatenate([x, ties, tiny, edges])
+
+
+@pytest.mark.parametrize("name", ["fp16", "fp32"])
+def test_float_rounding_equals_numpy_casts(name):
+    x = _values(np.random.default_rng(1), 200_000)
+    out = np.empty_like(x)
+    fmt = parse_format(name)
+    _round_all(x, kernels.fmt_code(fmt), out)
+    with np.errstate(over="ignore"):
+        ref = x.astype(np.float16 if name == "fp16" else np.float32).astype(np.float64)
+    assert np.array_equal(out.view(np.int64), ref.view(np.int64))
+
+
+@pytest.mark.parametrize("name", ["fixed16.8", "fixed8.0", "fixed32.20"])
+def test_fixed_rounding_against_fractions(name):
+    fmt = parse_format(name)
+    x = _values(np.random.default_rng(2), 2_000)[:-1]  # no inf
+    out = np.empty_like(x)
+    _round_all(x, kernels.fmt_code(fmt), out)
+    assert all(out[i] == _exact_round(Fraction(float(v)), fmt) for i, v in enumerate(x))
+
+
+@pytest.mark.parametrize("a_name,b_name,r_name", [("fixed32.20", "fixed32.20", "fp32"),
+                                                   ("fixed32.16", "fp32", "fixed32.10"),
+                                                   ("fp32", "fp32", "fp16"), ("fixed30.10", "fixed30.10", "fixed32.12")])
+def test_products_round_once_against_fractions(a_name, b_name, r_name):
+    a_fmt, b_fmt, r_fmt = map(parse_format, (a_name, b_name, r_name))
+    rng = np.random.default_rng(3)
+    code_a, code_b = kernels.fmt_code(a_fmt), kernels.fmt_code(b_fmt)
+    a, b = np.empty(3000), np.empty(3000)
+    _round_all(rng.standard_normal(3000) * np.exp2(rng.integers(-10, 10, 3000)), code_a, a)
+    _round_all(rng.standard_normal(3000) * np.exp2(rng.integers(-10, 10, 3000)), code_b, b)
+    out = np.empty(3000)
+    _mul_all(a, b, kernels.fmt_code(r_fmt), kernels.is_wide(a_fmt, b_fmt), out)
+    assert all(out[i] == _exact_round(Fraction(float(a[i])) * Fraction(float(b[i])), r_fmt) for i in range(3000))
+
+
+def test_sum_of_finer_operands_rounds_once():
+    # fp32 operands summed into fp16: a plain float64 sum then a rounding could double-round
+    rng = np.random.default_rng(4)
+    a = rng.standard_normal(20_000).astype(np.float32).astype(np.float64)
+    b = (rng.standard_normal(20_000) * 2.0**-12).astype(np.float32).astype(np.float64)
+    out = np.empty_like(a)
+    fmt = parse_format("fp16")
+    _add_all(a, b, kernels.fmt_code(fmt), out)
+    assert all(out[i] == _exact_round(Fraction(float(a[i])) + Fraction(float(b[i])), fmt) for i in range(0, 20_000, 7))
+
+
+def test_calendar_window_stays_small_and_refuses_released_cycles():
+    cal = BankCalendar(banks=4, ports=1, window=64)
+    t = 0
+    for _ in range(200):  # 200 runs of 100 accesses, each run released once done
+        starts, _ = cal.reserve_run(np.full(100, t, dtype=np.int64), 1, t, np.arange(100) % 4)
+        assert starts[0] == t
+        t = int(starts[-1]) + 1
+        cal.release_before(t)
+    assert t == 200 * 100 and cal.window <= 256
+    with pytest.raises(RuntimeError):
+        cal.reserve_one(0, t - 1)
+    assert cal.reserve_one(1, t) == t and cal.reserve_one(1, t) == t + 1  # one port: the next cycle
