@@ -157,19 +157,19 @@ def _title(report: dict[str, Any]) -> str:
 
 
 def plot_compare(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Energy per query, area and memory of several designs (macros and baselines) side by side."""
+    """Energy per query, area and memory of several designs side by side (baselines, named
+    'baseline ...', in grey)."""
     out_dir = Path(out_dir)
     names = list(reports)
     rows = [headline(reports[name]) for name in names]
-    panels = (("energy_pj_per_query", "energy per query (pJ)"), ("area_um2_total", "area (µm²)"),
-              ("memory_bytes_total", "KV + tables memory (bytes)"))
+    panels = (("energy_pj_per_query", "energy per query (nJ)", 1e-3), ("area_um2_total", "area (mm²)", 1e-6),
+              ("memory_bytes_total", "KV + ROM + table memory (KiB)", 1 / 1024))
     figure = Figure(figsize=(12, 0.5 * len(names) + 2.5), layout="constrained")
     axes = figure.subplots(1, len(panels))
-    for axis, (key, label) in zip(axes, panels):
-        values = [row[key] if isinstance(row[key], (int, float)) else 0.0 for row in rows]
-        axis.barh(names, values, color="tab:blue")
-        if values and min(values) > 0:
-            axis.set_xscale("log")
+    colours = ["tab:gray" if name.startswith("baseline") else "tab:blue" for name in names]
+    for axis, (key, label, scale) in zip(axes, panels):
+        values = [row[key] * scale if isinstance(row[key], (int, float)) else 0.0 for row in rows]
+        axis.barh(names, values, color=colours)  # linear from zero: bar lengths compare as ratios
         axis.set_xlabel(label)
         axis.invert_yaxis()
     for axis in axes[1:]:
