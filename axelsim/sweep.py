@@ -67,6 +67,8 @@ class SweepSpec(BaseModel):
     kv_heads: Optional[list[int]] = None
     queries: Optional[int] = Field(default=None, ge=1)
     fidelity: Literal["burst", "key"] = "burst"
+    baselines: bool = False
+    """Also simulate the two conventional baselines at every point (about 3x the time)."""
     grid: dict[str, list[Any]] = {}
     """Dotted macro key -> values, or label -> list of override sets (a linked axis);
     every combination of one value per axis is one variant."""
@@ -99,6 +101,7 @@ class Point:
     kv_heads: Optional[tuple[int, ...]]
     queries: Optional[int]
     fidelity: str
+    baselines: bool = False
     is_reference: bool = False
 
     def describe(self) -> dict[str, Any]:
@@ -112,6 +115,7 @@ class Point:
             "kv_heads": list(self.kv_heads) if self.kv_heads is not None else None,
             "queries": self.queries,
             "fidelity": self.fidelity,
+            "baselines": self.baselines,
             "is_reference": self.is_reference,
         }
 
@@ -231,6 +235,7 @@ def plan_sweep(
         "kv_heads": spec.kv_heads,
         "queries": spec.queries,
         "fidelity": spec.fidelity,
+        "baselines": spec.baselines,
     }
     override_sets = variants(spec) + [dict(spec.reference)]
     labels = _where_labels(spec, path)
@@ -255,6 +260,7 @@ def plan_sweep(
                     kv_heads=tuple(spec.kv_heads) if spec.kv_heads is not None else None,
                     queries=spec.queries,
                     fidelity=spec.fidelity,
+                    baselines=spec.baselines,
                     is_reference=macro == reference,
                 )
             )
@@ -331,6 +337,7 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         kv_heads=point.kv_heads,
         queries=point.queries,
         fidelity=point.fidelity,
+        baselines=point.baselines,
     )
 
 
