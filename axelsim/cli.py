@@ -264,7 +264,7 @@ def _cmd_codebook(args: argparse.Namespace) -> int:
     from axelsim.report.tables import format_codebook
 
     book = api.codebook(args.dim, args.bits)
-    print(io.to_json_text(book), end="") if args.json else print(format_codebook(book))
+    print(io.to_json_text(book) if args.json else format_codebook(book), end="" if args.json else "\n")
     return EXIT_OK
 
 
@@ -304,7 +304,7 @@ def _cmd_trace_info(args: argparse.Namespace) -> int:
     from axelsim.trace import format_trace_info
 
     info = api.trace_info(args.trace)
-    print(io.to_json_text(info), end="") if args.json else print(format_trace_info(info))
+    print(io.to_json_text(info) if args.json else format_trace_info(info), end="" if args.json else "\n")
     return EXIT_OK
 
 
