@@ -52,6 +52,7 @@ def perplexity_plot(results: dict, path: str | Path) -> Path:
         ax.axhline(ppl[f"b{bits}/calibrated"] - ppl["fp32"], color="tab:red", label="calibrated")
         ax.axhline(inc.mean(), color="tab:blue", linestyle=":", label="seed mean")
         ax.set_title(f"b = {bits}")
+        ax.set_xticks(results["seeds"])
         ax.set_xlabel("sign seed")
         ax.set_ylabel("PPL increase over FP32 cache")
         ax.grid(alpha=0.3)
