@@ -17,6 +17,7 @@ import copy
 import errno
 import json
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -171,9 +172,8 @@ def macro_dict(name: str = "axelram_paper") -> dict:
 
 
 def macro_workdir(root: Path) -> Path:
-    """A folder where a fuzzed macro YAML can load: it holds tech/reference.yaml."""
-    (root / "tech").mkdir(parents=True, exist_ok=True)
-    (root / "tech" / "reference.yaml").write_bytes((MACROS / "tech" / "reference.yaml").read_bytes())
+    """A folder where a fuzzed macro YAML can load: it holds a copy of macros/tech/."""
+    shutil.copytree(MACROS / "tech", root / "tech", dirs_exist_ok=True)
     return root
 
 
