@@ -51,6 +51,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calib-tokens", type=int, default=2048)
     p.add_argument("--calib-trace", type=Path, default=None, help="calibrate on this trace instead")
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
+    p.add_argument("--prefix-only", action="store_true",
+                   help="quantize only the prefix cache, decoded tokens' own K/V exact (the paper's wording)")
     p.add_argument("--keys-only", action="store_true", help="calibrate on keys only (the paper)")
     return p.parse_args(argv)
 
@@ -100,12 +102,14 @@ def main(argv=None) -> int:
 
     start = time.perf_counter()
     ppl = perplexities(model, tokens, plan, transforms,
-                       progress=lambda jobs: tqdm(jobs, desc="perplexity", unit="decode"))
+                       progress=lambda jobs: tqdm(jobs, desc="perplexity", unit="decode"),
+                       prefix_only=args.prefix_only)
     results = {
         "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, weights dequantized to FP32)",
         "command": "scripts/perplexity.py " + " ".join(sys.argv[1:] if argv is None else argv),
         "text": {"file": str(args.text), "char_offset": offset, "chars": args.slice_chars,
                  "tokens": int(len(tokens))},
+        "quantized": "prefix only" if args.prefix_only else "prefix and decoded tokens",
         "windows": {"prefix": plan.prefix, "decode": plan.decode, "count": len(plan.starts),
                     "scored_tokens": plan.scored_tokens},
         "calibration": {"source": calib_source, "include_values": not args.keys_only,

@@ -91,3 +91,16 @@ def test_quantized_cache_transforms_prefix_and_decoded_states(tiny_model):
     assert sorted({shape[1] for _, shape in calls}) == [8, 24]
     assert len(calls) == 3 * 2 * 2
     assert ppl["b4"] != ppl["fp32"]
+
+
+def test_prefix_only_leaves_decoded_states_exact(tiny_model):
+    tokens = np.random.default_rng(3).integers(0, 50, size=42)
+    plan = plan_windows(len(tokens), prefix=24, decode=8, windows=2)
+    calls = []
+
+    def counting(layer, k, v):
+        calls.append(k.shape[1])
+        return k, v
+
+    perplexities(tiny_model, tokens, plan, {"identity": counting}, prefix_only=True)
+    assert calls == [24] * (2 * 2)  # windows x layers, prefix only

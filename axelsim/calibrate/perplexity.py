@@ -133,17 +133,20 @@ def prefix_states(model, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]
 
 
 def decode_nll(model, states: Sequence[tuple[np.ndarray, np.ndarray]], decode_ids: np.ndarray,
-               targets: np.ndarray, transform: Optional[KvTransform]) -> float:
+               targets: np.ndarray, transform: Optional[KvTransform], prefix_only: bool = False) -> float:
     """Summed next-token NLL (nats) of `targets` when `decode_ids` are decoded after the prefix.
 
     The prefix states go through `transform` (None: kept exact) as they enter the cache; the
-    decoded tokens' own states do too, inside the model's forward pass.
+    decoded tokens' own states do too (as the macro stores every key and value), unless
+    `prefix_only` (the paper's protocol as worded: only the prefix cache is quantized).
     """
     import torch
 
     cache = macro_cache_class()(transform)
     for layer, (k, v) in enumerate(states):
         cache.update(torch.from_numpy(k[None]), torch.from_numpy(v[None]), layer)
+    if prefix_only:
+        cache.transform = None
     with torch.no_grad():
         out = model(input_ids=torch.from_numpy(decode_ids[None].astype(np.int64)), cache=cache,
                     use_cache=True)
@@ -154,10 +157,12 @@ def decode_nll(model, states: Sequence[tuple[np.ndarray, np.ndarray]], decode_id
 
 def perplexities(model, tokens: np.ndarray, plan: WindowPlan,
                  transforms: dict[str, Optional[KvTransform]],
-                 progress: Optional[Callable[[Iterable], Iterable]] = None) -> dict[str, float]:
+                 progress: Optional[Callable[[Iterable], Iterable]] = None,
+                 prefix_only: bool = False) -> dict[str, float]:
     """Perplexity of every named KV transform over the same windows (paired comparison).
 
     Windows are the outer loop, so each FP32 prefix pass serves all transforms.
+    prefix_only: transform only the prefix cache (see `decode_nll`).
     `progress` wraps the (window, transform) iteration (e.g. tqdm); None runs silently.
     """
     totals = {name: 0.0 for name in transforms}
@@ -169,5 +174,5 @@ def perplexities(model, tokens: np.ndarray, plan: WindowPlan,
             states, current = prefix_states(model, tokens[start:start + plan.prefix]), w
         decode_ids = tokens[start + plan.prefix:start + plan.prefix + plan.decode]
         targets = tokens[start + plan.prefix + 1:start + plan.prefix + plan.decode + 1]
-        totals[name] += decode_nll(model, states, decode_ids, targets, transforms[name])
+        totals[name] += decode_nll(model, states, decode_ids, targets, transforms[name], prefix_only)
     return {name: math.exp(total / plan.scored_tokens) for name, total in totals.items()}
