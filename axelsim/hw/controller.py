@@ -63,6 +63,7 @@ class Machine:
     free_at: dict = field(default_factory=dict)
     intervals: list = field(default_factory=list)
     stall_total: int = 0
+    preload_wall_s: float = 0.0
 
     def __post_init__(self):
         m = self.macro

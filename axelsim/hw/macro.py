@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -38,6 +39,8 @@ class SimResult:
     fidelity: str = "burst"
     prefill: str = "simulate"
     clock_hz: float = 1.0e9
+    preload_wall_s: float = 0.0
+    """Host wall time spent storing the preloaded KV cache (seconds; not simulated time)."""
 
 
 def _sign_table(signs, layers: list[int], dim: int) -> dict:
@@ -178,13 +181,12 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
                       np.asarray(codebook.rom_centroids, dtype=np.float64),
                       np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap)
-    served = replay(machine, trace, layer_ids, prefill, progress)
-    scores, outputs, served_t = served
+    scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity,
                      instances=_instances(macro), fidelity=fidelity, prefill=prefill,
-                     clock_hz=macro.clock_hz, **summary)
+                     clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, **summary)
 
 
 def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress) -> tuple:
@@ -207,8 +209,10 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
     total_steps = len(write_positions) * len(layer_ids) + qpos.size * jobs_per_query
     done_steps = 0
     if prefill == "preloaded":
+        started = time.perf_counter()
         for slot, L in enumerate(layer_ids):
             machine.preload(slot, L, ks[L], vs.get(L))
+        machine.preload_wall_s = time.perf_counter() - started
     ready = 0
     for p in range(last_pos + 1):
         if prefill == "simulate":

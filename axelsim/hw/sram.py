@@ -116,6 +116,17 @@ def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, out):
     return waited
 
 
+@numba.njit(cache=True)
+def _reserve_one(cal, mask, ports, bank, want):
+    t = want
+    while True:
+        for p in range(ports):
+            if cal[bank * ports + p, t & mask] == 0:
+                cal[bank * ports + p, t & mask] = 1
+                return t
+        t += 1
+
+
 class BankCalendar:
     """Occupancy of every port of every bank over a sliding window of cycles (one kind of port).
 
@@ -187,11 +198,11 @@ class BankCalendar:
 
     def reserve_one(self, bank: int, want: int) -> int:
         """Reserve the first cycle >= want with a free port of `bank`; returns it."""
-        self._check(want)
-        self._ensure(max(want, self.horizon_used) + 2)
-        out = np.empty(1, dtype=np.int64)
-        _reserve_run(self.cal, self.window - 1, self.ports, np.array([want], dtype=np.int64), 0, want,
-                     np.array([bank], dtype=np.int64), out)
-        t = int(out[0])
-        self.horizon_used = max(self.horizon_used, t + 1)
+        if want < self.base:
+            self._check(want)
+        if max(want, self.horizon_used) + 2 - self.base >= self.cal.shape[1]:
+            self._ensure(max(want, self.horizon_used) + 2)
+        t = _reserve_one(self.cal, self.cal.shape[1] - 1, self.ports, bank, want)
+        if t >= self.horizon_used:
+            self.horizon_used = t + 1
         return t
