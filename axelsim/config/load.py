@@ -1,7 +1,7 @@
 """Macro YAML -> validated MacroConfig, with every failure as one ConfigError line.
 
 The edge of the configuration: YAML is parsed here, checked for shape (a mapping, finite
-numbers, no duplicate keys), overridden by dotted keys for sweeps, validated by the pydantic
+numbers, no duplicate or non-scalar keys, no anchors or aliases, bounded nesting), overridden by dotted keys for sweeps, validated by the pydantic
 schema in `axelsim.config.macro`, and the files it names (technology table, signs file) are
 checked to exist. Pydantic errors never escape: each becomes
 `ConfigError(source=file, where='read_path.pipelines', expected='expected ...')`.
@@ -24,9 +24,22 @@ from axelsim.config.macro import KeyedValueError, MacroConfig, resolve_relative
 from axelsim.errors import ConfigError
 
 
+MAX_DEPTH = 32  # nesting of YAML collections a macro file may use (it needs 3)
+
+
+def one_line(text: object) -> str:
+    """`text` with every non-printable character (newline, tab, NUL, ...) escaped as in repr()."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
 def _error(source: str, where: str, expectation: str) -> ConfigError:
-    """A ConfigError whose message reads `<source>: <where>: expected <expectation>`."""
-    return ConfigError(source, where, f"expected {expectation}")
+    """A ConfigError whose message reads `<source>: <where>: expected <expectation>` on one line."""
+    return ConfigError(one_line(source), one_line(where), f"expected {one_line(expectation)}")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """`text` cut to `limit` characters (with a marker), for quoting user input in a message."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
 
 
 @dataclass(frozen=True)
@@ -40,7 +53,42 @@ class LoadedMacro:
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that reads `1e9` as a float (YAML 1.1 wants `1.0e+9`) and rejects duplicate keys."""
+    """SafeLoader for macro files: reads `1e9` as a float (YAML 1.1 wants `1.0e+9`), rejects
+    duplicate and non-scalar keys, anchors and aliases, and nesting deeper than MAX_DEPTH, and
+    reports any failure of a value's constructor (`!!int x`, a 5000-digit integer) as a
+    MarkedYAMLError at that value."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not supported in a macro file", event.start_mark
+            )
+        if self.depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nesting deeper than {MAX_DEPTH} levels", event.start_mark
+            )
+        self.depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep=deep)
+        except (yaml.YAMLError, RecursionError):
+            raise
+        except Exception as exc:  # a constructor's own IndexError, ValueError, KeyError, ...
+            value = node.value if isinstance(node, yaml.ScalarNode) else node.id
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a {node.tag} value, got {_short(repr(value))} ({type(exc).__name__}: "
+                f"{_short(str(exc), 80)})", node.start_mark
+            ) from None
 
 
 _FLOAT = re.compile(
@@ -56,9 +104,17 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a mapping for {node.tag}, got a {node.id}", node.start_mark
+        )
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key name, got a {key_node.id} as a mapping key", key_node.start_mark
+            )
+        key = loader.construct_object(key_node, deep=deep)  # a scalar: hashable
         if key in seen:
             raise yaml.MarkedYAMLError(
                 problem=f"duplicate key {key!r} (first on line {seen[key] + 1})", problem_mark=key_node.start_mark
@@ -70,16 +126,35 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _position(text: str, index: int) -> str:
+    """'line L, column C' of a character index into `text`."""
+    line = text.count("\n", 0, index)
+    line_start = text.rfind("\n", 0, index) + 1
+    return f"line {line + 1}, column {index - line_start + 1}"
+
+
 def parse_yaml_mapping(text: str, source: str) -> dict:
-    """Parse YAML text that must hold a non-empty mapping; ConfigError otherwise (with line number)."""
+    """Parse YAML text that must hold a non-empty mapping; ConfigError otherwise (with line number).
+
+    Every failure of the parser or of a value's constructor is one ConfigError line; PyYAML's
+    multi-line messages are reduced to 'line L, column C' and the problem.
+    """
     try:
         data = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise _error(source, where, f"valid YAML ({exc.problem})") from None
+        problem = exc.problem or exc.context or "malformed YAML"
+        raise _error(source, where, f"valid YAML ({problem})") from None
+    except yaml.reader.ReaderError as exc:
+        where = _position(text, exc.position) if isinstance(exc.position, int) else ""
+        raise _error(source, where, f"valid YAML (character {exc.character!r}: {exc.reason})") from None
     except yaml.YAMLError as exc:
-        raise _error(source, "", f"valid YAML ({exc})") from None
+        raise _error(source, "", f"valid YAML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise _error(source, "", f"valid YAML nested at most {MAX_DEPTH} levels deep") from None
+    except Exception as exc:  # noqa: BLE001 - the parse boundary: no parser fault may escape as a traceback
+        raise _error(source, "", f"valid YAML ({type(exc).__name__}: {_short(str(exc), 80)})") from None
     if data is None:
         raise _error(source, "", "a YAML mapping of macro keys, got an empty file")
     if not isinstance(data, dict):
@@ -87,16 +162,27 @@ def parse_yaml_mapping(text: str, source: str) -> dict:
     return data
 
 
-def _check_finite(data: Any, source: str, where: str = "") -> None:
-    """Reject NaN and infinities anywhere in the tree, naming the dotted key."""
-    if isinstance(data, float) and not math.isfinite(data):
-        raise _error(source, where, f"a finite number, got {data}")
-    if isinstance(data, dict):
-        for key, value in data.items():
-            _check_finite(value, source, f"{where}.{key}" if where else str(key))
-    elif isinstance(data, list):
-        for index, value in enumerate(data):
-            _check_finite(value, source, f"{where}[{index}]")
+def _check_finite(data: Any, source: str) -> None:
+    """Reject NaN and infinities anywhere in the tree, naming the dotted key.
+
+    Iterative, and each container is visited once: a deep, shared or self-referencing tree (a
+    mapping built by hand or by a sweep file's aliases) is walked in time linear in its size.
+    """
+    pending: list[tuple[Any, str]] = [(data, "")]
+    visited: set[int] = set()
+    while pending:
+        node, where = pending.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            raise _error(source, where, f"a finite number, got {node}")
+        if isinstance(node, (dict, list)):
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+        if isinstance(node, dict):
+            children = [(value, f"{where}.{key}" if where else str(key)) for key, value in node.items()]
+            pending.extend(reversed(children))  # popped in document order: the first bad value is named
+        elif isinstance(node, list):
+            pending.extend(reversed([(value, f"{where}[{index}]") for index, value in enumerate(node)]))
 
 
 def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
@@ -195,7 +281,12 @@ def apply_overrides(
 
 def _existing_file(macro_path: Path, relative: str, where: str, what: str) -> Path:
     path = resolve_relative(macro_path, relative)
-    if not path.is_file():
+    try:
+        exists = path.is_file()
+    except OSError as exc:  # a name longer than NAME_MAX, a path through a file, ...
+        raise _error(str(macro_path), where, f"an existing {what} file, cannot open {_short(str(path), 80)} "
+                     f"({exc.strerror or exc})") from None
+    if not exists:
         raise _error(str(macro_path), where, f"an existing {what} file, {path} does not exist")
     return path
 
