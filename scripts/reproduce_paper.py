@@ -83,6 +83,12 @@ FULL = Shapes(4096, (256, 512, 1024, 2048, 4096), (2, 3, 4),
 QUICK = Shapes(256, (64, 256), (2, 3, 4), {"smollm2_austen_full": {"layers": [0, 29], "queries": 2}})
 
 
+def rel(path: Path) -> str:
+    """A path relative to the repository when it is inside it (the page must not name the host's folders)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def verdict(ok: bool) -> str:
     return "yes" if ok else "no"
 
@@ -341,7 +347,8 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
         f"{(ax_full.cycles['total'] - ax_q.cycles['total']) / T:.3g} cycles per token (K and V); FP16 baseline "
         f"query {fmt_int(runs['fp16', 'preloaded'].cycles['total'])}, dequantize baseline "
         f"{fmt_int(runs['dequant', 'preloaded'].cycles['total'])}",
-        "n/a", cmd, {"query_cycles": ax_q.cycles["total"]}))
+        "n/a", cmd, {"query_cycles": ax_q.cycles["total"], "fp16_query_cycles": runs["fp16", "preloaded"].cycles["total"],
+                     "write_cycles_per_token": (ax_full.cycles["total"] - ax_q.cycles["total"]) / T}))
     # Energy and area at 45 nm and 7 nm, from the counted actions and the simulated times.
     energy_table = []
     values: dict = {}
@@ -540,6 +547,16 @@ def section_consequences(shapes: Shapes, extra: dict, tick: Callable[[str], None
         "numerics", "fp16 rotator overflows the norm unit above norm 256 (docs/architecture.md)", "(FP16 not detailed)",
         f"fraction of indices differing from the fp32 rotator: {differ[200.0]:.3g} at norm 200, {differ[300.0]:.3g} at norm 300",
         "n/a", f"{SCRIPT} (golden write_vectors, formats.rotator fp16 vs fp32)", {"differ": differ}))
+    # FP16 norm saturation: a norm above 65504 is stored as 65504 (docs/numerics.md), never as infinity.
+    big = (1.0e5 * direction)[None, :]
+    wb, wb_dir = write_vectors(spec32, big, 0), write_vectors(spec32, direction[None, :], 0)
+    rows.append(Row(
+        "numerics", "FP16 norm overflow: a key norm above 65504 (paper section 4: overflows FP16)", "overflows FP16 (open)",
+        f"norm 1e5 stored as {float(wb.norms[0]):g} with {wb.norm_saturations} saturation counted; indices "
+        f"{'equal' if np.array_equal(wb.indices, wb_dir.indices) else 'not equal'} to those of the unit vector",
+        verdict(float(wb.norms[0]) == 65504.0 and wb.norm_saturations == 1 and np.array_equal(wb.indices, wb_dir.indices)),
+        f"{SCRIPT} (golden write_vectors; report key numerics.norm_saturations)",
+        {"stored_norm": float(wb.norms[0]), "saturations": int(wb.norm_saturations)}))
     # zero vector
     zero = np.zeros((1, d))
     wz = write_vectors(spec32, zero, 0)
@@ -577,11 +594,11 @@ def section_sensitivity(sens_dir: Path, ppl_dir: Path, extra: dict) -> list[Row]
     for path in sorted(sens_dir.glob("sensitivity_*.json")):
         data = json.loads(path.read_text())
         studies[data.get("trace", path.stem.removeprefix("sensitivity_"))] = data
-    cmd = f"scripts/sensitivity.py --out {sens_dir.relative_to(ROOT) if sens_dir.is_relative_to(ROOT) else sens_dir}"
+    cmd = f"scripts/sensitivity.py --out {rel(sens_dir)}"
     see = " (docs/sensitivity.md discusses them)" if (ROOT / "docs" / "sensitivity.md").exists() else ""
     if not studies:
         rows.append(Row("sensitivity", "Sign-seed sensitivity and Algorithm 1 calibration", "section 3 of the paper",
-                        f"not available: no {sens_dir}/sensitivity_*.json when this ran (run scripts/sensitivity.py)",
+                        f"not available: no {rel(sens_dir)}/sensitivity_*.json when this ran (run scripts/sensitivity.py)",
                         "n/a", cmd, {}))
     lines = []
     for name, data in studies.items():
@@ -630,7 +647,7 @@ def section_sensitivity(sens_dir: Path, ppl_dir: Path, extra: dict) -> list[Row]
     if not ppl_file.exists():
         rows.append(Row("sensitivity", "Table I / II: PPL increase over full precision, random seeds and after Algorithm 1",
                         "e.g. LLaMA-3.1-8B 3-bit +0.02; Qwen2.5-3B worst 51.0 -> 0.58",
-                        f"not available: {ppl_file.name} absent from {ppl_dir} when this ran (run scripts/perplexity.py)",
+                        f"not available: {ppl_file.name} absent from {rel(ppl_dir)} when this ran (run scripts/perplexity.py)",
                         "n/a", "scripts/perplexity.py --out out/ppl", {}))
         return rows
     res = json.loads(ppl_file.read_text())
@@ -646,7 +663,7 @@ def section_sensitivity(sens_dir: Path, ppl_dir: Path, extra: dict) -> list[Row]
     rows.append(Row(
         "sensitivity", f"Table I / II on our model (SmolLM2-135M, FP32-cache PPL {base:.3f}; {len(res['seeds'])} seeds)",
         "LLaMA-3.1-8B: 2-bit +0.10, 3-bit +0.02, 4-bit +0.00; Qwen2.5-3B worst 58.4 / 51.0 / 2.98 -> 0.82 / 0.58 / 0.25",
-        "; ".join(table), "n/a (other model)", f"scripts/perplexity.py --out {ppl_dir}", {"ppl": ppl}))
+        "; ".join(table), "n/a (other model)", f"scripts/perplexity.py --out {rel(ppl_dir)}", {"ppl": ppl}))
     return rows
 
 
@@ -795,8 +812,10 @@ def disagreements(rows: list[Row], extra: dict, shapes: Shapes) -> list[str]:
                     f"- **Storing a token costs more energy in AXELRAM than in the FP16 macro** (45 nm): "
                     f"{fmt_pj(a['token_pj'])} against {fmt_pj(f16['token_pj'])} per token (K and V of one head; dynamic "
                     f"{fmt_pj(a['token_dynamic_pj'])} against {fmt_pj(f16['token_dynamic_pj'])}): the norm unit, rotator "
-                    f"and quantizer work on every vector, and the write stream takes longer, so the macro leaks longer. "
-                    f"The saving is on the read side and in capacity.")
+                    f"and quantizer work on every vector, and the write stream takes longer "
+                    f"({by_cycles(rows):.3g} cycles per token here: the paper macro's single threshold multiplier gives the "
+                    f"norm unit an initiation interval of 2^b - 1 cycles per vector, docs/cycle_model.md), so the macro "
+                    f"leaks longer. The saving is on the read side and in capacity.")
         if r.claim.startswith("Layer norm ratio > 5x") and r.agrees == "no":
             lines.append(
                 f"- **'> 5x calls for calibration' is not supported here**: {r.measured}. The relative key error is "
@@ -805,8 +824,9 @@ def disagreements(rows: list[Row], extra: dict, shapes: Shapes) -> list[str]:
         if r.claim.startswith("Cycles per query"):
             lines.append(
                 f"- **Time per query is set by T, not by multiplications**: the paper macro reads one key per cycle, so a "
-                f"query costs about T cycles ({r.measured.split(';')[0]}); the FP16 baseline with a full-width dot product "
-                f"is as fast per key. The gain is in storage and energy, not latency.")
+                f"query costs about T cycles ({fmt_int(r.values['query_cycles'])} cycles at T = {shapes.tokens}, against "
+                f"{fmt_int(r.values['fp16_query_cycles'])} for the FP16 baseline with a full-width dot product). The gain "
+                f"is in storage and energy, not latency.")
     lines.append(
         "- **Counting conventions**: the '5,120 vs 524,288' comparison counts multiplications only; the AXELRAM read path "
         "still performs (d - 1) T additions and d T table reads, as many as the conventional dot product's additions.")
@@ -819,6 +839,11 @@ def by_values(rows: list[Row], node: int) -> tuple[Optional[dict], Optional[dict
         if r.claim.startswith("Energy per query") and f"{node} nm" in r.claim:
             return r.values.get("axelram"), r.values.get("fp16")
     return None, None
+
+
+def by_cycles(rows: list[Row]) -> float:
+    """Write cycles per token of the 'Cycles per query' row."""
+    return next(r.values["write_cycles_per_token"] for r in rows if r.claim.startswith("Cycles per query"))
 
 
 def to_json(result: dict) -> dict:

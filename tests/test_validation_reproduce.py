@@ -138,6 +138,7 @@ def test_numerics_rows(quick):
     rom = rows_by(result, "FP16 codebook ROM")[0].values
     assert rom["rel_rmse_vs_fp16_codebook"] < rom["rel_rmse_vs_exact"] < 0.05
     assert rows_by(result, "Zero vector")[0].agrees == "yes"
+    assert rows_by(result, "FP16 norm overflow")[0].values == {"stored_norm": 65504.0, "saturations": 1}
     differ = rows_by(result, "fp16 rotator")[0].values["differ"]
     assert differ[200.0] == 0.0 and differ[300.0] > 0.0
 
