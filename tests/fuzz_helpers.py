@@ -93,6 +93,10 @@ KNOWN_FAULTS: dict[str, tuple[str, Callable[[BaseException], bool]]] = {
     "M7-yaml-tag-constructor": ("axelsim/config/load.py", lambda e: not isinstance(e, (UserError, Hang))
                                 and _in(e, "config/load.py", "parse_yaml_mapping")
                                 and (_in(e, "yaml/constructor.py") or _in(e, "config/load.py", "_construct_mapping"))),
+    "S1-sweep-yaml-constructor": ("axelsim/sweep.py", lambda e: not isinstance(e, (UserError, Hang))
+                                  and _in(e, "axelsim/sweep.py", "read_spec") and _in(e, "yaml/constructor.py")),
+    "S2-sweep-yaml-recursion": ("axelsim/sweep.py", lambda e: isinstance(e, RecursionError)
+                                and _in(e, "axelsim/sweep.py", "read_spec")),
     "M5-name-too-long": ("axelsim/config/load.py", lambda e: isinstance(e, OSError)
                          and e.errno == errno.ENAMETOOLONG and _in(e, "config/load.py")),
     "M6-multiline-yaml-error": ("axelsim/config/load.py", lambda e: isinstance(e, ConfigError)

@@ -133,3 +133,27 @@ def test_overlong_trace_path_is_a_trace_error(tmp_path):
     with pytest.raises(UserError) as caught:
         load_trace(path)
     check_user_error(caught.value)
+
+
+# ------------------------------------------------------------------------------ axelsim/sweep.py
+@_open("S1: read_spec catches only yaml.YAMLError: explicit tags with bad content escape PyYAML's constructors")
+@pytest.mark.parametrize("text", ["!!float\n", "a: !!int x\n", "a: !!float 1:2:x\n"])
+def test_sweep_bad_explicit_tag_is_a_config_error(tmp_path, text):
+    from axelsim.sweep import plan_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    with time_limit(20), pytest.raises(ConfigError) as caught:
+        plan_sweep(path)
+    check_user_error(caught.value, (str(path),))
+
+
+@_open("S2: read_spec: deep YAML nesting -> RecursionError in PyYAML")
+def test_sweep_deeply_nested_yaml_is_a_config_error(tmp_path):
+    from axelsim.sweep import plan_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
+    with time_limit(20), pytest.raises(ConfigError) as caught:
+        plan_sweep(path)
+    check_user_error(caught.value, (str(path),))
