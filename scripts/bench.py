@@ -21,6 +21,7 @@ from typing import Callable
 import numba
 import numpy as np
 
+import bench_cycle
 from axelsim.config.macro import MacroConfig
 from axelsim.numerics.golden import NumericsSpec, read_scores_gqa
 from axelsim.numerics.hadamard import SignRom
@@ -158,13 +159,14 @@ def run_all(numpy_layers: int) -> dict:
         / results["golden_read_8b_decode"]["cpu_seconds_per_decode_step"],
     }
     results["targets"] = {"numpy_over_golden_min": 10.0, "golden_over_copy_max": 20.0, "golden_seconds_max": 2.0}
+    results.update(bench_cycle.run_all(Path("docs/img/bench_scaling.png")))
     return results
 
 
 def print_table(results: dict) -> None:
     print(f"{'benchmark':<28}{'s/decode step':>15}{'ns/lookup':>12}  notes")
     for name, row in results.items():
-        if name in ("ratios", "targets", "machine"):
+        if name in ("ratios", "targets", "machine") or "seconds_per_decode_step" not in row or name.startswith("cycle_"):
             continue
         notes = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("seconds_per_decode_step", "ns_per_lookup", "lookups"))
         ns = f"{row['ns_per_lookup']:.3f}" if "ns_per_lookup" in row else "-"
@@ -172,6 +174,7 @@ def print_table(results: dict) -> None:
     for name, value in results["ratios"].items():
         print(f"ratio {name:<22}{value:>15.2f}")
     print(f"machine: {results['machine']}")
+    bench_cycle.print_rows(results)
 
 
 def main() -> None:
