@@ -42,9 +42,21 @@ _SAFETENSORS_DTYPES = {
     "I8": np.dtype(np.int8), "I16": np.dtype(np.int16), "I32": np.dtype(np.int32),
     "I64": np.dtype(np.int64), "U8": np.dtype(np.uint8), "BOOL": np.dtype(np.bool_),
 }
-_MAX_HEADER_BYTES = 100_000_000
+_MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
+_MAX_NDIM = 3  # trace tensors are [heads, positions, head_dim] or [Nq]
 _TENSOR_NAME = re.compile(r"^layers\.(\d+)\.(k|v|q)$")
 _FINITE_CHUNK = 1 << 22  # elements per isfinite call: bounds the memory of the check
+
+
+def _printable(text: object) -> str:
+    """`text` with every non-printable character (newline, NUL, ...) escaped as in repr():
+    names read from a file go into one-line errors."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def _is_count(value: object) -> bool:
+    """A non-negative JSON integer (not a bool, not a float such as 1.0 or Infinity)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 class Trace:
@@ -374,7 +386,7 @@ def _validate_names(source: str, arrays: Mapping[str, np.ndarray]) -> tuple[list
         if match:
             kinds.setdefault(int(match.group(1)), set()).add(match.group(2))
         elif name != "q_positions":
-            raise TraceError(source, name, "only tensors layers.<L>.k|v|q and q_positions")
+            raise TraceError(source, _printable(name), "only tensors layers.<L>.k|v|q and q_positions")
     if not kinds:
         raise TraceError(source, "layers.<L>.k", "at least one layer of keys and queries")
     has_values = any("v" in found for found in kinds.values())
@@ -406,7 +418,7 @@ def all_finite(arr: np.ndarray) -> bool:
 def load_trace(path: str | os.PathLike) -> Trace:
     """Open and validate a trace file; tensors stay memory-mapped. Raises TraceError."""
     path = Path(path)
-    source = str(path)
+    source = _printable(path)
     meta, entries, data_start, file_size = _read_header(path)
     arrays = {name: _map_tensor(source, path, name, entry, data_start, file_size)
               for name, entry in entries.items()}
@@ -416,23 +428,30 @@ def load_trace(path: str | os.PathLike) -> Trace:
 
 def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int]:
     """Metadata, tensor entries, offset of the data section and file size, or TraceError."""
-    source = str(path)
-    if not path.is_file():
-        raise TraceError(source, "file", "an existing trace file (safetensors)")
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise TraceError(source, "header", "a safetensors file (8-byte header length); file too short")
-        (n,) = struct.unpack("<Q", head)
-        if n > min(size - 8, _MAX_HEADER_BYTES):
-            raise TraceError(source, "header", f"a safetensors header of {n} bytes within a {size}-byte file "
-                             "(not a safetensors file, or truncated)")
-        raw = fh.read(n)
+    source = _printable(path)
+    try:
+        if not path.is_file():
+            raise TraceError(source, "file", "an existing trace file (safetensors)")
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                raise TraceError(source, "header", "a safetensors file (8-byte header length); file too short")
+            (n,) = struct.unpack("<Q", head)
+            if n > min(size - 8, _MAX_HEADER_BYTES):
+                raise TraceError(source, "header", f"a safetensors header of {n} bytes within a {size}-byte file "
+                                 f"and at most {_MAX_HEADER_BYTES} (not a safetensors file, or truncated)")
+            raw = fh.read(n)
+    except OSError as exc:  # a name longer than NAME_MAX, no permission, an I/O error, ...
+        raise TraceError(source, "file", f"a readable trace file ({exc.strerror or type(exc).__name__})") from None
+    if len(raw) != n:
+        raise TraceError(source, "header", f"a {n}-byte header, the file ends after {len(raw)} (truncated)")
     try:
         header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, ValueError):  # JSONDecodeError, a number over 4300 digits
         raise TraceError(source, "header", "a safetensors JSON header (not a safetensors file)") from None
+    except RecursionError:
+        raise TraceError(source, "header", "a safetensors JSON header (nested too deeply)") from None
     if not isinstance(header, dict):
         raise TraceError(source, "header", "a JSON object of tensors")
     meta = header.pop("__metadata__", None)
@@ -443,24 +462,42 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int]
 
 def _map_tensor(source: str, path: Path, name: str, entry: object, data_start: int,
                 file_size: int) -> np.ndarray:
-    """Memory-map one tensor after checking its dtype, shape and byte range."""
-    try:
-        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
-        shape = tuple(int(x) for x in entry["shape"])
-        begin, end = (int(x) for x in entry["data_offsets"])
-    except (TypeError, KeyError, ValueError):
-        raise TraceError(source, name, "a header entry with dtype, shape and data_offsets") from None
+    """Memory-map one tensor after checking its dtype, shape and byte range.
+
+    Every shape entry and offset must be a non-negative JSON integer before any arithmetic;
+    sizes are exact Python integers compared with the file size (a huge shape cannot wrap).
+    """
+    where = _printable(name)
+    if not isinstance(entry, dict) or not {"dtype", "shape", "data_offsets"} <= set(entry):
+        raise TraceError(source, where, "a header entry with dtype, shape and data_offsets")
+    dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    dtype = _SAFETENSORS_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
-        raise TraceError(source, name, f"dtype F16 or F32 (I64 for q_positions), got {entry['dtype']}")
+        raise TraceError(source, where, f"dtype F16 or F32 (I64 for q_positions), got {_printable(repr(dtype_name))[:80]}")
+    if not (isinstance(shape, list) and len(shape) <= _MAX_NDIM and all(_is_count(x) for x in shape)):
+        raise TraceError(source, where, f"a shape of at most {_MAX_NDIM} non-negative integers, "
+                         f"got {_printable(repr(shape))[:80]}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(x) for x in offsets)
+            and offsets[0] <= offsets[1]):
+        raise TraceError(source, where, f"data_offsets [begin, end] with 0 <= begin <= end, "
+                         f"got {_printable(repr(offsets))[:80]}")
+    begin, end = offsets
     count = math.prod(shape)  # exact: a huge shape must not wrap around
-    if min(shape, default=0) < 0 or end - begin != count * dtype.itemsize or begin < 0:
-        raise TraceError(source, name, f"data_offsets spanning {count * dtype.itemsize} bytes for shape {list(shape)}")
+    if end - begin != count * dtype.itemsize:
+        raise TraceError(source, where, f"data_offsets spanning {count * dtype.itemsize} bytes for shape {shape}, "
+                         f"got {end - begin}")
     if data_start + end > file_size:
-        raise TraceError(source, name, f"{end - begin} bytes at offset {data_start + begin}, "
+        raise TraceError(source, where, f"{end - begin} bytes at offset {data_start + begin}, "
                          f"but the file ends at {file_size} (truncated)")
     if count == 0:
-        return np.zeros(shape, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=shape)
+        try:
+            return np.zeros(shape, dtype=dtype)
+        except ValueError:  # e.g. [0, 2**70]: empty, but beyond numpy's dimension limit
+            raise TraceError(source, where, f"a shape numpy can hold, got {_printable(repr(shape))[:80]}") from None
+    try:
+        return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=tuple(shape))
+    except OSError as exc:
+        raise TraceError(source, where, f"a readable trace file ({exc.strerror or type(exc).__name__})") from None
 
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
