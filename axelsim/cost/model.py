@@ -17,6 +17,7 @@ from axelsim.cost.technology import Price, SramPrice, Technology
 
 ARITHMETIC_OPS = ("add", "mul", "cmp", "sqrt", "div", "exp")
 MEMORY_ACTIONS = ("read", "write")
+OFFCHIP = "offchip"  # rows spilled past sram.rows_per_bank: priced per bit, no area on the macro
 
 
 class UnpricedActionError(LookupError):
@@ -213,6 +214,8 @@ class CostModel:
     # --- energy ---------------------------------------------------------------------------------
     def action_pj(self, unit_name: str, action: str, units: Mapping[str, Unit]) -> float:
         """Dynamic energy of one action of one unit, in pJ; UnpricedActionError if it has no price."""
+        if unit_name == OFFCHIP and action in MEMORY_ACTIONS:
+            return self.offchip_row_bits(units) * self.tech.offchip_pj_per_bit()
         unit = units.get(unit_name)
         if unit is None:
             raise UnpricedActionError(f"unit {unit_name!r} is not part of the {self.kind} macro ({', '.join(units)})")
@@ -222,6 +225,14 @@ class CostModel:
             mem = self._memory_price(unit.memory)
             return mem.read_pj if action == "read" else mem.write_pj
         return self._resource_price(action).energy_pj
+
+    def offchip_row_bits(self, units: Mapping[str, Unit]) -> int:
+        """Bits of one spilled row: a word of the macro's row store (index_sram, or the fp16 kv_sram)."""
+        for name in ("index_sram", "kv_sram"):
+            unit = units.get(name)
+            if unit is not None and unit.memory is not None:
+                return unit.memory.word_bits
+        raise UnpricedActionError(f"the {self.kind} macro has no row store whose rows could spill off-chip")
 
     def energy_pj(self, actions: Mapping[str, Mapping[str, int]], time_s: float, n_layers: int) -> dict:
         """Energy in pJ: dynamic per counted action, leakage over `time_s` seconds.

@@ -98,6 +98,7 @@ class Technology:
         self._aladdin = table["aladdin"]
         self._seed_bits = int(table["iterative"]["seed_bits"])
         self._sram = table["sram"]
+        self._offchip = table.get("offchip")  # optional: only a spilling macro needs it
         self.sram_fits = fit_cacti(base_dir / self._sram["csv"], int(self._sram["node_nm"]), self._sram["cell_type"])
 
     @classmethod
@@ -238,6 +239,23 @@ class Technology:
         return self._scaled(0.0, entry["area_um2"] * bits, entry["leakage_w"] * bits, float(self._aladdin["node_nm"]))
 
     # --- memories -------------------------------------------------------------------------------
+    def offchip_pj_per_bit(self) -> float:
+        """Energy (pJ) to read or write one bit of off-chip DRAM, from the `offchip` section.
+
+        Not node-scaled: the DRAM is not on the macro. ConfigError when the table has no
+        well-formed `offchip` section (a macro with sram.overflow: spill needs one).
+        """
+        entry = self._offchip
+        expected = ("expected a section with its 'source' citation, access_energy_pj > 0 and access_bits > 0 "
+                    "(prices the rows of sram.overflow: spill)")
+        if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
+            raise ConfigError(self.source, "offchip", expected)
+        energy, bits = entry.get("access_energy_pj"), entry.get("access_bits")
+        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (energy, bits))
+        if not (numbers and math.isfinite(energy) and energy > 0 and isinstance(bits, int) and bits > 0):
+            raise ConfigError(self.source, "offchip", expected)
+        return energy / bits
+
     def sram_array(self, capacity_bits: int, width_bits: int, ports: int) -> SramPrice:
         """An SRAM of capacity_bits read/written `width_bits` at a time, with `ports` ports (>= 1).
 
