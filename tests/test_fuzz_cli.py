@@ -48,22 +48,11 @@ def _main(argv) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
-def _is_known(err: str) -> bool:
-    """An internal-error line caused by an already-reported loader defect (see fuzz_helpers.KNOWN_FAULTS)."""
-    known_types = ("TypeError", "RecursionError", "ValueError", "OverflowError", "OSError", "IndexError",
-                   "KeyError", "AttributeError")
-    return err.startswith("axelsim: internal error:") and any(f" {name}:" in err for name in known_types)
-
-
 def _check_bad_or_ok(status: int, err: str, *names: str, ok_allowed: bool = True) -> None:
     assert "Traceback" not in err, err
     if status == 0 and ok_allowed:
         return
-    if status == 1 and _is_known(err):
-        return  # an open loader defect (exit 1 instead of 2), already reported and xfailed
     assert status == 2, f"exit {status}: {err!r}"
-    if "expected valid YAML" in err and '\n  in "<unicode string>"' in err:
-        return  # known fault M6 (PyYAML ReaderError text spans two lines), already reported and xfailed
     assert err.count("\n") == 1 and err.endswith("\n") and "\r" not in err, f"not one line: {err!r}"
     if names and not any(name in err for name in names):
         raise AssertionError(f"{err!r} names none of {names}")
@@ -117,7 +106,6 @@ def test_fuzz_cli_argument_garbage(files, argv):
         status, out, err = _main(argv)
     assert "Traceback" not in err, err
     if status == 1:
-        assert _is_known(err) or err.count("\n") == 1, err
         pytest.fail(f"internal fault on argv {argv!r}: {err!r}")
     if status not in (0, 2):
         pytest.fail(f"exit {status} on argv {argv!r}: {err!r}")
