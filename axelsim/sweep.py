@@ -34,6 +34,7 @@ import hashlib
 import io as _stringio
 import itertools
 import json
+import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -415,7 +416,10 @@ def _execute(
         for point in todo:
             yield point, _evaluate_safely(evaluate, point)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # forkserver, not fork: forking a process whose numba kernels already started OpenMP
+        # threads aborts the child ("fork() called from a process already using GNU OpenMP").
+        context = multiprocessing.get_context("forkserver")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             futures = {pool.submit(_evaluate_safely, evaluate, point): point for point in todo}
             try:
                 for future in as_completed(futures):

@@ -222,3 +222,32 @@ def sweep_front(points):
     from axelsim.report.plots import pareto_front
 
     return pareto_front(points)
+
+
+
+def run_parallel_kernel():
+    """Run one numba prange kernel (numba's OpenMP threads start on first use)."""
+    import numpy as np
+
+    from axelsim.numerics.codebook import lloyd_max_codebook
+    from axelsim.numerics.reference import qdq_mse_per_candidate
+
+    rng = np.random.default_rng(0)
+    signs = np.where(rng.random((4, 64)) < 0.5, -1, 1).astype(np.int8)
+    return qdq_mse_per_candidate(rng.standard_normal((32, 64)), signs, lloyd_max_codebook(64, 3))
+
+
+def kernel_evaluate(point):
+    run_parallel_kernel()
+    return fake_evaluate(point)
+
+
+def test_process_pool_works_after_parallel_kernels_ran_in_this_process(tmp_path):
+    # A forked child of a process whose OpenMP threads run aborts when it runs a parallel
+    # kernel itself ("fork() called from a process already using GNU OpenMP").
+    spec_path = write_sweep(tmp_path, traces=["a.safetensors"])
+    inline = sweep.run_sweep(plan(spec_path), tmp_path / "inline", evaluate=kernel_evaluate, progress=False, plots=False)
+    pooled = sweep.run_sweep(plan(spec_path), tmp_path / "pool", workers=2, evaluate=kernel_evaluate,
+                             progress=False, plots=False)
+    assert pooled.evaluated == 9
+    assert pooled.csv_path.read_bytes() == inline.csv_path.read_bytes()
