@@ -199,8 +199,7 @@ def test_trace_beyond_sram_rows_error_names_the_macro_file(files):
     check_user_error(caught.value, (str(macro),))
 
 
-@pytest.mark.xfail(strict=True, reason="H2: sram.overflow: spill crashes: the cost model has no price for the "
-                   "'offchip' accesses the controller counts (UnpricedActionError in axelsim/cost/model.py energy_pj)")
+# H2 (spill crashed: 'offchip' unpriced in the cost model) fixed in edb6d4f
 def test_trace_beyond_sram_rows_spills_and_never_wraps(files, report):
     """Spilled rows are counted off-macro; scores and outputs equal the run with room (no wrap-around)."""
     spilled = api.simulate(_small_sram_macro(files, "spill"), files / "t.safetensors", baselines=False)
