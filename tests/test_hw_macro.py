@@ -35,6 +35,22 @@ def test_bit_exact_against_golden_with_gqa_and_values():
         assert _same(gold.outputs, result.outputs[layer])
 
 
+@pytest.mark.parametrize("min_items", [1, 10**9])
+def test_parallel_and_serial_burst_kernels_are_bit_exact(monkeypatch, min_items):
+    # Burst mode runs a stream on the parallel kernels only when it is long enough; force each
+    # flavour on a small trace so both stay checked against the golden model.
+    from axelsim.hw import kernels
+
+    monkeypatch.setattr(kernels, "PARALLEL_MIN_ITEMS", min_items)
+    macro = small_macro(16, 3)
+    trace = random_trace(5, layers=1, kv_heads=2, q_heads=4, tokens=12, q_positions=[0, 5, 11])
+    signs = signs_for(1, 16)
+    result = simulate(macro, signs, trace, fidelity="burst")
+    gold = _golden(macro, signs, trace, 0)
+    assert _same(gold.scores, result.scores[0])
+    assert _same(gold.outputs, result.outputs[0])
+
+
 def test_flipped_index_bit_breaks_bit_exactness(monkeypatch):
     macro = small_macro(16, 3)
     trace = random_trace(4, tokens=6)

@@ -399,8 +399,7 @@ def _scale_stage(scores, z, sigma, soft, wide, lo, hi):
             z[a, t] = mul(scores[a, t], sigma, soft, wide)
 
 
-@numba.njit(parallel=True, cache=True)
-def score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, with_scale):
+def _score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, with_scale):
     """lookup_stage, tree_stage, norm_mul_stage and scale_stage fused over all keys (no leaves kept)."""
     d = idx.shape[1]
     for t in prange(idx.shape[0]):
@@ -449,8 +448,7 @@ def _bins_stage(e, norms, idx, bins, totals, soft, value, lo, hi):
                 bins[a, i, j] = rnd(bins[a, i, j] + w, value)
 
 
-@numba.njit(parallel=True, cache=True)
-def bins_burst(e, norms, idx, bins, totals, soft, value):
+def _bins_burst(e, norms, idx, bins, totals, soft, value):
     """bins_stage over all keys: coordinates in parallel chunks, keys in order within each."""
     n, d = idx.shape
     heads = e.shape[0]
@@ -473,17 +471,40 @@ def bins_burst(e, norms, idx, bins, totals, soft, value):
                     bins[a, i, j] = rnd(bins[a, i, j] + wt, value)
 
 
+PARALLEL_MIN_ITEMS = 256
+"""Streams shorter than this run on the serial twin: a parallel launch costs 0.1-1 ms of
+thread wake-up (more on a loaded machine), far more than a short stream's arithmetic."""
+
+
+def _by_size(parallel, serial, items_of):
+    """Call `parallel` for long streams and `serial` for short ones (same results bit for bit)."""
+
+    def call(*args):
+        return (parallel if items_of(args) >= PARALLEL_MIN_ITEMS else serial)(*args)
+
+    call.__name__ = parallel.__name__
+    call.__doc__ = parallel.__doc__
+    return call
+
+
 class RangeKernels:
-    """The range kernels of one flavour (parallel or serial), by unit stage name."""
+    """The range kernels of one flavour, by unit stage name: serial (key mode, one item per
+    call), or adaptive (burst mode: parallel over items once a stream is long enough)."""
 
     def __init__(self, which: int):
         for name in STAGES:
-            setattr(self, name, _PAIRS[name][which])
+            parallel, serial = _PAIRS[name]
+            kernel = serial if which else _by_size(parallel, serial, lambda args: args[-1] - args[-2])
+            setattr(self, name, kernel)
 
 
 STAGES = ('norm_stage', 'rotate_stage', 'quantize_stage', 'pack_stage', 'unpack_stage', 'lookup_stage', 'tree_stage', 'norm_mul_stage', 'scale_stage', 'exp_stage', 'bins_stage')
 _PAIRS = {name: _pair(globals()["_" + name]) for name in STAGES}
 PARALLEL = RangeKernels(0)
+score_burst = _by_size(*_pair(_score_burst), lambda args: args[1].shape[0])
+"""lookup, tree, norm multiply and scale fused over a whole stream of keys."""
+bins_burst = _by_size(*_pair(_bins_burst), lambda args: args[2].shape[0])
+"""bins_stage over a whole stream of values."""
 """Burst mode and preloading: whole streams, items in parallel."""
 SERIAL = RangeKernels(1)
 """Key mode: one item per call."""
