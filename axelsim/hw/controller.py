@@ -11,6 +11,7 @@ ports in program order (older first); see docs/cycle_model.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
@@ -39,6 +40,9 @@ class StageSpec:
     """The stage's datapath for a range of items (run as items pass, or for all at once)."""
     count: Optional[Callable[[slice], None]] = None
     """Adds the stage's counted actions for a range of processed items to the ledger."""
+    item: Optional[Callable[[int, int], None]] = None
+    """Key mode: the stage's datapath for items [lo, hi), usually a serial kernel with its arrays
+    bound (functools.partial), cheaper per item than `work`; None: `work` is used."""
 
 
 @dataclass
@@ -87,13 +91,15 @@ class Machine:
                    label: str, burst_work: Optional[Callable[[], None]] = None) -> StreamTiming:
         """Time a stream through its stages (key or burst fidelity) and run its datapath.
 
-        Key mode runs each stage's `work` per item as the item passes; burst mode runs
+        Key mode runs each stage's `item` kernel (else its `work`) per item as the item enters
+        the stage (one simpy process per unit, pipeline.run_keys); burst mode runs
         `burst_work` (the stream's fused datapath) if given, else every stage's work over all
         items. Either way a stage's `count` is called once with the items it processed.
         """
         n = ready.size
+        key = self.fidelity == "key"
         stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1],
-                        s.bank_ids, s.calendar, s.work if self.fidelity == "key" else None)
+                        s.bank_ids, s.calendar, s.work if key else None, s.item if key else None)
                   for s in specs]
         if self.fidelity == "key":
             timing = run_keys(ready, stages)
@@ -304,6 +310,9 @@ class Machine:
         def read(sl):
             kern.unpack_stage(self.sram.rows, flat, m.bits, st["idx"], st["norms"], sl.start, sl.stop)
 
+        # key mode: the SRAM image is not replaced during a read stream (writes go in place)
+        st["item"] = partial(kern.unpack_stage, self.sram.rows, flat, m.bits, st["idx"], st["norms"])
+
         def count(sl):
             spilled = int(np.count_nonzero(row[sl] >= self.amap.rows_per_bank))
             c = len(row[sl])
@@ -340,6 +349,14 @@ class Machine:
         def scale(sl):
             kern.scale_stage(scores, z, self.softmax.sigma, c["softmax"], self.wide["scale"], sl.start, sl.stop)
 
+        items = {}
+        if self.fidelity == "key":
+            items = {look: partial(kern.lookup_stage, leaf, rd["idx"], keyed["leaves"]),
+                     tree: partial(kern.tree_stage, keyed["leaves"], keyed["sums"], c["accumulator"]),
+                     norm_mul: partial(kern.norm_mul_stage, keyed["sums"], rd["norms"], scores, c["score"]),
+                     scale: partial(kern.scale_stage, scores, z, self.softmax.sigma, c["softmax"], self.wide["scale"]),
+                     read: rd["item"]}
+
         def fused():
             read(slice(0, n))
             kernels.score_burst(leaf, rd["idx"], rd["norms"], scores, z, c["accumulator"], c["score"],
@@ -364,7 +381,8 @@ class Machine:
             iis.append(h)
         issue_ii = max(iis)
         iis[0] = issue_ii
-        specs = [StageSpec(unit, key, lat, ii, work=w, count=cnt) for (unit, key, lat, w, cnt), ii in zip(stages, iis)]
+        specs = [StageSpec(unit, key, lat, ii, work=w, count=cnt, item=items.get(w))
+                 for (unit, key, lat, w, cnt), ii in zip(stages, iis)]
         specs[0].bank_ids, specs[0].calendar = bank, self.read_cal
         result = self.run_stream("read", layer, np.full(n, ready, dtype=np.int64), specs, "scores " + label,
                                  burst_work=fused)
@@ -390,6 +408,11 @@ class Machine:
 
         def accumulate(sl):
             kern.bins_stage(e, rd["norms"], rd["idx"], bins, totals, c["softmax"], c["value"], sl.start, sl.stop)
+
+        items = {}
+        if self.fidelity == "key":
+            items = {exps: partial(kern.exp_stage, z, zmax, e, c["softmax"], ex.log2e, ex.coeff_array),
+                     accumulate: partial(kern.bins_stage, e, rd["norms"], rd["idx"], bins, totals, c["softmax"], c["value"])}
 
         def fused():
             read(slice(0, n))
@@ -421,8 +444,8 @@ class Machine:
         stream = value_unit.stream_timing(m, h)
         issue_ii = max(1, *(ii for _, _, ii in stream))
         specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), m.sram.read_latency_cycles, issue_ii,
-                           bank_ids=bank, calendar=self.read_cal, work=read, count=count_read)]
-        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=w, count=cnt)
+                           bank_ids=bank, calendar=self.read_cal, work=read, count=count_read, item=rd.get("item"))]
+        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=w, count=cnt, item=items.get(w))
                   for (name, lat, ii), w, cnt in zip(stream, (exps, accumulate), (count_exps, count_bins))]
         vt = self.run_stream("value", layer, np.full(n, self.last_done, dtype=np.int64), specs, "values " + label,
                              burst_work=fused)

@@ -9,8 +9,8 @@ a free port of the item's bank in that very cycle (see sram.BankCalendar).
 Two implementations of the same recurrence:
 - `run_burst`: closed form start_s(i) = i*II_s + max(free_s, cummax_j(ready_j - j*II_s)),
   vectorised; bank stages go through a compiled loop over the calendar.
-- `run_keys`: one simpy process per stage consuming a queue, each item an event through every
-  stage (the `key` fidelity mode).
+- `run_keys`: one simpy process per unit consuming a queue, each item an event at every unit
+  it passes (the `key` fidelity mode).
 Both return per-item start times of every stage; tests prove they agree.
 """
 
@@ -29,7 +29,7 @@ class Stage:
     """One pipeline stage of a stream: the unit instance that runs it and its timing (cycles).
 
     `bank_ids` (int64 [n]) and `calendar` make it an SRAM access stage; `work` is the stage's
-    datapath for a range of items, called per item (key mode) by `run_keys`.
+    datapath for a range of items; key mode calls `item(i)` (or `work` on one item) per item.
     """
 
     unit: str
@@ -40,6 +40,9 @@ class Stage:
     bank_ids: Optional[np.ndarray] = None
     calendar: Optional[object] = None
     work: Optional[Callable[[slice], None]] = None
+    item: Optional[Callable[[int, int], None]] = None
+    """Key mode: the stage's datapath for items [lo, hi), called as item(i, i + 1) (cheaper per
+    item than `work(slice(i, i + 1))`)."""
 
 
 @dataclass
@@ -79,64 +82,133 @@ def run_burst(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
     return StreamTiming(starts, arrive, stall_bank, stall_busy)
 
 
-def run_keys(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
-    """The same stream as a discrete-event model: one simpy process per stage, one event per
-    item per stage.
+class _Handoff(simpy.events.Event):
+    """The event a parked unit waits on: triggered by the unit before it for the cycle the
+    handed-on item arrives (not the cycle it was handed on), so that the waiting unit resumes
+    exactly once per item, at the item's own cycle. (simpy's Timeout triggers itself the
+    same way, at construction.)"""
 
-    Stage s's process takes its items in order from a plain deque (filled by stage s - 1 as
-    each item starts there, with its arrival cycle), waits with a single timeout until the
-    item may start (arrival, the stage's II, a free bank port), runs the stage's work for that
-    item and hands it on. A process finding its deque empty parks on an event that the stage
-    before it triggers when it hands the next item over.
+    __slots__ = ()
+
+    def trigger_in(self, delay: int) -> None:
+        self._ok = True
+        self._value = None
+        self.env.schedule(self, simpy.events.NORMAL, delay)
+
+
+def unit_groups(stages: list[Stage]) -> list[list[int]]:
+    """Consecutive stages run by the same unit (e.g. the lookup pipeline's adder tree and norm
+    multiplier) form one group, one simpy process; an SRAM stage always starts a group."""
+    groups: list[list[int]] = []
+    for s, stage in enumerate(stages):
+        if groups and stage.unit == stages[s - 1].unit and stage.calendar is None:
+            groups[-1].append(s)
+        else:
+            groups.append([s])
+    return groups
+
+
+def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = None) -> StreamTiming:
+    """The same stream as a discrete-event model: one simpy process per unit, each item an
+    event at every unit, at the cycle it enters that unit.
+
+    A unit's process takes its items in order from a plain deque (filled by the unit before
+    it, with each item's arrival cycle), waits with a single timeout until the item may enter
+    (arrival, the stage's II, a free bank port), then passes it through the unit's stages in
+    that same resumption: each later stage of the unit starts at max(done of the stage
+    before, its last start + II), the same recurrence. It runs each stage's datapath for the
+    item and hands the item on. A process finding its deque empty parks on a `_Handoff` event
+    that the unit before it triggers for the handed-on item's arrival cycle, so an idle unit
+    resumes once per item, at that item's cycle.
+
+    `events`, if given, receives (unit group, item, simulated cycle) for every item entering
+    every unit (tests check that the clock is the item's start there).
     """
     n = ready.size
     n_stages = len(stages)
-    starts = np.empty((n_stages, n), dtype=np.int64)
     stall_bank = np.zeros(n_stages, dtype=np.int64)
     stall_busy = np.zeros(n_stages, dtype=np.int64)
     if n == 0:
-        return StreamTiming(starts, np.empty(0, dtype=np.int64), stall_bank, stall_busy)
+        return StreamTiming(np.empty((n_stages, 0), dtype=np.int64), np.empty(0, dtype=np.int64),
+                            stall_bank, stall_busy)
+    groups = unit_groups(stages)
     env = simpy.Environment(initial_time=int(min(ready.min(), min(st.free_at for st in stages))))
-    inboxes = [deque() for _ in range(n_stages + 1)]
-    inboxes[0].extend(int(r) for r in ready)
-    parked: list = [None] * (n_stages + 1)
-    done = np.empty(n, dtype=np.int64)
+    inboxes = [deque() for _ in range(len(groups) + 1)]
+    inboxes[0].extend(ready.tolist())
+    parked: list = [None] * (len(groups) + 1)
+    rows: list[list[int]] = [[] for _ in range(n_stages)]
+    done: list[int] = []
 
-    def stage_process(s: int, stage: Stage):
-        next_accept = stage.free_at
-        inbox, outbox = inboxes[s], inboxes[s + 1]
-        work, calendar, bank_ids = stage.work, stage.calendar, stage.bank_ids
-        latency, ii = stage.latency, stage.ii
-        row = starts[s]
+    def unit_process(g: int, members: list[int]):
+        head = stages[members[0]]
+        inbox = inboxes[g]
+        take, hand_on = inbox.popleft, inboxes[g + 1].append
+        last_unit = g + 1 == len(groups)
+        reserve = head.calendar.reserve_one if head.calendar is not None else None
+        banks = head.bank_ids.tolist() if reserve is not None else None
+        head_latency, head_ii, record = head.latency, head.ii, rows[members[0]].append
+        head_next = head.free_at
+        # the unit's later stages, each [latency, ii, next accept, record start]
+        tail = [[stages[s].latency, stages[s].ii, stages[s].free_at, rows[s].append] for s in members[1:]]
+        works = tuple(w for w in (_item_work(stages[s]) for s in members) if w is not None)
+        timeout, finish = env.timeout, done.append
+        now = env.now  # this process's own copy of the clock (it only runs at its events)
         waited = 0
         for i in range(n):
-            while not inbox:
-                parked[s] = env.event()
-                yield parked[s]
-            arrival = inbox.popleft()
-            if i == 0:
-                stall_busy[s] = max(0, stage.free_at - arrival)
-            start = arrival if arrival > next_accept else next_accept
-            if calendar is not None:
-                slot = calendar.reserve_one(int(bank_ids[i]), start)
+            if not inbox:
+                parked[g] = event = _Handoff(env)
+                yield event
+                now = inbox[0]  # woken at the cycle the handed-on item arrives
+            start = take()
+            if start < head_next:
+                start = head_next
+            if reserve is not None:
+                slot = reserve(banks[i], start)
                 waited += slot - start
                 start = slot
-            yield env.timeout(start - env.now)
-            row[i] = start
-            next_accept = start + ii
-            if work is not None:
-                work(slice(i, i + 1))
-            if s + 1 < n_stages:
-                outbox.append(start + latency)
-                wake = parked[s + 1]
-                if wake is not None:
-                    parked[s + 1] = None
-                    wake.succeed()
+            if start != now:
+                yield timeout(start - now)
+                now = start
+            if events is not None:
+                events.append((g, i, env.now))
+            record(start)
+            head_next = start + head_ii
+            t = start + head_latency
+            for st in tail:
+                if t < st[2]:
+                    t = st[2]
+                st[3](t)
+                st[2] = t + st[1]
+                t += st[0]
+            for w in works:
+                w(i, i + 1)
+            if last_unit:
+                finish(t)
             else:
-                done[i] = start + latency
-        stall_bank[s] = waited
+                hand_on(t)
+                event = parked[g + 1]
+                if event is not None:
+                    parked[g + 1] = None
+                    event.trigger_in(t - now)
+        stall_bank[members[0]] = waited
 
-    for s, stage in enumerate(stages):
-        env.process(stage_process(s, stage))
+    for g, members in enumerate(groups):
+        env.process(unit_process(g, members))
     env.run()
-    return StreamTiming(starts, done, stall_bank, stall_busy)
+    starts = np.array(rows, dtype=np.int64)
+    # a stage's first item waited for the unit's release: free_at - its arrival there
+    arrive0 = int(ready[0])
+    for s, stage in enumerate(stages):
+        stall_busy[s] = max(0, stage.free_at - arrive0)
+        arrive0 = int(starts[s, 0]) + stage.latency
+    return StreamTiming(starts, np.array(done, dtype=np.int64), stall_bank, stall_busy)
+
+
+def _item_work(stage: Stage) -> Optional[Callable[[int, int], None]]:
+    """The stage's datapath for items [lo, hi): its `item` kernel, else `work` on a slice."""
+    if stage.item is not None:
+        return stage.item
+    work = stage.work
+    if work is None:
+        return None
+    return lambda lo, hi: work(slice(lo, hi))
