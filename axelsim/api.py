@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -19,6 +20,7 @@ from axelsim import __version__
 from axelsim.config import LoadedMacro
 from axelsim.config import load_macro as _load_macro
 from axelsim.errors import ConfigError, TraceError
+from axelsim.io import check_writable, output_error
 from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
@@ -102,6 +104,8 @@ def simulate(
     from axelsim.report.numerics import compare_numerics
 
     started = time.perf_counter()
+    if waveform is not None:
+        check_waveform_path(waveform)
     loaded = _as_macro(macro)
     full = _as_trace(trace)
     view = select(full, layers, kv_heads, queries)
@@ -109,9 +113,12 @@ def simulate(
     signs = sign_rom(loaded, view)
     with progress_bar(f"simulate {loaded.config.name}", progress) as tick:
         result = simulate_macro(loaded.config, signs, view, fidelity=fidelity, record_waveform=waveform is not None,
-                                progress=tick)
+                                progress=tick, source=str(loaded.path))
     if waveform is not None:
-        write_waveform(result, waveform)
+        try:
+            write_waveform(result, waveform)
+        except OSError as error:
+            raise output_error(waveform, error) from None
     numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs)
     base = {}
     for kind in BASELINE_KINDS if baselines else ():
@@ -132,8 +139,51 @@ def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidel
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
 
-    result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress)
+    result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
+                                   source=str(loaded.path))
     return baseline_section(kind, loaded, trace, result)
+
+
+def check_waveform_path(path: str | os.PathLike) -> Path:
+    """A `--waveform` destination must end in .vcd or .json and be writable (checked before the run)."""
+    target = Path(path)
+    if target.suffix.lower() not in (".vcd", ".json"):
+        raise ConfigError(str(target), "--waveform", "expected a file name ending in .vcd or .json")
+    return check_writable(target)
+
+
+PROGRESS_ENV = "AXELSIM_PROGRESS"
+"""Set to 1 to draw progress bars even when stderr is not a terminal (a log file, CI)."""
+
+
+def tqdm_options(enabled: bool, stream=None) -> dict[str, Any]:
+    """Keyword arguments for tqdm so a bar never gets in the way of a one-line error or a log.
+
+    - `enabled=False` (--quiet): no bar at all.
+    - stderr not a terminal: no bar, unless AXELSIM_PROGRESS=1; then one refresh per 10 s at
+      most, so a log file gets a line now and then, not a flood.
+    - `delay`: nothing is drawn during the first second, so a run that fails on bad input
+      before its work gets going prints only its one error line.
+    """
+    stream = sys.stderr if stream is None else stream
+    is_tty = bool(getattr(stream, "isatty", lambda: False)())
+    forced = os.environ.get(PROGRESS_ENV, "") not in ("", "0")
+    return {
+        "disable": not enabled or not (is_tty or forced),
+        "file": stream,
+        "delay": 1.0,
+        "mininterval": 0.1 if is_tty else 10.0,
+        "dynamic_ncols": is_tty,
+    }
+
+
+def progress_iter(label: str, enabled: bool, unit: str) -> Optional[Callable[[Iterable], Iterable]]:
+    """A wrapper drawing a tqdm bar over an iterable (what axelsim.calibrate takes), or None."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return lambda items: tqdm(items, desc=label, unit=unit, leave=False, **tqdm_options(True))
 
 
 @contextlib.contextmanager
@@ -144,7 +194,7 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Optional[Callable[[int, 
         return
     from tqdm import tqdm
 
-    bar = tqdm(desc=label, unit="step", leave=False)
+    bar = tqdm(desc=label, unit="step", leave=False, **tqdm_options(True))
 
     def tick(done: int, total: int) -> None:
         if bar.total != total:
@@ -224,21 +274,62 @@ def codebook(dim: int, bits: int) -> dict[str, Any]:
 
 
 def calibrate_signs(trace: Trace | str | os.PathLike, bits: int, *, candidates: int = 200, seed: int = 0,
-                    out: Optional[str | os.PathLike] = None, progress: bool = True):
+                    out: Optional[str | os.PathLike] = None, progress: bool = True, include_values: bool = False,
+                    per_head: bool = False):
     """Algorithm 1 on every layer of a trace; writes the sign ROM to `out` (atomically) when given.
 
+    `include_values` scores keys + values (the one sign vector serves both); `per_head` also
+    reports a per-(layer, KV head) choice (the saved ROM stays per layer).
     Returns the axelsim.calibrate CalibrationResult (`table()`, `to_dict()`, `rom`).
     """
-    from tqdm import tqdm
-
     from axelsim.calibrate.calibration import calibrate_signs as _calibrate
+    from axelsim.report.numerics import trace_source
 
+    _check_bits([bits])
+    if not (isinstance(seed, int) and seed >= 0):
+        raise ConfigError("--seed", "", f"expected an integer >= 0, got {seed!r}")
+    if out is not None:
+        check_writable(out)
     loaded = _as_trace(trace)
-    wrap = (lambda items: tqdm(items, desc="calibrate", unit="layer")) if progress else None
-    result = _calibrate(loaded, bits, candidates=candidates, seed=seed, progress=wrap)
+    if include_values and not loaded.has_values:
+        raise TraceError(trace_source(loaded), "layers.<L>.v",
+                         "expected values for --include-values (the trace holds keys only)")
+    result = _calibrate(loaded, bits, candidates=candidates, seed=seed, per_head=per_head,
+                        include_values=include_values, progress=progress_iter("calibrate", progress, "layer"))
     if out is not None:
         result.save(out)
     return result
+
+
+def _check_bits(bits: Sequence[int]) -> None:
+    """Bit-widths given on the command line: one or more, each 1..8 (ConfigError naming --bits)."""
+    if not bits:
+        raise ConfigError("--bits", "", "expected one or more bit-widths")
+    for width in bits:
+        if not (isinstance(width, int) and 1 <= width <= 8):
+            raise ConfigError("--bits", "", f"expected a bit-width from 1 to 8, got {width!r}")
+
+
+def sensitivity(trace: Trace | str | os.PathLike, out: str | os.PathLike, *, seeds: Sequence[int] = range(1, 11),
+                bits: Sequence[int] = (2, 3, 4), candidates: int = 200, progress: bool = True) -> dict[str, Any]:
+    """The sign-pattern sensitivity study (axelsim.calibrate.sensitivity) on one trace.
+
+    Writes `out/sensitivity_<trace>.json` (atomically) and `out/sensitivity_<trace>.png`;
+    returns the result dict (`summary` per bit-width). ConfigError on a bit-width outside 1..8
+    (or one the head size cannot use), a negative seed or no seeds, candidates < 0.
+    """
+    from axelsim.calibrate.sensitivity import run_sensitivity
+
+    seeds, bits = [int(s) for s in seeds], [int(b) for b in bits]
+    if not seeds or any(s < 0 for s in seeds):
+        raise ConfigError("--seeds", "", f"expected one or more seeds >= 0, got {seeds}")
+    _check_bits(bits)
+    if candidates < 0:
+        raise ConfigError("--candidates", "", f"expected an integer >= 0 (0: no calibrated row), got {candidates}")
+    check_writable(out, folder=True)
+    loaded = _as_trace(trace)
+    return run_sensitivity(loaded, seeds, bits, out_dir=out, candidates=candidates,
+                           progress=progress_iter("sensitivity", progress, "rom"))
 
 
 def capture_trace(model: str, text: str | os.PathLike, *, tokens: int, out: str | os.PathLike,

@@ -28,10 +28,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _index_list(text: str) -> list[int]:
-    """'0,2,5-7' -> [0, 2, 5, 6, 7] (an argparse type)."""
+    """'0,2,5-7' -> [0, 2, 5, 6, 7] (an argparse type); '1..10' is read as '1-10'."""
     result: list[int] = []
     try:
-        for part in text.split(","):
+        for part in text.replace("..", "-").split(","):
             low, _, high = part.partition("-")
             first, last = int(low), int(high) if high else int(low)
             if first < 0 or last < first:
@@ -145,9 +145,35 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--bits", type=int, required=True, metavar="B")
     calibrate.add_argument("--candidates", type=_positive_int, default=200, metavar="C", help="candidates per layer (default 200)")
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the candidate draw (default 0)")
+    calibrate.add_argument("--include-values", action="store_true",
+                           help="score keys and values together (the layer's one sign vector serves both)")
+    calibrate.add_argument("--per-head", action="store_true",
+                           help="also choose per (layer, KV head) and report what a per-head ROM would gain "
+                                "(the written ROM stays per layer)")
     calibrate.add_argument("--out", type=Path, metavar="SIGNS.yaml", help="write the chosen sign ROM here")
     calibrate.add_argument("--json", type=Path, metavar="OUT", help="write the per-layer MSE table as JSON")
+    calibrate.add_argument("--quiet", action="store_true", help="no progress bar")
     calibrate.set_defaults(handler=_cmd_calibrate)
+
+    sensitivity = _add_command(
+        commands, "sensitivity", "sign-pattern sensitivity study of a trace (seeds x bit-widths)",
+        "For every bit-width and every sign ROM (the seed rule with each seed, then the signs\n"
+        "Algorithm 1 picks on the same trace), every layer goes through the golden model and is\n"
+        "compared with exact float64 attention: key MSE / Gaussian distortion, score error,\n"
+        "softmax KL, top-1 agreement, output error (docs/sensitivity.md). Writes\n"
+        "DIR/sensitivity_<trace>.json and DIR/sensitivity_<trace>.png; prints a summary table.",
+        _examples("axelsim sensitivity traces/smollm2_austen_full.safetensors --out out/sensitivity",
+                  "axelsim sensitivity T.safetensors --seeds 1..4 --bits 3 --candidates 50 --out out/sens"))
+    sensitivity.add_argument("trace", type=Path, metavar="TRACE")
+    sensitivity.add_argument("--seeds", type=_index_list, default=list(range(1, 11)), metavar="S..",
+                             help="seed-rule seeds of the random sign ROMs, e.g. 1..10 or 1,4,7 (default 1..10)")
+    sensitivity.add_argument("--bits", type=_index_list, default=[2, 3, 4], metavar="B..",
+                             help="bit-widths, e.g. 2,3,4 (default 2,3,4)")
+    sensitivity.add_argument("--candidates", type=int, default=200, metavar="C",
+                             help="Algorithm 1 candidates for the calibrated row (default 200; 0: no calibrated row)")
+    sensitivity.add_argument("--out", type=Path, required=True, metavar="DIR", help="folder of the JSON and the plot")
+    sensitivity.add_argument("--quiet", action="store_true", help="no progress bar")
+    sensitivity.set_defaults(handler=_cmd_sensitivity)
 
     _add_trace_commands(commands)
     return parser
@@ -209,6 +235,18 @@ def _add_synth_options(parser: argparse.ArgumentParser) -> None:
 # --------------------------------------------------------------------------- handlers
 
 
+def _check_outputs(files: Sequence[Path | None] = (), folders: Sequence[Path | None] = ()) -> None:
+    """Refuse, before any long work, outputs that cannot be written (axelsim.io.check_writable)."""
+    from axelsim import io
+
+    for path in files:
+        if path is not None:
+            io.check_writable(path)
+    for path in folders:
+        if path is not None:
+            io.check_writable(path, folder=True)
+
+
 def _selection(args: argparse.Namespace) -> dict:
     return {"layers": args.layers, "kv_heads": args.heads, "queries": args.queries, "fidelity": args.fidelity}
 
@@ -218,6 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
+    _check_outputs(files=[args.json], folders=[args.plots])
     study = args.bit_study if args.bit_study is not None else ([2, 3, 4] if args.plots else [])
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
                           **_selection(args))
@@ -238,6 +277,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from axelsim.report.plots import plot_compare
     from axelsim.report.tables import format_compare
 
+    _check_outputs(files=[args.json], folders=[args.plots])
     result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
     print(format_compare(result))
     if args.json:
@@ -253,6 +293,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from axelsim import api
     from axelsim.report.tables import format_sweep
 
+    _check_outputs(folders=[args.out])
     outcome = api.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, plots=not args.no_plots)
     print(format_sweep(outcome))
@@ -272,10 +313,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from axelsim import api, io
     from axelsim.report.tables import format_calibration
 
-    result = api.calibrate_signs(args.trace, args.bits, candidates=args.candidates, seed=args.seed, out=args.out)
-    print(format_calibration(result.table(), args.out))
+    _check_outputs(files=[args.out, args.json])
+    result = api.calibrate_signs(args.trace, args.bits, candidates=args.candidates, seed=args.seed, out=args.out,
+                                 progress=not args.quiet, include_values=args.include_values, per_head=args.per_head)
+    print(format_calibration(result.table(), args.out, result.to_dict()))
     if args.json:
         io.write_json(args.json, result.to_dict())
+        print(f"report       {args.json}")
+    return EXIT_OK
+
+
+def _cmd_sensitivity(args: argparse.Namespace) -> int:
+    from axelsim import api
+    from axelsim.report.tables import format_sensitivity
+
+    _check_outputs(folders=[args.out])
+    result = api.sensitivity(args.trace, args.out, seeds=args.seeds, bits=args.bits, candidates=args.candidates,
+                             progress=not args.quiet)
+    print(format_sensitivity(result, args.out))
     return EXIT_OK
 
 
@@ -283,6 +338,7 @@ def _cmd_trace_capture(args: argparse.Namespace) -> int:
     from axelsim import api
     from axelsim.trace import format_trace_info, trace_info
 
+    _check_outputs(files=[args.out])
     trace = api.capture_trace(args.model, args.text, tokens=args.tokens, queries=args.queries, out=args.out,
                               gguf_file=args.gguf_file, text_offset=args.text_offset)
     print(format_trace_info(trace_info(trace)))
@@ -293,6 +349,7 @@ def _cmd_trace_synth(args: argparse.Namespace) -> int:
     from axelsim import api
     from axelsim.trace import SynthSpec, format_trace_info, trace_info
 
+    _check_outputs(files=[args.out])
     options = {name: getattr(args, name) for name in SynthSpec.model_fields}
     trace = api.synth_trace(options, out=args.out)
     print(format_trace_info(trace_info(trace)))

@@ -7,6 +7,11 @@ temporary file is removed and the destination is untouched.
 
 Use `atomic_path` when a library insists on writing to a path itself (matplotlib's savefig,
 safetensors' save_file); use the `write_*` helpers otherwise.
+
+An output the operating system refuses (a folder where a file should go, a path through a
+regular file, no permission, a full disk, a name too long) is bad input, not a fault: every
+writer here raises `OutputError` (a UserError, and still an OSError) naming the destination,
+e.g. `out/report.json: cannot write: No space left on device`.
 """
 
 from __future__ import annotations
@@ -19,28 +24,84 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+from axelsim.errors import UserError
+
+
+class OutputError(UserError, OSError):
+    """An output file or folder the OS refuses; one line naming the path (exit status 2).
+
+    Also an OSError, so code that guards a write with `except OSError` still catches it.
+    """
+
+    def __init__(self, source: str, where: str, expected: str, errno_code: int | None = None):
+        UserError.__init__(self, source, where, expected)
+        self.errno = errno_code
+
+
+def _printable(text: object) -> str:
+    """`text` with non-printable characters (line breaks, tabs, NUL) escaped, for one-line messages."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))
+
+
+def output_error(path: str | os.PathLike, error: OSError) -> OutputError:
+    """The OutputError for an OSError met while writing `path` (an OutputError is kept as it is)."""
+    if isinstance(error, OutputError):
+        return error
+    reason = error.strerror or type(error).__name__
+    return OutputError(_printable(path), "", f"cannot write: {_printable(reason)}", error.errno)
+
+
+def check_writable(path: str | os.PathLike, folder: bool = False) -> Path:
+    """Fail early (OutputError) when `path` obviously cannot be written: an existing ancestor is
+    not a folder, or the path is a folder where a file is wanted (or a file where a folder is).
+
+    A cheap check before a long run; the writers still report anything it cannot foresee.
+    """
+    target = Path(path)
+    try:
+        if target.exists() and target.is_dir() != folder:
+            reason = "Is a directory" if not folder else "Not a directory"
+            raise OutputError(_printable(target), "", f"cannot write: {reason}")
+        for parent in target.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputError(_printable(target), "", f"cannot write: {_printable(parent)} is not a directory")
+                break
+    except OutputError:
+        raise
+    except OSError as error:
+        raise output_error(target, error) from None
+    return target
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; on a clean exit rename it onto `path`.
 
     The parent folder is created if needed. `suffix` defaults to the destination's suffix, so
-    libraries that choose a format from the file name (matplotlib) still see it.
+    libraries that choose a format from the file name (matplotlib) still see it. Any OSError on
+    the way (creating the folder, the temporary file, writing inside the block, the rename)
+    becomes an OutputError naming `path`; the temporary file is removed.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.tmp.", suffix=target.suffix if suffix is None else suffix, dir=target.parent
-    )
-    os.close(handle)
-    temp = Path(temp_name)
-    os.chmod(temp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.tmp.", suffix=target.suffix if suffix is None else suffix, dir=target.parent
+        )
+        os.close(handle)
+    except OSError as error:
+        raise output_error(target, error) from None
+    temp = Path(temp_name)
+    try:
+        os.chmod(temp, 0o644)  # mkstemp makes 0600 files; results are meant to be shared
         yield temp
         os.replace(temp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as error:
+        with contextlib.suppress(OSError):
             temp.unlink()
+        if isinstance(error, OSError):
+            raise output_error(target, error) from None
         raise
 
 

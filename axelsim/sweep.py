@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tqdm import tqdm
 
 from axelsim import io
+from axelsim.config.load import one_line
 from axelsim.errors import ConfigError, UserError
 from axelsim.report.figures import HEADLINE_KEYS, headline
 
@@ -150,26 +150,32 @@ class SweepOutcome:
 
 
 def read_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML; ConfigError naming the file and key path on any flaw."""
+    """Read and validate a sweep YAML; ConfigError naming the file and key path on any flaw.
+
+    The YAML is read by the macro files' reader (axelsim.config.load.parse_yaml_mapping): no
+    anchors or aliases, no non-scalar or duplicate keys, bounded nesting, and any failure of
+    the parser or of a tagged value is one ConfigError line with its line and column.
+    """
+    from axelsim.config.load import parse_yaml_mapping
+
     path = Path(path)
+    source = one_line(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(str(path), "", "file not found") from None
+        raise ConfigError(source, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(str(path), "", f"cannot read the file ({error})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(str(path), where, "expected valid YAML") from None
-    if not isinstance(data, dict):
-        raise ConfigError(str(path), "", "expected a mapping of sweep keys at the top level")
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise ConfigError(source, "", f"cannot read the file ({one_line(reason)})") from None
+    if not text.strip():
+        raise ConfigError(source, "", "expected a mapping of sweep keys, got an empty file")
+    data = parse_yaml_mapping(text, str(path))
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(str(path), where, _expectation(first)) from None
+        raise ConfigError(source, one_line(where), one_line(_expectation(first))) from None
 
 
 def _expectation(detail: dict[str, Any]) -> str:
@@ -274,13 +280,14 @@ def plan_sweep(
 def _where_labels(spec: SweepSpec, path: Path) -> Callable[[int], str]:
     """Where variant `index` of `variants(spec) + [reference]` comes from, for error messages."""
     grid_size = len(variants(spec)) - len(spec.points)
+    name = one_line(path)
 
     def label(index: int) -> str:
         if index < grid_size:
-            return f"{path}: grid" if spec.grid else str(path)
+            return f"{name}: grid" if spec.grid else name
         if index < grid_size + len(spec.points):
-            return f"{path}: points.{index - grid_size}"
-        return f"{path}: reference"
+            return f"{name}: points.{index - grid_size}"
+        return f"{name}: reference"
 
     return label
 
@@ -383,12 +390,18 @@ def run_sweep(
     (an address such as tcp://host:8786, or a distributed.Client) sends points to a Dask cluster.
     Each result is written as soon as it arrives, so an interrupted sweep resumes where it stopped.
     """
+    from axelsim.api import tqdm_options
+
     out_dir = Path(out_dir)
-    (out_dir / POINTS_FOLDER).mkdir(parents=True, exist_ok=True)
+    folder = out_dir / POINTS_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise io.output_error(folder, error) from None
     todo = [point for point in plan.points if not _finished(out_dir, point)]
     skipped = len(plan.points) - len(todo)
     bar = tqdm(total=len(plan.points), initial=skipped, desc=f"sweep {plan.spec.name}", unit="point",
-               disable=not progress, file=None)
+               **tqdm_options(progress))
     try:
         for point, record in _execute(todo, evaluate, workers, scheduler):
             io.write_json(result_path(out_dir, point), record)

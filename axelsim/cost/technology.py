@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from axelsim.config.formats import NumberFormat
+from axelsim.config.load import one_line, parse_yaml_mapping
 from axelsim.errors import ConfigError
 
 
@@ -104,23 +104,32 @@ class Technology:
     @classmethod
     def load(cls, path: Path, node_nm: int) -> "Technology":
         """Read and check a technology YAML; ConfigError naming the file and key when it is malformed."""
+        source = one_line(path)
         try:
-            table = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(str(path), "", f"expected a readable technology YAML ({exc})") from None
-        if not isinstance(table, dict):
-            raise ConfigError(str(path), "", "expected a YAML mapping")
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise ConfigError(source, "", f"expected a readable technology YAML ({one_line(reason)})") from None
+        if not text.strip():
+            raise ConfigError(source, "", "expected a technology table (a YAML mapping), got an empty file")
+        # the macro files' reader: one ConfigError line for any YAML flaw (tags, aliases, nesting)
+        table = parse_yaml_mapping(text, str(path))
         for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram"):
             if not isinstance(table.get(section), dict):
-                raise ConfigError(str(path), section, "expected a section with its 'source' citation")
+                raise ConfigError(source, section, "expected a section with its 'source' citation")
             if not isinstance(table[section].get("source"), str):
-                raise ConfigError(str(path), f"{section}.source", "expected a citation string")
-        if not (Path(path).parent / table["sram"].get("csv", "")).is_file():
-            raise ConfigError(str(path), "sram.csv", "expected an existing CACTI sweep CSV next to the table")
+                raise ConfigError(source, f"{section}.source", "expected a citation string")
+        csv_name = table["sram"].get("csv")
+        try:
+            csv_found = isinstance(csv_name, str) and (Path(path).parent / csv_name).is_file()
+        except OSError:  # a name longer than NAME_MAX, ...
+            csv_found = False
+        if not csv_found:
+            raise ConfigError(source, "sram.csv", "expected an existing CACTI sweep CSV next to the table")
         try:
             return cls(table, Path(path).parent, node_nm, str(path))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(str(path), "", f"expected a complete technology table ({exc!r})") from None
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            raise ConfigError(source, "", f"expected a complete technology table ({one_line(repr(exc))[:200]})") from None
 
     # --- node scaling -------------------------------------------------------------------------
     def _factor_at(self, node_nm: float, kind: str) -> float:

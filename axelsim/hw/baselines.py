@@ -13,6 +13,8 @@ rotator formula (inverse rotator).
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 from axelsim.config.formats import FP16
@@ -174,11 +176,13 @@ class BaselineMachine(Machine):
 
 def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layers=None, kv_heads=None,
                       queries=None, fidelity: str = "burst", prefill: str = "simulate",
-                      record_waveform: bool = False, progress=None) -> SimResult:
+                      record_waveform: bool = False, progress=None, source: Optional[str] = None) -> SimResult:
     """Replay the trace through baseline `kind` ('fp16' or 'dequant'); same fields as simulate().
 
     signs (SignRom or [n_layers, d] int8) is needed by 'dequant'; 'fp16' ignores it.
+    source: the macro file, named by configuration errors (default: the macro's name).
     """
+    source = source or macro.name
     if kind not in KINDS:
         raise ConfigError("baselines", "kind", f"one of {KINDS}, got {kind!r}")
     if layers is not None or kv_heads is not None or queries is not None:
@@ -188,7 +192,7 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     sign_table = _sign_table(signs, layer_ids, d) if signs is not None else {L: np.ones(d, np.int8) for L in layer_ids}
     codebook = lloyd_max_codebook(d, macro.bits)
     ledger = Ledger(record=record_waveform)
-    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, macro.name)
+    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = BaselineMachine(macro, sign_table, np.asarray(codebook.rom_centroids, dtype=np.float64),
                               np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap)
     machine.kind = kind

@@ -160,12 +160,14 @@ def _instances(macro: MacroConfig) -> dict:
 
 def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, queries=None,
              fidelity: str = "burst", prefill: str = "simulate", record_waveform: bool = False,
-             progress: Optional[Callable[[int, int], None]] = None) -> SimResult:
+             progress: Optional[Callable[[int, int], None]] = None, source: Optional[str] = None) -> SimResult:
     """Replay `trace` through the macro; see docs/cycle_model.md for the schedule.
 
     signs: a SignRom or an int8 array [n_layers, d]; fidelity 'key' | 'burst' (identical
     results); prefill 'simulate' (time every write) | 'preloaded' (all keys stored before cycle 0).
+    source: the macro file, named by configuration errors (default: the macro's name).
     """
+    source = source or macro.name
     if fidelity not in ("key", "burst"):
         raise ConfigError("simulate", "fidelity", f"'key' or 'burst', got {fidelity!r}")
     if prefill not in ("simulate", "preloaded"):
@@ -173,11 +175,11 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     if layers is not None or kv_heads is not None or queries is not None:
         trace = trace.with_selection(layers=layers, kv_heads=kv_heads, queries=queries)
     if trace.head_dim != macro.head_dim:
-        raise ConfigError(macro.name, "head_dim", f"the trace's head_dim {trace.head_dim}, got {macro.head_dim}")
+        raise ConfigError(source, "head_dim", f"the trace's head_dim {trace.head_dim}, got {macro.head_dim}")
     layer_ids = list(trace.layer_indices)
     codebook = lloyd_max_codebook(macro.head_dim, macro.bits)
     ledger = Ledger(record=record_waveform)
-    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, macro.name)
+    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
                       np.asarray(codebook.rom_centroids, dtype=np.float64),
                       np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap)

@@ -3,6 +3,13 @@
 Scores are raw dot products q.k (no 1/sqrt(d)), shaped [..., T] with NaN at keys outside a
 query's causal range; the valid (causal) keys are those where the reference is not NaN.
 Every "query" below is one (query head, query position) row.
+
+Relative RMS errors (score_rel_rmse, output_rel_rmse) divide the RMS of the error by the RMS
+of the reference. When the reference is all zero (a layer of zero keys or queries) there is
+nothing to be relative to; the rule is then: the divisor is 1, so the metric is the plain RMS
+error in the quantity's own unit (raw q.k for scores, activation units for outputs). An exact
+result therefore always reads 0.0 (never 0/0 = NaN), and a non-zero error against an all-zero
+reference reads as its absolute size rather than infinity.
 """
 
 from __future__ import annotations
@@ -20,10 +27,22 @@ def _valid(sim: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return sim64[mask], ref64[mask]
 
 
+def _relative_rmse(s: np.ndarray, r: np.ndarray) -> float:
+    """sqrt(mean (s - r)^2) / sqrt(mean r^2); the divisor is 1 when r is all zero (see the module
+    docstring), so an exact result is 0.0; 0.0 for no elements at all."""
+    if s.size == 0:
+        return 0.0
+    error = float(np.sqrt(np.mean((s - r) ** 2)))
+    scale = float(np.sqrt(np.mean(r**2)))
+    return error / scale if scale > 0.0 else error
+
+
 def score_rel_rmse(sim: np.ndarray, ref: np.ndarray) -> float:
-    """sqrt(mean (sim - ref)^2) / sqrt(mean ref^2) over all valid (query, key) scores; unitless."""
+    """sqrt(mean (sim - ref)^2) / sqrt(mean ref^2) over all valid (query, key) scores; unitless.
+
+    All-zero reference scores: the plain RMS error in score units (0.0 when sim == ref)."""
     s, r = _valid(sim, ref)
-    return float(np.sqrt(np.mean((s - r) ** 2)) / np.sqrt(np.mean(r**2)))
+    return _relative_rmse(s, r)
 
 
 def score_max_abs_err(sim: np.ndarray, ref: np.ndarray) -> float:
@@ -53,11 +72,13 @@ def top1_agreement(sim: np.ndarray, ref: np.ndarray) -> float:
 
 
 def output_rel_rmse(sim: np.ndarray, ref: np.ndarray) -> float:
-    """sqrt(mean (o_sim - o_ref)^2) / sqrt(mean o_ref^2) over all queries and coordinates; unitless."""
+    """sqrt(mean (o_sim - o_ref)^2) / sqrt(mean o_ref^2) over all queries and coordinates; unitless.
+
+    All-zero reference outputs: the plain RMS error in activation units (0.0 when sim == ref)."""
     s, r = np.asarray(sim, dtype=np.float64), np.asarray(ref, dtype=np.float64)
     if s.shape != r.shape:
         raise ValueError(f"shape mismatch: {s.shape} vs {r.shape}")
-    return float(np.sqrt(np.mean((s - r) ** 2)) / np.sqrt(np.mean(r**2)))
+    return _relative_rmse(s, r)
 
 
 def attention_metrics(sim_scores, ref_scores, dim: int, sim_out=None, ref_out=None) -> dict[str, float]:

@@ -37,7 +37,8 @@ UNITS: dict[str, str] = {
     "memory_bytes.*": "bytes",
     "kv_compression_x": "ratio FP16 KV bytes / AXELRAM KV bytes",
     "utilisation.*": "fraction of total cycles a unit was busy (0..1)",
-    "numerics.score_rel_rmse, numerics.output_rel_rmse": "dimensionless (RMS error / RMS reference)",
+    "numerics.score_rel_rmse, numerics.output_rel_rmse": ("dimensionless (RMS error / RMS reference; "
+                                                        "the plain RMS error if the reference is all zero)"),
     "numerics.score_max_abs_err": "score units (raw q.k in the trace's activation units squared)",
     "numerics.attn_kl": "nats (mean over queries of KL(reference || simulated) softmax)",
     "numerics.top1_agreement": "fraction of queries (0..1)",

@@ -47,12 +47,18 @@ def _metrics(scores: Sequence[np.ndarray], ref_scores: Sequence[np.ndarray], dim
     return {key: found.get(key) for key in METRIC_KEYS}
 
 
+def trace_source(trace) -> str:
+    """What an error about the trace's numbers names: its file when it has one, else its name."""
+    path = getattr(trace, "path", None)
+    return str(path) if path is not None else str(trace.name)
+
+
 def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tuple[int, Any, Any, bool]]:
     """(layer, golden result, float64 reference, has values) for every layer of the trace."""
     for layer in trace.layer_indices:
         k, q = trace.k(layer), trace.q(layer)
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
-        golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace.name)
+        golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace_source(trace))
         yield layer, golden, attention_f64(k, v, q, trace.q_positions), v is not None
 
 

@@ -6,6 +6,7 @@ nothing here computes a figure, it only reads and formats (units always printed)
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from axelsim.report.figures import headline, lookup, top_components
@@ -201,8 +202,56 @@ def format_codebook(book: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_calibration(table: str, written: Any) -> str:
-    """`axelsim calibrate-signs`: the calibration's own table and where the sign ROM went."""
-    tail = f"signs        {written}" if written else "signs        not written (give --out SIGNS.yaml)"
-    return table + "\n" + tail
+def _objective(entry: dict[str, Any], when: str) -> float:
+    """Key MSE + value MSE (when values were scored) of one calibration entry, 'before' or 'after'."""
+    return entry[f"key_mse_{when}"] + (entry[f"value_mse_{when}"] or 0.0)
+
+
+def format_calibration(table: str, written: Any, calibration: dict[str, Any] | None = None) -> str:
+    """`axelsim calibrate-signs`: the calibration's own table, where the sign ROM went and, when
+    `calibration` (CalibrationResult.to_dict()) holds per-head choices (--per-head), what a ROM
+    of one vector per (layer, KV head) would reach: its MSE pooled over the layer's heads
+    (weighted by their vector counts) against the per-layer choice."""
+    lines = [table]
+    heads = (calibration or {}).get("heads") or []
+    if heads:
+        per_layer = {entry["layer"]: _objective(entry, "after") for entry in calibration["layers"]}
+        lines.append("per-head ROM (reported only: a macro loads one vector per layer)")
+        lines.append(f"{'layer':>5} {'heads':>5} {'mse per-layer':>13} {'mse per-head':>12} {'gain %':>7}")
+        for layer, layer_mse in per_layer.items():
+            group = [entry for entry in heads if entry["layer"] == layer]
+            vectors = sum(entry["vectors"] for entry in group)
+            head_mse = sum(_objective(entry, "after") * entry["vectors"] for entry in group) / vectors if vectors else 0.0
+            gain = 100.0 * (1.0 - head_mse / layer_mse) if layer_mse else 0.0
+            lines.append(f"{layer:>5} {len(group):>5} {layer_mse:>13.5f} {head_mse:>12.5f} {gain:>7.2f}")
+    lines.append(f"signs        {written}" if written else "signs        not written (give --out SIGNS.yaml)")
+    return "\n".join(lines)
+
+
+def format_sensitivity(result: dict[str, Any], out_dir: Any) -> str:
+    """`axelsim sensitivity`: per bit-width, the seed mean, worst layer-seed and calibrated value of
+    the study's metrics (axelsim.calibrate.sensitivity.summarize), then the files written."""
+    seeds = result["seeds"]
+    lines = [f"sensitivity {result['trace']}: {len(result['key_norm_mean'])} layers, {len(seeds)} seeds "
+             f"({seeds[0]}..{seeds[-1]}), calibrated: {result['candidates'] or 'none'} candidates; "
+             f"key norm max/min over layers {result['norm_heterogeneity']:.2f}"]
+    lines.append(f"{'b':>2} {'metric':<16} {'seed mean':>10} {'worst':>10} {'calibrated':>10} {'cal. worst':>10}")
+    names = (("key_mse_ratio", "key MSE / D_b"), ("score_rel_rmse", "score rel RMSE"), ("attn_kl", "softmax KL nats"),
+             ("top1_agreement", "top-1 agreement"), ("output_rel_rmse", "output rel RMSE"))
+
+    def cell(value: Any) -> str:
+        return f"{value:>10.4g}" if isinstance(value, (int, float)) else f"{'n/a':>10}"
+
+    for bits in result["bits"]:
+        entry = result["summary"][str(bits)]
+        for key, label in names:
+            if key not in entry:
+                continue
+            figures = entry[key]
+            lines.append(f"{bits:>2} {label:<16} {cell(figures['seed_mean'])} {cell(figures['worst_seed_layer'])} "
+                         f"{cell(figures['calibrated_mean'])} {cell(figures['calibrated_worst_layer'])}")
+    lines.append("worst: the highest value over layers and seeds (lowest for top-1 agreement)")
+    lines.append(f"report   {Path(out_dir) / ('sensitivity_' + result['trace'] + '.json')}")
+    lines.append(f"plot     {Path(out_dir) / ('sensitivity_' + result['trace'] + '.png')}")
+    return "\n".join(lines)
 
