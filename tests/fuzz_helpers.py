@@ -82,13 +82,8 @@ def _in(exc: BaseException, filename: str, function: Optional[str] = None) -> bo
 
 # id -> (owner file, predicate on the escaped exception or the multi-line UserError)
 KNOWN_FAULTS: dict[str, tuple[str, Callable[[BaseException], bool]]] = {
-    # M1-M7 (config/load.py) fixed in b3073c4; T1-T6 (trace/format.py) fixed by the trace owner.
-    "S1-sweep-yaml-constructor": ("axelsim/sweep.py", lambda e: not isinstance(e, (UserError, Hang))
-                                  and _in(e, "axelsim/sweep.py", "read_spec") and _in(e, "yaml/constructor.py")),
-    "S2-sweep-yaml-recursion": ("axelsim/sweep.py", lambda e: isinstance(e, RecursionError)
-                                and _in(e, "axelsim/sweep.py", "read_spec")),
-    "S3-sweep-multiline-key": ("axelsim/sweep.py", lambda e: isinstance(e, ConfigError)
-                               and any(c in e.where for c in "\n\r") and _in(e, "axelsim/sweep.py")),
+    # M1-M7 (config/load.py) fixed in b3073c4; T1-T6 (trace/format.py) fixed by the trace owner;
+    # S1-S3 (sweep.py) fixed in 815a33b: no open defect is tolerated now.
 }
 
 

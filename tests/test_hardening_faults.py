@@ -26,11 +26,6 @@ from axelsim.trace.format import Trace, load_trace, save_trace
 from fuzz_helpers import (assert_bad_input, check_user_error, leftovers, macro_dict, macro_workdir, run_cli,
                           trace_arrays)
 
-W1 = pytest.mark.xfail(strict=True, reason=(
-    "W1: an output the OS refuses (unwritable path, full disk) escapes as OSError -> exit 1 'internal error' "
-    "instead of exit 2 with one line naming the path (axelsim/io.py writers or axelsim/cli.py main)"))
-
-
 def _main(argv) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -139,7 +134,6 @@ def test_run_json_full_disk_writes_nothing(files, report, monkeypatch, tmp_path)
     assert not out.exists() and leftovers(tmp_path, "r") == []
 
 
-@W1
 def test_run_json_full_disk_is_bad_input_naming_the_path(files, report, monkeypatch, tmp_path):
     _fake_run(monkeypatch, report)
     monkeypatch.setattr(axio.os, "fsync", _failing_fsync)
@@ -148,7 +142,6 @@ def test_run_json_full_disk_is_bad_input_naming_the_path(files, report, monkeypa
     assert status == 2 and err.count("\n") == 1 and str(out) in err
 
 
-@W1
 @pytest.mark.parametrize("where", ["under_a_file", "is_a_folder"])
 def test_run_json_unwritable_path_is_bad_input_naming_the_path(files, report, monkeypatch, where):
     _fake_run(monkeypatch, report)
@@ -157,7 +150,6 @@ def test_run_json_unwritable_path_is_bad_input_naming_the_path(files, report, mo
     assert status == 2 and err.count("\n") == 1 and str(out) in err
 
 
-@W1
 def test_trace_synth_unwritable_out_is_bad_input(files):
     out = files / "a_file" / "s.safetensors"
     status, _, err = _main(["trace", "synth", "--layers", "1", "--kv-heads", "1", "--q-heads", "1", "--head-dim", "8",
@@ -165,7 +157,6 @@ def test_trace_synth_unwritable_out_is_bad_input(files):
     assert status == 2 and err.count("\n") == 1 and str(out) in err
 
 
-@W1
 def test_calibrate_signs_unwritable_out_is_bad_input(files):
     out = files / "a_file" / "signs.yaml"
     status, _, err = _main(["calibrate-signs", files / "t.safetensors", "--bits", "3", "--candidates", "2",
@@ -190,8 +181,6 @@ def test_trace_beyond_sram_rows_is_rejected(files):
     assert "sram.rows_per_bank" in caught.value.line()
 
 
-@pytest.mark.xfail(strict=True, reason="H1: the overflow ConfigError names the macro's `name` (AddressMap(..., "
-                   "macro.name) in axelsim/hw/macro.py and hw/baselines.py), not the macro file")
 def test_trace_beyond_sram_rows_error_names_the_macro_file(files):
     macro = _small_sram_macro(files, "reject")
     with pytest.raises(UserError) as caught:

@@ -105,9 +105,6 @@ def test_zero_vectors_store_and_score_exactly_zero(edge_report):
     json.loads(to_json_text(edge_report))
 
 
-@pytest.mark.xfail(strict=True, reason="N1 (proposal): relative errors of an exactly reproduced all-zero layer are "
-                   "0/0 = NaN with a RuntimeWarning in axelsim/numerics/metrics.py (score_rel_rmse, "
-                   "output_rel_rmse) and become null in the JSON; an exact result should read 0")
 def test_zero_layer_relative_errors_are_zero(edge_report):
     numerics = _layer(edge_report, 0)["numerics"]
     assert numerics["score_rel_rmse"] == 0.0 and numerics["output_rel_rmse"] == 0.0
@@ -147,8 +144,6 @@ def test_value_beyond_fp16_input_range_is_a_one_line_error(root, tensor):
     assert f"layers.0.{tensor}" in caught.value.line()
 
 
-@pytest.mark.xfail(strict=True, reason="N2: the NumericsError names the trace's stem (`source=trace.name`, "
-                   "axelsim/report/numerics.py golden_layer call), not the trace file")
 def test_value_beyond_fp16_input_range_names_the_trace_file(root):
     from axelsim.errors import UserError
 
