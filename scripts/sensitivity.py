@@ -2,7 +2,7 @@
 to break the N(0, 1/d) assumption (outlier channels, a key bias, layer-norm heterogeneity).
 
 Run (a few minutes on 2 cores):
-    .venv/bin/python scripts/sensitivity.py --out out/sensitivity --plots docs/img
+    .venv/bin/python scripts/sensitivity.py --out docs/data/sensitivity --plots docs/img
 
 Writes per trace sensitivity_<trace>.json (into --out) and sensitivity_<trace>.png (into
 --plots), and prints, and writes to --out/summary.md, one Markdown table over all traces.
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)))
     p.add_argument("--bits", type=int, nargs="+", default=[2, 3, 4])
     p.add_argument("--candidates", type=int, default=200)
-    p.add_argument("--out", type=Path, default=Path("out/sensitivity"))
+    p.add_argument("--out", type=Path, default=Path("docs/data/sensitivity"))
     p.add_argument("--plots", type=Path, default=None, help="folder of the plots (default --out)")
     args = p.parse_args(argv)
     try:
