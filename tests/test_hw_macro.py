@@ -77,7 +77,8 @@ def test_paper_counters_d128_b3():
     assert ops["butterflies"]["write_path"] == 448
     assert result.actions["rotator"]["add.fp32"] == 896 + 896  # one key written, one query rotated
     assert ops["comparisons"]["write_path"] == 896
-    assert result.actions["norm_unit"]["mul.fp32"] == 128 + 7
+    assert result.actions["norm_unit"]["mul.fp32"] == 128  # the squares
+    assert result.actions["quantizer"]["mul.fp32"] == 7  # the scaled thresholds (boundary x norm)
     assert ops["multiplications"]["read_path"] == 128 * 8 + 1
     assert ops["sram_write_bits"]["write_path"] == 400
 

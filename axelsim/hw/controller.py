@@ -217,7 +217,9 @@ class Machine:
     def count_write_norm(self, layer: int, vectors: int, saturated: int) -> None:
         m, rot = self.macro, self.fmt["rotator"].name
         d, thr = m.head_dim, m.levels - 1
-        self.ledger.count("norm_unit", f"mul.{rot}", vectors * (d + thr), layer, "write_path")
+        self.ledger.count("norm_unit", f"mul.{rot}", vectors * d, layer, "write_path")
+        # the 2^b - 1 scaled thresholds (boundary x norm) are formed by the quantizer's multipliers
+        self.ledger.count("quantizer", f"mul.{rot}", vectors * thr, layer, "write_path")
         self.ledger.count("norm_unit", f"add.{rot}", vectors * (d - 1), layer, "write_path")
         self.ledger.count("norm_unit", f"sqrt.{rot}", vectors, layer, "write_path")
         self.ledger.count("codebook_rom", "read", vectors * thr, layer, "write_path")
