@@ -121,3 +121,36 @@ def test_calendar_window_stays_small_and_refuses_released_cycles():
     with pytest.raises(RuntimeError):
         cal.reserve_one(0, t - 1)
     assert cal.reserve_one(1, t) == t and cal.reserve_one(1, t) == t + 1  # one port: the next cycle
+
+
+def test_key_mode_unit_kernels_equal_their_stages():
+    """kernels.bind (the compiled entry point, arrays bound) and the per-unit fused serial kernels
+    of key mode give the stage kernels' results bit for bit."""
+    rng = np.random.default_rng(3)
+    h, n, d, levels = 2, 5, 16, 8
+    acc, score, soft, value = (kernels.fmt_code(parse_format(f)) for f in ("fp32", "fp16", "fp32", "fp32"))
+    leaves = rng.normal(size=(h, n, d))
+    norms = rng.uniform(0.5, 4.0, n)
+    sums_a, scores_a, sums_b, scores_b = (np.empty((h, n)) for _ in range(4))
+    tree = kernels.bind(kernels.SERIAL.tree_stage, leaves, sums_a, acc)
+    assert not isinstance(tree.func, numba.core.registry.CPUDispatcher)  # bound past the dispatcher
+    pipe = kernels.bind(kernels.pipe_stage, leaves, sums_b, norms, scores_b, acc, score)
+    for t in range(n):
+        tree(t, t + 1)
+        kernels.SERIAL.norm_mul_stage(sums_a, norms, scores_a, score, t, t + 1)
+        pipe(t, t + 1)
+    assert np.array_equal(sums_a, sums_b) and np.array_equal(scores_a, scores_b)
+    z = -rng.uniform(0, 8, (h, n))
+    zmax = np.zeros(h)
+    idx = rng.integers(0, levels, (n, d)).astype(np.uint8)
+    coeffs = np.array([1.0, 0.6931471805599453, 0.2402265069591007, 0.05550410866482158])
+    outs = [(np.empty((h, n)), np.zeros((h, d, levels)), np.zeros(h)) for _ in range(2)]
+    fused = kernels.bind(kernels.exp_bins_stage, z, zmax, outs[1][0], norms, idx, outs[1][1], outs[1][2], soft, value,
+                         1.4426950408889634, coeffs)
+    for t in range(n):
+        kernels.SERIAL.exp_stage(z, zmax, outs[0][0], soft, 1.4426950408889634, coeffs, t, t + 1)
+        kernels.SERIAL.bins_stage(outs[0][0], norms, idx, outs[0][1], outs[0][2], soft, value, t, t + 1)
+        fused(t, t + 1)
+    assert all(np.array_equal(a, b) for a, b in zip(*outs))
+    # not a numba kernel: plain partial
+    assert kernels.bind(lambda a, lo, hi: a + lo + hi, 1)(2, 3) == 6

@@ -11,7 +11,6 @@ ports in program order (older first); see docs/cycle_model.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Callable, Optional
 
 import numpy as np
@@ -42,7 +41,8 @@ class StageSpec:
     """Adds the stage's counted actions for a range of processed items to the ledger."""
     item: Optional[Callable[[int, int], None]] = None
     """Key mode: the stage's datapath for items [lo, hi), usually a serial kernel with its arrays
-    bound (functools.partial), cheaper per item than `work`; None: `work` is used."""
+    bound (kernels.bind: the compiled entry point, arrays pre-bound), cheaper per item than `work`;
+    None: `work` is used."""
 
 
 @dataclass
@@ -313,7 +313,8 @@ class Machine:
             kern.unpack_stage(self.sram.rows, flat, m.bits, st["idx"], st["norms"], sl.start, sl.stop)
 
         # key mode: the SRAM image is not replaced during a read stream (writes go in place)
-        st["item"] = partial(kern.unpack_stage, self.sram.rows, flat, m.bits, st["idx"], st["norms"])
+        if self.fidelity == "key":
+            st["item"] = kernels.bind(kern.unpack_stage, self.sram.rows, flat, m.bits, st["idx"], st["norms"])
 
         def count(sl):
             spilled = int(np.count_nonzero(row[sl] >= self.amap.rows_per_bank))
@@ -353,10 +354,13 @@ class Machine:
 
         items = {}
         if self.fidelity == "key":
-            items = {look: partial(kern.lookup_stage, leaf, rd["idx"], keyed["leaves"]),
-                     tree: partial(kern.tree_stage, keyed["leaves"], keyed["sums"], c["accumulator"]),
-                     norm_mul: partial(kern.norm_mul_stage, keyed["sums"], rd["norms"], scores, c["score"]),
-                     scale: partial(kern.scale_stage, scores, z, self.softmax.sigma, c["softmax"], self.wide["scale"]),
+            # one compiled call per unit and key: the lookup pipeline's adder tree and norm
+            # multiplier (one unit, one resumption) run as one kernel on the tree stage
+            items = {look: kernels.bind(kern.lookup_stage, leaf, rd["idx"], keyed["leaves"]),
+                     tree: kernels.bind(kernels.pipe_stage, keyed["leaves"], keyed["sums"], rd["norms"], scores,
+                                        c["accumulator"], c["score"]),
+                     scale: kernels.bind(kern.scale_stage, scores, z, self.softmax.sigma, c["softmax"],
+                                         self.wide["scale"]),
                      read: rd["item"]}
 
         def fused():
@@ -383,7 +387,8 @@ class Machine:
             iis.append(h)
         issue_ii = max(iis)
         iis[0] = issue_ii
-        specs = [StageSpec(unit, key, lat, ii, work=w, count=cnt, item=items.get(w))
+        specs = [StageSpec(unit, key, lat, ii, work=None if (w is norm_mul and items) else w, count=cnt,
+                           item=items.get(w))
                  for (unit, key, lat, w, cnt), ii in zip(stages, iis)]
         specs[0].bank_ids, specs[0].calendar = bank, self.read_cal
         result = self.run_stream("read", layer, np.full(n, ready, dtype=np.int64), specs, "scores " + label,
@@ -413,8 +418,9 @@ class Machine:
 
         items = {}
         if self.fidelity == "key":
-            items = {exps: partial(kern.exp_stage, z, zmax, e, c["softmax"], ex.log2e, ex.coeff_array),
-                     accumulate: partial(kern.bins_stage, e, rd["norms"], rd["idx"], bins, totals, c["softmax"], c["value"])}
+            # the value unit's exp and weights + bins (one unit, one resumption): one kernel per key
+            items = {exps: kernels.bind(kernels.exp_bins_stage, z, zmax, e, rd["norms"], rd["idx"], bins, totals,
+                                        c["softmax"], c["value"], ex.log2e, ex.coeff_array)}
 
         def fused():
             read(slice(0, n))
@@ -447,7 +453,8 @@ class Machine:
         issue_ii = max(1, *(ii for _, _, ii in stream))
         specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), m.sram.read_latency_cycles, issue_ii,
                            bank_ids=bank, calendar=self.read_cal, work=read, count=count_read, item=rd.get("item"))]
-        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=w, count=cnt, item=items.get(w))
+        specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=None if (w is accumulate and items) else w,
+                            count=cnt, item=items.get(w))
                   for (name, lat, ii), w, cnt in zip(stream, (exps, accumulate), (count_exps, count_bins))]
         vt = self.run_stream("value", layer, np.full(n, self.last_done, dtype=np.int64), specs, "values " + label,
                              burst_work=fused)

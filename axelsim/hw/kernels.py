@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import types as _pytypes
+from functools import partial
 
 import numba
 import numpy as np
@@ -469,6 +470,56 @@ def _bins_burst(e, norms, idx, bins, totals, soft, value):
                 for i in range(i0, i1):
                     j = idx[t, i]
                     bins[a, i, j] = rnd(bins[a, i, j] + wt, value)
+
+
+def _pipe_stage(leaves, sums, norms, scores, acc, score, lo, hi):
+    """Key mode, the lookup pipeline unit in one call: tree_stage then norm_mul_stage."""
+    d = leaves.shape[2]
+    buf = np.empty(d)
+    for t in range(lo, hi):
+        for a in range(leaves.shape[0]):
+            for i in range(d):
+                buf[i] = leaves[a, t, i]
+            s = _tree(buf, d, acc)
+            sums[a, t] = s
+            scores[a, t] = rnd(s * norms[t], score)
+
+
+def _exp_bins_stage(z, zmax, e, norms, idx, bins, totals, soft, value, log2e, coeffs, lo, hi):
+    """Key mode, the value unit in one call: exp_stage then bins_stage."""
+    d = idx.shape[1]
+    for t in range(lo, hi):
+        for a in range(z.shape[0]):
+            e[a, t] = exp_unit(rnd(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
+        for a in range(e.shape[0]):
+            totals[a] = rnd(totals[a] + e[a, t], soft)
+            w = rnd(e[a, t] * norms[t], value)
+            for i in range(d):
+                j = idx[t, i]
+                bins[a, i, j] = rnd(bins[a, i, j] + w, value)
+
+
+pipe_stage = numba.njit(cache=True)(_pipe_stage)
+exp_bins_stage = numba.njit(cache=True)(_exp_bins_stage)
+
+
+def bind(kernel, *args):
+    """kernel(*args, lo, hi) as a callable f(lo, hi) (key mode, one call per item).
+
+    A numba kernel is bound to its compiled entry point for the types of `args` and two int64
+    bounds: the call then skips the dispatcher's per-call type resolution (same machine code,
+    same results). Anything else (or a signature not compiled) is bound with functools.partial."""
+    overloads = getattr(kernel, "overloads", None)
+    if overloads is not None:
+        try:
+            sig = tuple(kernel.typeof_pyval(a) for a in args) + (types.int64, types.int64)
+            kernel(*args, 0, 0)  # compiles or loads this signature (an empty range does nothing)
+            cres = overloads.get(sig)
+        except Exception:  # noqa: BLE001 - fall back to the dispatcher
+            cres = None
+        if cres is not None:
+            return partial(cres.entry_point, *args)
+    return partial(kernel, *args)
 
 
 PARALLEL_MIN_ITEMS = 256

@@ -17,11 +17,13 @@ Both return per-item start times of every stage; tests prove they agree.
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush as push
 from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 import simpy
+from simpy.events import NORMAL
 
 
 @dataclass
@@ -82,18 +84,23 @@ def run_burst(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
     return StreamTiming(starts, arrive, stall_bank, stall_busy)
 
 
-class _Handoff(simpy.events.Event):
-    """The event a parked unit waits on: triggered by the unit before it for the cycle the
-    handed-on item arrives (not the cycle it was handed on), so that the waiting unit resumes
-    exactly once per item, at the item's own cycle. (simpy's Timeout triggers itself the
-    same way, at construction.)"""
+class _Wake(simpy.events.Event):
+    """A unit process's one reusable event: each wait (a timeout until an item may enter, or a
+    park until the unit before hands on an item) re-arms it and schedules it for the cycle
+    the process resumes at: the same heap entry simpy's Timeout makes, without a new event
+    object per wait. A process waits on one event at a time, and each arming is scheduled once."""
 
     __slots__ = ()
 
-    def trigger_in(self, delay: int) -> None:
+    def __init__(self, env: simpy.Environment):
+        self.env = env
+        self.callbacks = None
         self._ok = True
         self._value = None
-        self.env.schedule(self, simpy.events.NORMAL, delay)
+
+    def arm(self) -> "_Wake":
+        self.callbacks = []
+        return self
 
 
 def unit_groups(stages: list[Stage]) -> list[list[int]]:
@@ -117,9 +124,10 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
     (arrival, the stage's II, a free bank port), then passes it through the unit's stages in
     that same resumption: each later stage of the unit starts at max(done of the stage
     before, its last start + II), the same recurrence. It runs each stage's datapath for the
-    item and hands the item on. A process finding its deque empty parks on a `_Handoff` event
-    that the unit before it triggers for the handed-on item's arrival cycle, so an idle unit
-    resumes once per item, at that item's cycle.
+    item and hands the item on. A process finding its deque empty parks on its `_Wake` event,
+    which the unit before it schedules for the handed-on item's arrival cycle, so an idle unit
+    resumes once per item, at that item's cycle. Each wait is one entry in simpy's event heap
+    (a reused event per process rather than a new Timeout).
 
     `events`, if given, receives (unit group, item, simulated cycle) for every item entering
     every unit (tests check that the clock is the item's start there).
@@ -139,8 +147,12 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
     rows: list[list[int]] = [[] for _ in range(n_stages)]
     done: list[int] = []
 
+    queue, eids = env._queue, env._eid  # simpy's event heap: (cycle, priority, id, event)
+    wakes = [_Wake(env) for _ in range(len(groups) + 1)]
+
     def unit_process(g: int, members: list[int]):
         head = stages[members[0]]
+        wake = wakes[g]
         inbox = inboxes[g]
         take, hand_on = inbox.popleft, inboxes[g + 1].append
         last_unit = g + 1 == len(groups)
@@ -151,13 +163,13 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
         # the unit's later stages, each [latency, ii, next accept, record start]
         tail = [[stages[s].latency, stages[s].ii, stages[s].free_at, rows[s].append] for s in members[1:]]
         works = tuple(w for w in (_item_work(stages[s]) for s in members) if w is not None)
-        timeout, finish = env.timeout, done.append
+        finish = done.append
         now = env.now  # this process's own copy of the clock (it only runs at its events)
         waited = 0
         for i in range(n):
             if not inbox:
-                parked[g] = event = _Handoff(env)
-                yield event
+                parked[g] = wake.arm()  # the unit before schedules it for the item's arrival
+                yield wake
                 now = inbox[0]  # woken at the cycle the handed-on item arrives
             start = take()
             if start < head_next:
@@ -167,7 +179,8 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
                 waited += slot - start
                 start = slot
             if start != now:
-                yield timeout(start - now)
+                push(queue, (start, NORMAL, next(eids), wake.arm()))  # simpy's Timeout, reused
+                yield wake
                 now = start
             if events is not None:
                 events.append((g, i, env.now))
@@ -189,7 +202,7 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
                 event = parked[g + 1]
                 if event is not None:
                     parked[g + 1] = None
-                    event.trigger_in(t - now)
+                    push(queue, (t, NORMAL, next(eids), event))  # for the item's arrival cycle
         stall_bank[members[0]] = waited
 
     for g, members in enumerate(groups):

@@ -10,6 +10,7 @@ counted as `offchip` accesses, never wrapped.
 from __future__ import annotations
 
 import numba
+from numba.core import sigutils
 import numpy as np
 
 from axelsim.config.macro import MacroConfig
@@ -127,6 +128,21 @@ def _reserve_one(cal, mask, ports, bank, want):
         t += 1
 
 
+def _entry_point(kernel, signature: str):
+    """The compiled entry point of `kernel` for `signature` (skips the dispatcher's per-call
+    type resolution; callers pass exactly these types), else the dispatcher itself."""
+    try:
+        args, _ = sigutils.normalize_signature(signature)
+        kernel.compile(signature)
+        return kernel.overloads[tuple(args)].entry_point
+    except Exception:  # noqa: BLE001 - the dispatcher is always correct
+        return kernel
+
+
+_RESERVE_ONE = _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64)")
+"""Key mode reserves one access at a time: the compiled call without the dispatcher."""
+
+
 class BankCalendar:
     """Occupancy of every port of every bank over a sliding window of cycles (one kind of port).
 
@@ -200,9 +216,12 @@ class BankCalendar:
         """Reserve the first cycle >= want with a free port of `bank`; returns it."""
         if want < self.base:
             self._check(want)
-        if max(want, self.horizon_used) + 2 - self.base >= self.cal.shape[1]:
-            self._ensure(max(want, self.horizon_used) + 2)
-        t = _reserve_one(self.cal, self.cal.shape[1] - 1, self.ports, bank, want)
+        cal = self.cal
+        top = want if want > self.horizon_used else self.horizon_used
+        if top + 2 - self.base >= cal.shape[1]:
+            self._ensure(top + 2)
+            cal = self.cal
+        t = _RESERVE_ONE(cal, cal.shape[1] - 1, self.ports, bank, want)
         if t >= self.horizon_used:
             self.horizon_used = t + 1
         return t
