@@ -512,14 +512,30 @@ def bind(kernel, *args):
     overloads = getattr(kernel, "overloads", None)
     if overloads is not None:
         try:
-            sig = tuple(kernel.typeof_pyval(a) for a in args) + (types.int64, types.int64)
-            kernel(*args, 0, 0)  # compiles or loads this signature (an empty range does nothing)
-            cres = overloads.get(sig)
-        except Exception:  # noqa: BLE001 - fall back to the dispatcher
-            cres = None
-        if cres is not None:
+            key = (kernel, tuple(_type_key(a) for a in args))
+            cres = _BOUND.get(key)
+            if cres is None:
+                sig = tuple(kernel.typeof_pyval(a) for a in args) + (types.int64, types.int64)
+                kernel(*args, 0, 0)  # compiles or loads this signature (an empty range does nothing)
+                cres = _BOUND[key] = overloads[sig]
             return partial(cres.entry_point, *args)
+        except Exception:  # noqa: BLE001 - fall back to the dispatcher
+            pass
     return partial(kernel, *args)
+
+
+_BOUND: dict = {}
+"""(kernel, argument type keys) -> compiled overload (numba's typeof costs about 10 us per array)."""
+
+
+def _type_key(a):
+    """What numba's type of `a` depends on (arrays: dtype, dimensions, layout, flags)."""
+    if isinstance(a, np.ndarray):
+        f = a.flags
+        return (a.dtype.str, a.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned)
+    if isinstance(a, tuple):
+        return (tuple,) + tuple(_type_key(x) for x in a)
+    return type(a)
 
 
 PARALLEL_MIN_ITEMS = 256
