@@ -126,9 +126,63 @@ def _to_input(spec: NumericsSpec, x: np.ndarray, tensor: str, source: str) -> np
     return round_to(x, spec.formats["input"])
 
 
-def write_vectors(spec: NumericsSpec, x: np.ndarray, layer: int, tensor_name: str = "x", source: str = "input") -> WriteResult:
-    """Write path for x [N, d] (float16/32/64): indices, FP16 norms, saturations, actions."""
-    xin = _to_input(spec, check_vectors(x, spec.dim, tensor_name, source), tensor_name, source)
+def _check_shape(x: np.ndarray, dim: int, tensor: str, source: str, lead_dims: int) -> np.ndarray:
+    """x as an array (no copy) after checking its shape [..., dim] with lead_dims leading axes."""
+    arr = np.asarray(x)
+    if arr.ndim != lead_dims + 1 or arr.shape[-1] != dim:
+        raise NumericsError(source, tensor, f"expected {lead_dims + 1} axes ending in head_dim {dim}, got shape {arr.shape}")
+    return arr
+
+
+WRITE_KERNELS = ("auto", "generic", "fp32")
+"""`write_vectors(kernel=...)`: auto picks fp32 when `fp32_write_applies`, else generic."""
+
+
+def fp32_write_applies(spec: NumericsSpec) -> bool:
+    """True when the specialised write kernel computes this spec: fp32 rotator, fp16/fp32 input."""
+    return spec.formats["rotator"].kind == "fp32" and spec.formats["input"].kind in ("fp16", "fp32")
+
+
+def write_vectors(
+    spec: NumericsSpec, x: np.ndarray, layer: int, tensor_name: str = "x", source: str = "input", kernel: str = "auto"
+) -> WriteResult:
+    """Write path for x [N, d] (float16/32/64): indices, FP16 norms, saturations, actions.
+
+    `kernel` selects the implementation (same results bit for bit): "fp32" the specialised
+    kernel (fp32 rotator, input checked and rounded inside the kernel, no copy of float16/32
+    input), "generic" the kernel that rounds every operation to any format, "auto" the first
+    when it applies.
+    """
+    arr = _check_shape(x, spec.dim, tensor_name, source, 1)
+    return _write(spec, arr, layer, tensor_name, source, kernel)
+
+
+def _write(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str, kernel: str) -> WriteResult:
+    """The write path over arr [..., d] (shape already checked); NaN/Inf errors name the index in
+    arr's shape, range errors the [vector, coordinate] index, as check_vectors / _to_input do."""
+    if kernel not in WRITE_KERNELS:
+        raise ValueError(f"kernel must be one of {WRITE_KERNELS}, got {kernel!r}")
+    fast = fp32_write_applies(spec)
+    if kernel == "fp32" and not fast:
+        raise ValueError("the fp32 write kernel needs an fp32 rotator and an fp16 or fp32 input format")
+    if kernel == "generic" or not fast:
+        return _write_generic(spec, arr, layer, tensor, source)
+    return _write_fp32(spec, arr, layer, tensor, source)
+
+
+def _write_actions(spec: NumericsSpec, tot: np.ndarray) -> dict[str, int]:
+    rot = spec.fmt_name("rotator")
+    return _actions([
+        (f"mul.{rot}", tot[K.W_MUL_ROT]), (f"add.{rot}", tot[K.W_ADD_ROT]),
+        (f"sqrt.{rot}", tot[K.W_SQRT_ROT]), (f"cmp.{rot}", tot[K.W_CMP_ROT]),
+        ("rotator.butterfly", tot[K.W_BUTTERFLY]), ("index_sram.write", tot[K.W_ROWS]),
+    ])
+
+
+def _write_generic(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
+    """Any formats: float64 copy, checks and input rounding in numpy, then `K.write_kernel`."""
+    checked = check_vectors(arr, spec.dim, tensor, source, lead_dims=arr.ndim - 1)
+    xin = _to_input(spec, checked.reshape(-1, spec.dim), tensor, source)
     n_vec = xin.shape[0]
     indices = np.empty((n_vec, spec.dim), dtype=np.uint8)
     norms_rot = np.empty(n_vec)
@@ -138,14 +192,51 @@ def write_vectors(spec: NumericsSpec, x: np.ndarray, layer: int, tensor_name: st
     stored = round_to(norms_rot, FP16)
     saturated = ~(stored <= FP16_MAX)
     stored[saturated] = FP16_MAX
-    tot = ops.sum(axis=0)
-    rot = spec.fmt_name("rotator")
-    actions = _actions([
-        (f"mul.{rot}", tot[K.W_MUL_ROT]), (f"add.{rot}", tot[K.W_ADD_ROT]),
-        (f"sqrt.{rot}", tot[K.W_SQRT_ROT]), (f"cmp.{rot}", tot[K.W_CMP_ROT]),
-        ("rotator.butterfly", tot[K.W_BUTTERFLY]), ("index_sram.write", tot[K.W_ROWS]),
-    ])
-    return WriteResult(indices, stored.astype(np.float16), int(saturated.sum()), actions)
+    return WriteResult(indices, stored.astype(np.float16), int(saturated.sum()), _write_actions(spec, ops.sum(axis=0)))
+
+
+def _write_fp32(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
+    """fp32 rotator: one pass of `K.write_kernel_fp32` over the raw input (no float64 copy)."""
+    flat = arr.reshape(-1, spec.dim)
+    if flat.dtype == np.float16:
+        raw = np.ascontiguousarray(flat).view(np.uint16)
+    elif flat.dtype in (np.float32, np.float64):
+        raw = np.ascontiguousarray(flat)
+    else:
+        raw = np.ascontiguousarray(flat, dtype=np.float64)
+    n_vec = raw.shape[0]
+    in_fmt = spec.formats["input"]
+    indices = np.empty((n_vec, spec.dim), dtype=np.uint8)
+    stored = np.empty(n_vec, dtype=np.float32)
+    flags = np.zeros(n_vec, dtype=np.uint8)
+    ops = np.zeros(((n_vec + K.WRITE_BLOCK - 1) // K.WRITE_BLOCK, K.W_COUNTERS), dtype=np.int64)
+    signs = spec.signs.vector(layer).astype(np.float32)
+    bounds = spec.codebook.rom_boundaries.astype(np.float32)  # FP16 ROM values: exact
+    K.write_kernel_fp32(
+        raw, in_fmt.kind == "fp16", max_finite(in_fmt), signs, bounds, K.WRITE_BLOCK, indices, stored, flags, ops
+    )
+    if n_vec and (flags & (K.WF_NONFINITE | K.WF_RANGE)).any():
+        _raise_bad_input(spec, arr, flat, flags, tensor, source)
+    saturations = int(np.count_nonzero(flags & K.WF_SATURATED))
+    return WriteResult(indices, stored.astype(np.float16), saturations, _write_actions(spec, ops.sum(axis=0)))
+
+
+def _raise_bad_input(spec: NumericsSpec, arr: np.ndarray, flat: np.ndarray, flags: np.ndarray, tensor: str, source: str):
+    """The NumericsError of check_vectors / _to_input for the first vector the kernel flagged:
+    NaN/Inf anywhere first (index in arr's shape), else |x| beyond the input format's range."""
+    d = spec.dim
+    nonfinite = np.flatnonzero(flags & K.WF_NONFINITE)
+    if nonfinite.size:
+        v = int(nonfinite[0])
+        row = flat[v].astype(np.float64)
+        i = int(np.flatnonzero(~np.isfinite(row))[0])
+        where = [int(k) for k in np.unravel_index(v * d + i, arr.shape)]
+        raise NumericsError(source, tensor, f"expected finite values, found {row[i]} at index {where}")
+    v = int(np.flatnonzero(flags & K.WF_RANGE)[0])
+    row = flat[v].astype(np.float64)
+    limit = max_finite(spec.formats["input"])
+    i = int(np.flatnonzero(np.abs(row) > limit)[0])
+    raise NumericsError(source, tensor, f"expected |values| <= {limit} (the {spec.fmt_name('input')} input format), found {row[i]} at index {[v, i]}")
 
 
 def pack_indices(indices: np.ndarray, bits: int) -> np.ndarray:
@@ -308,8 +399,8 @@ def attend(
 
 def write_heads(spec: NumericsSpec, x: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
     """write_vectors over [H, T, d]: indices [H, T, d], norms [H, T]."""
-    arr = check_vectors(x, spec.dim, tensor, source, lead_dims=2)
-    flat = write_vectors(spec, arr.reshape(-1, spec.dim), layer, tensor, source)
+    arr = _check_shape(x, spec.dim, tensor, source, 2)
+    flat = _write(spec, arr, layer, tensor, source, "auto")
     shape = arr.shape[:2]
     return WriteResult(flat.indices.reshape(shape + (spec.dim,)), flat.norms.reshape(shape), flat.norm_saturations, flat.actions)
 

@@ -14,8 +14,12 @@ import math
 
 import numba as nb
 import numpy as np
+from numba import types
+from numba.extending import overload
 
-from axelsim.numerics.fp import FP16_KIND, add_round, mul_round, rnd, rnd_same, round_fp16_same
+from axelsim.numerics.fp import (
+    FP16_KIND, FP16_MAX, add_round, mul_round, rnd, rnd_same, round_fp16_f32, round_fp16_f64, round_fp16_same,
+)
 
 # write-path counters
 W_MUL_ROT, W_ADD_ROT, W_SQRT_ROT, W_CMP_ROT, W_BUTTERFLY, W_ROWS = range(6)
@@ -277,3 +281,166 @@ def value_kernel(
         ops[m, V_ADD_V] += n_keys * d + d * (levels - 1) + 2 * butterflies
         ops[m, V_DIV_V] += 1
         ops[m, V_BUTTERFLY] += butterflies
+
+
+# ---------------------------------------------------------------- write path, fp32 rotator
+# With an fp32 rotator every write-path operation has float32 operands (fp16 or fp32 input
+# values, fp32 intermediate results, FP16 ROM boundaries), and IEEE float32 arithmetic is
+# exactly rnd_fp32 of the exact result (round to nearest even, overflow to inf; numba does
+# not flush subnormals). So the squares, the adder tree, the FWHT and the thresholds run in
+# native float32, bit for bit the generic kernel's results. The kernel also checks and rounds
+# the input in the same pass, and stores the FP16 norm; it works on blocks of WRITE_BLOCK
+# vectors held transposed ([d, WRITE_BLOCK], one vector per lane) so that every stage is a
+# contiguous lane-wise loop that LLVM vectorises.
+WRITE_BLOCK = 64
+"""Vectors per block of the fp32 write kernel (one vector per lane of the stage loops)."""
+
+WF_SATURATED, WF_RANGE, WF_NONFINITE = 1, 2, 4
+"""Per-vector flags of `write_kernel_fp32`: norm saturated, input beyond range, NaN/Inf input."""
+
+_F32_MAX = float(np.finfo(np.float32).max)
+_F64_MAX = float(np.finfo(np.float64).max)
+
+
+def load_input(x, in_fp16, limit):
+    """(rnd_input(x) as float32, x is NaN/Inf, |x| > limit): kernel-only, dispatches on x's type."""
+    raise NotImplementedError("load_input is only callable inside numba kernels")
+
+
+@overload(load_input, jit_options={"cache": True})
+def _load_input_overload(x, in_fp16, limit):
+    if isinstance(x, types.Integer):  # binary16 bit pattern: every value is in range and on the grid
+
+        def impl_f16(x, in_fp16, limit):
+            h = np.uint32(x)
+            sign = (h & np.uint32(0x8000)) << np.uint32(16)
+            mag = (h & np.uint32(0x7FFF)) << np.uint32(13)
+            val = np.uint32(mag).view(np.float32) * np.float32(2.0**112)  # exact, subnormals too
+            out = np.uint32(np.float32(val).view(np.uint32) | sign).view(np.float32)
+            return out, (h & np.uint32(0x7C00)) == np.uint32(0x7C00), False
+
+        return impl_f16
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+
+        def impl_f32(x, in_fp16, limit):
+            ax = abs(x)
+            out = round_fp16_f32(x) if in_fp16 else x
+            return out, not (ax <= np.float32(_F32_MAX)), ax > np.float32(limit)
+
+        return impl_f32
+
+    def impl_f64(x, in_fp16, limit):
+        ax = abs(x)
+        out = np.float32(round_fp16_f64(x)) if in_fp16 else np.float32(x)
+        return out, not (ax <= _F64_MAX), ax > limit
+
+    return impl_f64
+
+
+@nb.njit(cache=True, parallel=True)
+def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, block, indices, stored, flags, ops):
+    """Write path with an fp32 rotator for raw x [N, d] (float32, float64, or uint16 fp16 bits).
+
+    Rounds x to the input format (fp16 when in_fp16, else fp32) and flags per vector NaN/Inf
+    and |x| > limit (the caller raises; the outputs of a flagged vector are meaningless).
+    indices uint8 [N, d]; stored float32 [N] the FP16 norm (saturated at 65504, flagged);
+    signs and rom_boundaries float32; vectors go in blocks of `block` lanes (WRITE_BLOCK: a
+    run-time value, so that LLVM vectorises the lane loops instead of unrolling them);
+    ops [ceil(N / block), W_COUNTERS].
+    """
+    n_vec, d = x.shape
+    n_thr = rom_boundaries.size
+    B = block
+    for blk in nb.prange((n_vec + B - 1) // B):
+        v0 = blk * B
+        nb_vec = min(B, n_vec - v0)
+        raw = np.zeros((d, B), dtype=x.dtype)
+        xin = np.empty((d, B), dtype=np.float32)
+        sq = np.empty((d, B), dtype=np.float32)
+        thr = np.empty((n_thr, B), dtype=np.float32)
+        cnt = np.empty((d, B), dtype=np.uint8)
+        norm = np.empty(B, dtype=np.float32)
+        bad = np.zeros(B, dtype=np.uint8)
+        over = np.zeros(B, dtype=np.uint8)
+        # input: transpose the raw block (padding lanes stay 0), then check and round lane-wise
+        for t in range(nb_vec):
+            row = x[v0 + t]
+            for i in range(d):
+                raw[i, t] = row[i]
+        for i in range(d):
+            r = raw[i]
+            a = xin[i]
+            for t in range(B):
+                val, nonfinite, beyond = load_input(r[t], in_fp16, limit)
+                a[t] = val
+                bad[t] |= np.uint8(1) if nonfinite else np.uint8(0)
+                over[t] |= np.uint8(1) if beyond else np.uint8(0)
+        for t in range(nb_vec):
+            flags[v0 + t] = (WF_NONFINITE if bad[t] else 0) | (WF_RANGE if over[t] else 0)
+        # norm extractor: squares, pairwise adder tree, square root
+        for i in range(d):
+            a = xin[i]
+            s = sq[i]
+            for t in range(B):
+                s[t] = a[t] * a[t]
+        n = d
+        adds = 0
+        while n > 1:
+            half = n // 2
+            for m in range(half):
+                a, b, s = sq[2 * m], sq[2 * m + 1], sq[m]
+                for t in range(B):
+                    s[t] = a[t] + b[t]
+            adds += half
+            n = half
+        for t in range(B):
+            norm[t] = np.float32(math.sqrt(np.float64(sq[0, t])))
+        # rotator: sign flip and the unnormalised FWHT, stage by stage
+        for i in range(d):
+            a = xin[i]
+            sgn = signs[i]
+            for t in range(B):
+                a[t] = a[t] * sgn
+        h = 1
+        butterflies = 0
+        while h < d:
+            for j0 in range(0, d, 2 * h):
+                for k in range(h):
+                    a, c = xin[j0 + k], xin[j0 + k + h]
+                    for t in range(B):
+                        p = a[t]
+                        q = c[t]
+                        a[t] = p + q
+                        c[t] = p - q
+            butterflies += d // 2
+            h *= 2
+        # thresholds t_j = rnd(beta_j * n) and the comparators (ties take the upper level)
+        for j in range(n_thr):
+            bj = rom_boundaries[j]
+            tj = thr[j]
+            for t in range(B):
+                tj[t] = bj * norm[t]
+        for i in range(d):
+            u = xin[i]
+            ci = cnt[i]
+            for t in range(B):
+                ci[t] = 0
+            for j in range(n_thr):
+                tj = thr[j]
+                for t in range(B):
+                    ci[t] += np.uint8(1) if u[t] >= tj[t] else np.uint8(0)
+        for t in range(nb_vec):
+            out = indices[v0 + t]
+            for i in range(d):
+                out[i] = cnt[i, t]
+            r = round_fp16_f32(norm[t])
+            if not (r <= np.float32(FP16_MAX)):
+                r = np.float32(FP16_MAX)
+                flags[v0 + t] |= WF_SATURATED
+            stored[v0 + t] = r
+        ops[blk, W_MUL_ROT] += nb_vec * (d + n_thr)
+        ops[blk, W_ADD_ROT] += nb_vec * (adds + 2 * butterflies)
+        ops[blk, W_SQRT_ROT] += nb_vec
+        ops[blk, W_CMP_ROT] += nb_vec * d * n_thr
+        ops[blk, W_BUTTERFLY] += nb_vec * butterflies
+        ops[blk, W_ROWS] += nb_vec
