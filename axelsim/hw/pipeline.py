@@ -17,8 +17,8 @@ Both return per-item start times of every stage; tests prove they agree.
 from __future__ import annotations
 
 from collections import deque
-from heapq import heappush as push
 from dataclasses import dataclass
+from heapq import heappush as push
 from typing import Callable, Optional
 
 import numpy as np

@@ -10,8 +10,8 @@ counted as `offchip` accesses, never wrapped.
 from __future__ import annotations
 
 import numba
-from numba.core import sigutils
 import numpy as np
+from numba.core import sigutils
 
 from axelsim.config.macro import MacroConfig
 from axelsim.errors import ConfigError
