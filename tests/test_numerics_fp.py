@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from axelsim.config.formats import FP16, FP32, parse_format
-from axelsim.numerics.fp import add_round, format_code, mul_round, rnd_same, round_to
+from axelsim.numerics.fp import add_round, format_code, mul_round, rnd_same, round_fp16_f32, round_to
+from axelsim.numerics.kernels import round_fp16_fast
 
 
 def exact_round(value: Fraction, fmt) -> float:
@@ -138,3 +139,27 @@ def test_mul_round_of_wide_fixed_operand_is_correctly_rounded(m, b, name):
     fmt = parse_format(name)
     got = _mul_round_array(np.array([a]), np.array([b]), format_code(fmt))[0]
     assert same_value(got, exact_round(Fraction(a) * Fraction(b), fmt))
+
+
+@nb.njit(cache=True)
+def _fast_vs_reference(bits_in, out):
+    for n in range(bits_in.size):
+        x = np.uint32(bits_in[n]).view(np.float32)
+        a = np.float32(round_fp16_fast(x)).view(np.uint32)
+        b = np.float32(round_fp16_f32(x)).view(np.uint32)
+        out[n] = a != b
+
+
+def test_native_fp16_rounding_of_the_read_kernel_equals_round_fp16_f32():
+    """The read kernel's tree rounds float32 sums with the CPU's fp16 conversion (F16C) when it
+    has one: same bits as round_fp16_f32 for every high half-word (all exponents, signs, the
+    fp16 subnormal range, the overflow edge, inf, NaNs) with low half-words that exercise ties."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << np.uint32(16)
+    lows = np.array([0, 1, 0x0FFF, 0x1000, 0x1001, 0x1FFF, 0x2000, 0x3000, 0x7FFF, 0x8000, 0xE000, 0xF000, 0xFFFF],
+                    dtype=np.uint32)
+    patterns = (hi[:, None] | lows[None, :]).reshape(-1)
+    rng = np.random.default_rng(0)
+    patterns = np.concatenate([patterns, rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)])
+    out = np.zeros(patterns.size, dtype=np.bool_)
+    _fast_vs_reference(patterns, out)
+    assert not out.any(), [hex(v) for v in patterns[out][:5]]

@@ -314,12 +314,16 @@ def read_scores_gqa(
     job_kv = np.repeat(np.arange(n_h) // (n_h // n_kv), n_q).astype(np.int64)
     job_keys = np.tile(keys, n_h)
     qin = _to_input(spec, qf, tensor_name, source).reshape(n_h * n_q, spec.dim)
-    scores, ops = _read_jobs(spec, qin, idx, np.asarray(norms, dtype=np.float64), job_kv, job_keys, layer)
+    group = n_h // n_kv  # query heads per KV head; job (h, n) is h * n_q + n
+    groups = ((np.arange(n_kv)[:, None, None] * group + np.arange(group)[None, None, :]) * n_q
+              + np.arange(n_q)[None, :, None]).reshape(n_kv * n_q, group)
+    scores, ops = _read_jobs(spec, qin, idx, np.asarray(norms, dtype=np.float64), groups, job_kv, job_keys, layer)
     return scores.reshape(n_h, n_q, n_tok), _read_actions(spec, ops.sum(axis=0))
 
 
-def _read_jobs(spec, qin, idx, norms, job_kv, job_keys, layer):
-    """Both phases of the read path for input-rounded query rows qin [M, d]."""
+def _read_jobs(spec, qin, idx, norms, groups, job_kv, job_keys, layer):
+    """Both phases of the read path for input-rounded query rows qin [M, d]; groups [n, G] the
+    jobs that share a KV head and a key count (see `K.lookup_kernel`)."""
     n_jobs, n_tok = qin.shape[0], idx.shape[1]
     ops = np.zeros((n_jobs, K.R_COUNTERS), dtype=np.int64)
     tables = np.empty((n_jobs, spec.dim, spec.levels))
@@ -327,7 +331,7 @@ def _read_jobs(spec, qin, idx, norms, job_kv, job_keys, layer):
     K.table_kernel(qin, signs, spec.codebook.rom_centroids, 1.0 / spec.dim, spec.code("rotator"), spec.code("table"), tables, ops)
     scores = np.full((n_jobs, n_tok), np.nan)
     K.lookup_kernel(
-        tables.astype(_table_dtype(spec)), idx, norms, job_kv, job_keys,
+        tables.astype(_table_dtype(spec)), idx, norms, groups.astype(np.int64), job_kv, job_keys,
         spec.code("accumulator"), spec.code("score"), _leaves_need_rounding(spec), scores, ops,
     )
     return scores, ops

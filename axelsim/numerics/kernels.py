@@ -11,11 +11,14 @@ floating (every fp16/fp32 value is a float32 and float32 sums round correctly to
 from __future__ import annotations
 
 import math
+import platform
 
 import numba as nb
 import numpy as np
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
 from numba import types
-from numba.extending import overload
+from numba.extending import intrinsic, overload
 
 from axelsim.numerics.fp import (
     FP16_KIND, FP16_MAX, add_round, mul_round, rnd, rnd_same, round_fp16_f32, round_fp16_f64, round_fp16_same,
@@ -119,6 +122,49 @@ def table_kernel(q, signs, rom_centroids, inv_dim, rot, tab, tables, ops):
         ops[m, R_TABLE_WRITE] += d * levels
 
 
+def _host_converts_fp16() -> bool:
+    """The host CPU converts float32 <-> binary16 in hardware (x86 F16C, or arm64)."""
+    if platform.machine().lower() in ("aarch64", "arm64"):
+        return True
+    try:
+        return bool(llvm_binding.get_host_cpu_features().get("f16c", False))
+    except RuntimeError:
+        return False
+
+
+NATIVE_FP16 = _host_converts_fp16()
+"""The read kernel's adder tree rounds to fp16 with the CPU's conversion instructions."""
+
+
+@intrinsic
+def _fp16_round_native(typingctx, x):
+    """float32 -> nearest binary16 (ties to even, overflow to inf) -> float32 as LLVM
+    fptrunc/fpext: vcvtps2ph/vcvtph2ps with F16C, 8 lanes per instruction. Equal to
+    round_fp16_f32 for every float32 but NaNs (whose payload the conversion may change)."""
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        return builder.fpext(builder.fptrunc(args[0], ir.HalfType()), ir.FloatType())
+
+    return sig, codegen
+
+
+def round_fp16_fast(x):
+    """Round `x` to fp16 keeping its float type (kernel-only): float32 by `_fp16_round_native`."""
+    raise NotImplementedError("round_fp16_fast is only callable inside numba kernels")
+
+
+@overload(round_fp16_fast, jit_options={"cache": True})
+def _round_fp16_fast_overload(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32 and NATIVE_FP16:
+        def impl32(x):
+            r = _fp16_round_native(x)
+            return r if x == x else x  # NaN passes through with its payload, as round_fp16_f32
+
+        return impl32
+    return lambda x: round_fp16_same(x)
+
+
 @nb.njit(cache=True, inline="always")
 def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
     """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
@@ -129,7 +175,7 @@ def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
         for k in range(half):
             a, b, out = buf[2 * k], buf[2 * k + 1], buf[k]
             for t in range(width):
-                out[t] = round_fp16_same(a[t] + b[t])
+                out[t] = round_fp16_fast(a[t] + b[t])
     else:
         for k in range(half):
             a, b, out = buf[2 * k], buf[2 * k + 1], buf[k]
@@ -162,56 +208,89 @@ def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool)
 
 
 @nb.njit(cache=True, parallel=True)
-def lookup_kernel(tables, indices, norms, job_kv, job_keys, acc, score, round_leaves, scores, ops):
+def lookup_kernel(tables, indices, norms, groups, job_kv, job_keys, acc, score, round_leaves, scores, ops):
     """Phase 2: scores[m, t] = rnd_score(tree_acc(P_m[i][idx[kv, t, i]]) * norm[kv, t]).
 
     tables [M, d, L] (float32 or float64 holding table-format values), indices uint8
     [Hkv, T, d], norms float64 [Hkv, T]; job m reads KV head job_kv[m], keys 0..job_keys[m]-1.
-    For L <= PAIR_TABLE_MAX_LEVELS the first tree stage comes from a pair table (see
-    `_pair_table`); each pair lookup is counted as the circuit's two table reads and one add.
+    groups [n_groups, G]: the jobs of a row share their KV head and key count (the query heads
+    of a GQA group), so the kernel reads each key's indices once and looks them up in the G
+    tables; each job's tree and rounding are its own (the lanes of a buffer row are
+    G blocks of keys, one per job). For L <= PAIR_TABLE_MAX_LEVELS the first tree stage comes
+    from a pair table (see `_pair_table`); each pair lookup is counted as the circuit's two
+    table reads and one add.
     """
-    n_jobs, d, levels = tables.shape
+    _, d, levels = tables.shape
+    n_groups, n_g = groups.shape
     paired = levels <= PAIR_TABLE_MAX_LEVELS
     width = d // 2 if paired else d
-    for m in nb.prange(n_jobs):
-        kv = job_kv[m]
-        n_keys = job_keys[m]
-        table = tables[m].reshape(d * levels)
-        pairs = _pair_table(table, d, levels, acc, round_leaves) if paired else table
-        buf = np.empty((width, KEY_BLOCK), dtype=tables.dtype)
+    n_entries = d // 2 * levels * levels if paired else d * levels
+    for g in nb.prange(n_groups):
+        kv = job_kv[groups[g, 0]]
+        n_keys = job_keys[groups[g, 0]]
+        pairs = np.empty((n_entries, n_g), dtype=tables.dtype)
+        for j in range(n_g):
+            table = tables[groups[g, j]].reshape(d * levels)
+            if paired:
+                pairs[:, j] = _pair_table(table, d, levels, acc, round_leaves)
+            else:
+                pairs[:, j] = table
+        buf = np.empty((width, n_g * KEY_BLOCK), dtype=tables.dtype)
         lookups = 0
         adds = 0
         for t0 in range(0, n_keys, KEY_BLOCK):
             nb_keys = min(KEY_BLOCK, n_keys - t0)
-            if paired:
+            lanes = n_g * nb_keys
+            if paired and n_g == 4:  # the common GQA group: one 16-byte copy per pair index
                 for t in range(nb_keys):
                     row = indices[kv, t0 + t]
                     for i in range(width):
-                        buf[i, t] = pairs[(i * levels + row[2 * i]) * levels + row[2 * i + 1]]
+                        p = (i * levels + row[2 * i]) * levels + row[2 * i + 1]
+                        src = pairs[p]
+                        dst = buf[i]
+                        dst[4 * t] = src[0]
+                        dst[4 * t + 1] = src[1]
+                        dst[4 * t + 2] = src[2]
+                        dst[4 * t + 3] = src[3]
+                lookups += nb_keys * 2 * width
+                adds += nb_keys * width
+            elif paired:
+                for t in range(nb_keys):
+                    row = indices[kv, t0 + t]
+                    for i in range(width):
+                        p = (i * levels + row[2 * i]) * levels + row[2 * i + 1]
+                        for j in range(n_g):
+                            buf[i, t * n_g + j] = pairs[p, j]
                 lookups += nb_keys * 2 * width
                 adds += nb_keys * width
             else:
                 for t in range(nb_keys):
                     row = indices[kv, t0 + t]
                     for i in range(d):
-                        buf[i, t] = table[i * levels + row[i]]
+                        p = i * levels + row[i]
+                        for j in range(n_g):
+                            buf[i, t * n_g + j] = pairs[p, j]
                 lookups += nb_keys * d
                 if round_leaves:
                     for i in range(d):
-                        for t in range(nb_keys):
+                        for t in range(lanes):
                             buf[i, t] = rnd_same(buf[i, t], acc)
             n = width
             while n > 1:
                 half = n // 2
-                _tree_stage(buf, half, nb_keys, acc)
+                _tree_stage(buf, half, lanes, acc)
                 adds += half * nb_keys
                 n = half
-            for t in range(nb_keys):
-                scores[m, t0 + t] = rnd(np.float64(buf[0, t]) * norms[kv, t0 + t], score)
-        ops[m, R_ROWS] += n_keys
-        ops[m, R_LOOKUPS] += lookups
-        ops[m, R_ADD_ACC] += adds
-        ops[m, R_MUL_SCORE] += n_keys
+            for j in range(n_g):
+                m = groups[g, j]
+                for t in range(nb_keys):
+                    scores[m, t0 + t] = rnd(np.float64(buf[0, t * n_g + j]) * norms[kv, t0 + t], score)
+        for j in range(n_g):
+            m = groups[g, j]
+            ops[m, R_ROWS] += n_keys
+            ops[m, R_LOOKUPS] += lookups
+            ops[m, R_ADD_ACC] += adds
+            ops[m, R_MUL_SCORE] += n_keys
 
 
 @nb.njit(cache=True)
