@@ -154,3 +154,47 @@ def test_key_mode_unit_kernels_equal_their_stages():
     assert all(np.array_equal(a, b) for a, b in zip(*outs))
     # not a numba kernel: plain partial
     assert kernels.bind(lambda a, lo, hi: a + lo + hi, 1)(2, 3) == 6
+
+
+def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, row_bytes):
+    """The write path through the four per-stage kernels (serial twins): rows and saturation flags."""
+    n, d = raw.shape
+    x, y, t = np.empty((n, d)), np.empty((n, d)), np.empty((n, bnd.size))
+    nrm, stored, sat = np.empty(n), np.empty(n), np.empty(n, dtype=np.bool_)
+    idx, rows = np.empty((n, d), dtype=np.uint8), np.empty((n, row_bytes), dtype=np.uint8)
+    k = kernels.SERIAL
+    k.norm_stage(raw, x, nrm, stored, sat, t, bnd, inp, rot, f16, wide_sq, 0, n)
+    k.rotate_stage(x, signs, y, rot, exact_first, 0, n)
+    k.quantize_stage(y, t, idx, 0, n)
+    k.pack_stage(idx, stored, bits, rows, 0, n)
+    return rows, sat
+
+
+@pytest.mark.parametrize("inp_name,rot_name", [("fp16", "fp32"), ("fp16", "fp16"), ("fp32", "fp32"),
+                                               ("fixed16.8", "fp32"), ("fp16", "fixed24.12"),
+                                               ("fixed32.16", "fixed32.16")])
+@pytest.mark.parametrize("d,bits", [(4, 3), (8, 2), (16, 3), (32, 4), (64, 1)])
+def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
+    """kernels.write_burst (preloading: the four write stages fused per vector, rows stored in
+    place through a row map) stores the per-stage kernels' rows bit for bit, serial and parallel."""
+    rng = np.random.default_rng(d * 7 + bits)
+    inp, rot = parse_format(inp_name), parse_format(rot_name)
+    ci, cr, c16 = kernels.fmt_code(inp), kernels.fmt_code(rot), kernels.fmt_code(parse_format("fp16"))
+    wide_sq = kernels.is_wide(inp, inp)
+    exact_first = inp != rot and (inp.kind, rot.kind) != ("fp16", "fp32")
+    levels = 2 ** bits
+    bnd = np.sort(rng.standard_normal(levels - 1)).astype(np.float16).astype(np.float64) * 0.3
+    signs = rng.choice([-1.0, 1.0], d)
+    row_bytes = -(-(d * bits + 16) // 8) + 1  # one spare byte: must come out zero
+    for n in (7, 300):  # serial twin, parallel
+        vals = rng.permutation(_values(rng, n * d))[: n * d]  # also inf, 1e300, fp16 ties and subnormals
+        raw = vals.reshape(n, d) * np.exp2(rng.integers(-12, 6, (n, 1)))
+        raw[0] = 0.0
+        raw[1] = 60000.0  # saturating norm
+        want_rows, want_sat = _stages_rows(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, bits, row_bytes)
+        storage = np.full((n + 3, row_bytes), 0xA5, dtype=np.uint8)
+        flat = rng.permutation(n + 3)[:n].astype(np.int64)
+        sat = np.empty(n, dtype=np.bool_)
+        kernels.write_burst(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, bits, storage, flat, sat)
+        assert np.array_equal(storage[flat], want_rows)
+        assert np.array_equal(sat, want_sat)

@@ -240,11 +240,13 @@ class Machine:
                 continue
             heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(data.shape[1]), indexing="ij")
             raw = np.ascontiguousarray(data.reshape(-1, d), dtype=np.float64)
-            st = self._write_arrays(len(raw))
-            for work in self._write_kernels(layer, raw, st, kernels.PARALLEL):
-                work(slice(0, len(raw)))
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
-            self.sram.write(bank, row, st["rows"])
+            # norm, rotate, quantize and pack fused per vector, rows stored in place: the same
+            # arithmetic as the per-stage kernels (tests/test_hw_kernels.py checks bit equality)
+            c = self.codes
+            kernels.write_burst(raw, self.signs[layer], self.boundaries, c["input"], c["rotator"], c["fp16"],
+                                self.wide["squares"], self.wide["fwht_first"], self.macro.bits, self.sram.rows,
+                                self.amap.flat(bank, row), np.empty(len(raw), dtype=np.bool_))
 
     # ---- read and value paths ----------------------------------------------------------------
     def pick_pipeline(self) -> int:

@@ -327,6 +327,70 @@ def _pack_stage(idx, stored, bits, rows, lo, hi):
                 rows[v, p >> 3] |= np.uint8(1 << (p & 7))
 
 
+def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, storage, flat, sat):
+    """norm_stage, rotate_stage, quantize_stage and pack_stage fused per vector, rows stored
+    straight into storage[flat[v]] (preloading): the same operations in the same order, one
+    pass per vector over per-thread scratch instead of [n, d] float64 intermediates; indices
+    packed 8 at a time (`bits` whole bytes) when d is a multiple of 8."""
+    n, d = raw.shape
+    nthr = bnd.shape[0]
+    row_bytes = storage.shape[1]
+    chunks = (n + 63) // 64  # per-thread scratch allocated once per 64 vectors
+    groups = d // 8
+    for c in prange(chunks):
+        v0 = c * n // chunks
+        v1 = (c + 1) * n // chunks
+        x = np.empty(d)
+        u = np.empty(d)
+        buf = np.empty(d)
+        thr = np.empty(nthr)
+        idx = np.empty(d, dtype=np.int64)
+        for v in range(v0, v1):
+            for i in range(d):
+                xi = rnd(raw[v, i], inp)
+                x[i] = xi
+                buf[i] = mul(xi, xi, rot, wide_sq)
+            nv = sqrt_r(_tree(buf, d, rot), rot)
+            if nv > _FP16_MAX:
+                sat[v] = True
+                stored = _FP16_MAX
+            else:
+                sat[v] = False
+                stored = rnd(nv, f16)
+            for j in range(nthr):
+                thr[j] = rnd(bnd[j] * nv, rot)
+            for i in range(d):
+                u[i] = x[i] * signs[i]
+            _fwht(u, rot, exact_first)
+            for i in range(d):
+                ci = 0
+                yi = u[i]
+                for j in range(nthr):
+                    if yi >= thr[j]:
+                        ci += 1
+                idx[i] = ci
+            r = flat[v]
+            for k in range(row_bytes):
+                storage[r, k] = 0
+            for g in range(groups):
+                word = np.int64(0)
+                for j in range(8):
+                    word |= idx[g * 8 + j] << (j * bits)
+                for k in range(bits):
+                    storage[r, g * bits + k] = np.uint8((word >> (8 * k)) & 0xFF)
+            for i in range(groups * 8, d):
+                val = idx[i]
+                for k in range(bits):
+                    if (val >> k) & 1:
+                        p = i * bits + k
+                        storage[r, p >> 3] |= np.uint8(1 << (p & 7))
+            w = _fp16_bits(stored)
+            for k in range(16):
+                if (w >> k) & 1:
+                    p = d * bits + k
+                    storage[r, p >> 3] |= np.uint8(1 << (p & 7))
+
+
 # ---- index SRAM read ------------------------------------------------------------------------
 def _unpack_stage(storage, flat, bits, idx, norms, lo, hi):
     """Read rows storage[flat[t]] for t in [lo, hi): indices (uint8 [n, d]) and FP16 norms."""
@@ -572,6 +636,8 @@ score_burst = _by_size(*_pair(_score_burst), lambda args: args[1].shape[0])
 """lookup, tree, norm multiply and scale fused over a whole stream of keys."""
 bins_burst = _by_size(*_pair(_bins_burst), lambda args: args[2].shape[0])
 """bins_stage over a whole stream of values."""
+write_burst = _by_size(*_pair(_write_burst), lambda args: args[0].shape[0])
+"""norm, rotate, quantize and pack fused per vector, rows stored in place (preloading)."""
 """Burst mode and preloading: whole streams, items in parallel."""
 SERIAL = RangeKernels(1)
 """Key mode: one item per call."""
