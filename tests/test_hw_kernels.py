@@ -176,7 +176,9 @@ def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, row
 @pytest.mark.parametrize("d,bits", [(4, 3), (8, 2), (16, 3), (32, 4), (64, 1)])
 def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
     """kernels.write_burst (preloading: the four write stages fused per vector, rows stored in
-    place through a row map) stores the per-stage kernels' rows bit for bit, serial and parallel."""
+    place through a row map) stores the per-stage kernels' rows bit for bit, serial and parallel,
+    on its vectorised path (float formats, values in the normal range) and its per-vector
+    fallback to the stage code (subnormals, nan, overflow; fixed formats)."""
     rng = np.random.default_rng(d * 7 + bits)
     inp, rot = parse_format(inp_name), parse_format(rot_name)
     ci, cr, c16 = kernels.fmt_code(inp), kernels.fmt_code(rot), kernels.fmt_code(parse_format("fp16"))
@@ -191,6 +193,7 @@ def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
         raw = vals.reshape(n, d) * np.exp2(rng.integers(-12, 6, (n, 1)))
         raw[0] = 0.0
         raw[1] = 60000.0  # saturating norm
+        raw[2::2] = rng.standard_normal((len(raw[2::2]), d)) * 3.0  # plain vectors: the vectorised path
         want_rows, want_sat = _stages_rows(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, bits, row_bytes)
         storage = np.full((n + 3, row_bytes), 0xA5, dtype=np.uint8)
         flat = rng.permutation(n + 3)[:n].astype(np.int64)

@@ -327,6 +327,72 @@ def _pack_stage(idx, stored, bits, rows, lo, hi):
                 rows[v, p >> 3] |= np.uint8(1 << (p & 7))
 
 
+@numba.njit(inline="always")
+def _rnd_normal(x, drop, maxbits):
+    """rnd(x) to a float format when x is zero, inf or within the format's normal range (the
+    first branch of `rnd`, branch-free): round-half-even on the bit pattern, overflow to inf."""
+    b = _bits(x)
+    sign = b & _SIGN
+    a = b ^ sign
+    r = (a + ((np.int64(1) << (drop - 1)) - 1) + ((a >> drop) & 1)) & ~((np.int64(1) << drop) - 1)
+    r = _INF_BITS if r > maxbits else r
+    return _float(sign | r)
+
+
+@numba.njit(inline="always")
+def _off_normal(x, minbits):
+    """1 when `_rnd_normal` does not apply to x (nonzero below the normal range, or nan)."""
+    a = _bits(x) & ~_SIGN
+    return np.int64((a != 0) & (a < minbits)) | np.int64(a > _INF_BITS)
+
+
+@numba.njit(inline="always")
+def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
+    """Squares' pairwise sum and FWHT(s * x) of vector v for float input and rotator formats,
+    `_rnd_normal` everywhere, with the sum and transform stages in constant geometry (stage
+    outputs k and k + n/2 from inputs 2k and 2k + 1: the same butterflies on the same operands,
+    the result in natural order), vectorisable. Returns (sum of squares, buffer holding y,
+    flag): flag 1 when some rounded value was outside `_rnd_normal`'s range (the caller then
+    recomputes the vector with the stage code)."""
+    bad = np.int64(0)
+    for i in range(d):
+        r = raw[v, i]
+        bad |= _off_normal(r, ni)
+        xi = _rnd_normal(r, di, mi)
+        x[i] = xi
+        sq = xi * xi
+        bad |= _off_normal(sq, nr)
+        p[i] = _rnd_normal(sq, dr, mr)
+    src, dst = p, q
+    width = d
+    while width > 1:
+        half = width // 2
+        for m in range(half):
+            t = src[2 * m] + src[2 * m + 1]
+            bad |= _off_normal(t, nr)
+            dst[m] = _rnd_normal(t, dr, mr)
+        src, dst = dst, src
+        width = half
+    total = src[0]
+    for i in range(d):
+        p[i] = x[i] * signs[i]
+    src, dst = p, q
+    half = d // 2
+    width = d
+    while width > 1:
+        for k in range(half):
+            a = src[2 * k]
+            c = src[2 * k + 1]
+            t0 = a + c
+            t1 = a - c
+            bad |= _off_normal(t0, nr) | _off_normal(t1, nr)
+            dst[k] = _rnd_normal(t0, dr, mr)
+            dst[k + half] = _rnd_normal(t1, dr, mr)
+        src, dst = dst, src
+        width //= 2
+    return total, src, bad
+
+
 def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, storage, flat, sat):
     """norm_stage, rotate_stage, quantize_stage and pack_stage fused per vector, rows stored
     straight into storage[flat[v]] (preloading): the same operations in the same order, one
@@ -337,20 +403,36 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, sto
     row_bytes = storage.shape[1]
     chunks = (n + 63) // 64  # per-thread scratch allocated once per 64 vectors
     groups = d // 8
+    # float input and rotator formats, squares exact in float64, no exact first FWHT stage:
+    # the vectorisable `_write_fast`, falling back per vector to the stage code
+    fast = inp[0] == 0 and rot[0] == 0 and not wide_sq and not exact_first and d >= 2 and (d & (d - 1)) == 0
+    di, mi, ni = 52 - inp[1], inp[3], (np.int64(inp[2]) + 1023) << 52
+    dr, mr, nr = 52 - rot[1], rot[3], (np.int64(rot[2]) + 1023) << 52
     for c in prange(chunks):
         v0 = c * n // chunks
         v1 = (c + 1) * n // chunks
         x = np.empty(d)
         u = np.empty(d)
         buf = np.empty(d)
+        pa = np.empty(d)
+        pb = np.empty(d)
         thr = np.empty(nthr)
         idx = np.empty(d, dtype=np.int64)
         for v in range(v0, v1):
-            for i in range(d):
-                xi = rnd(raw[v, i], inp)
-                x[i] = xi
-                buf[i] = mul(xi, xi, rot, wide_sq)
-            nv = sqrt_r(_tree(buf, d, rot), rot)
+            bad = 1
+            if fast:
+                total, y, bad = _write_fast(raw, v, signs, d, x, pa, pb, di, mi, ni, dr, mr, nr)
+            if bad != 0:  # the stage code: any format, any value
+                for i in range(d):
+                    xi = rnd(raw[v, i], inp)
+                    x[i] = xi
+                    buf[i] = mul(xi, xi, rot, wide_sq)
+                total = _tree(buf, d, rot)
+                for i in range(d):
+                    u[i] = x[i] * signs[i]
+                _fwht(u, rot, exact_first)
+                y = u
+            nv = sqrt_r(total, rot)
             if nv > _FP16_MAX:
                 sat[v] = True
                 stored = _FP16_MAX
@@ -360,11 +442,8 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, sto
             for j in range(nthr):
                 thr[j] = rnd(bnd[j] * nv, rot)
             for i in range(d):
-                u[i] = x[i] * signs[i]
-            _fwht(u, rot, exact_first)
-            for i in range(d):
                 ci = 0
-                yi = u[i]
+                yi = y[i]
                 for j in range(nthr):
                     if yi >= thr[j]:
                         ci += 1
