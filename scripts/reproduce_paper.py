@@ -229,7 +229,7 @@ def section_codebook(shapes: Shapes, extra: dict) -> list[Row]:
 
 def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]) -> list[Row]:
     """Counters, cycles, energy and area of the paper's macro and both baselines at T = shapes.tokens."""
-    T, d, b, L = shapes.tokens, 128, 3, 8
+    T, d, L = shapes.tokens, 128, 8
     trace = paper_trace(T)
     loaded = {45: paper_macro(3, 45), 7: paper_macro(3, 7)}
     runs: dict = {}
@@ -770,7 +770,6 @@ def render(result: dict) -> str:
 
 def disagreements(rows: list[Row], extra: dict, shapes: Shapes) -> list[str]:
     """Plain statements, each with the measured figures of this run."""
-    by = {r.claim: r for r in rows}
     lines = []
     for r in rows:
         if r.claim.startswith("Write path is multiplier-free"):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import errno
 import json
 import os
 import shutil
@@ -31,7 +30,7 @@ import yaml
 from hypothesis import settings
 from hypothesis import strategies as st
 
-from axelsim.errors import ConfigError, TraceError, UserError
+from axelsim.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
 MACROS = REPO / "macros"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -12,18 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from axelsim import api, cli
+from cli_helpers import run_main
+from axelsim import api
 from axelsim.numerics.hadamard import SignRom
 
 
 def _main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main([str(a) for a in argv])
-        except SystemExit as done:
-            status = done.code
-    return status, out.getvalue(), err.getvalue()
+    return run_main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ AXELSIM_PROGRESS=1) and nothing during their first second, so an early error is 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import os
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from axelsim import api, cli
+from cli_helpers import run_main
+from axelsim import api
 from axelsim import io as axio
 from axelsim.errors import UserError
 
@@ -29,13 +29,7 @@ SYNTH = ["--layers", "1", "--kv-heads", "1", "--q-heads", "2", "--head-dim", "64
 
 
 def _main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main([str(a) for a in argv])
-        except SystemExit as done:
-            status = done.code
-    return status, out.getvalue(), err.getvalue()
+    return run_main(argv)
 
 
 def _temps(folder: Path) -> list[str]:

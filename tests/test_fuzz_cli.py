@@ -7,7 +7,6 @@ In-process (`cli.main`, stderr captured) for the fuzzed bulk; a handful of subpr
 from __future__ import annotations
 
 import contextlib
-import io
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from axelsim import cli
+from cli_helpers import run_main
 from axelsim.trace.format import Trace, save_trace
 from fuzz_helpers import (KNOWN_FAULTS, assert_bad_input, fuzz_settings, known_fault, macro_dict, macro_workdir,
                           mutated_macro, run_cli, split_safetensors, safetensors_bytes, time_limit, trace_arrays,
@@ -39,13 +38,8 @@ def files(tmp_path_factory):
 
 def _main(argv) -> tuple[int, str, str]:
     """cli.main in this process: (exit status, stdout, stderr); a traceback or a hang fails the test."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), time_limit(30):
-        try:
-            status = cli.main([str(a) for a in argv])
-        except SystemExit as done:  # argparse usage errors
-            status = done.code
-    return status, out.getvalue(), err.getvalue()
+    with time_limit(30):
+        return run_main(argv)
 
 
 def _check_bad_or_ok(status: int, err: str, *names: str, ok_allowed: bool = True) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Optional, get_args
+from typing import get_args
 
 import pytest
 import yaml

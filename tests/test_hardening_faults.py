@@ -5,9 +5,7 @@ or spilled, never wrapped; the same inputs give a byte-identical report (except 
 
 from __future__ import annotations
 
-import contextlib
 import errno
-import io
 import json
 import os
 import signal
@@ -15,25 +13,19 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import yaml
 
-from axelsim import api, cli
+from cli_helpers import run_main
+from axelsim import api
 from axelsim import io as axio
 from axelsim.errors import UserError
-from axelsim.trace.format import Trace, load_trace, save_trace
-from fuzz_helpers import (assert_bad_input, check_user_error, leftovers, macro_dict, macro_workdir, run_cli,
+from axelsim.trace.format import Trace, save_trace
+from fuzz_helpers import (check_user_error, leftovers, macro_dict, macro_workdir, run_cli,
                           trace_arrays)
 
 def _main(argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            status = cli.main([str(a) for a in argv])
-        except SystemExit as done:
-            status = done.code
-    return status, out.getvalue(), err.getvalue()
+    return run_main(argv)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from axelsim.hw import arith, rotator
 from axelsim.hw.controller import Machine, StageSpec
 from axelsim.hw.datapath import fwht, pairwise_tree
 from axelsim.hw.macro import SimResult, _instances, _sign_table, replay, summarize
-from axelsim.hw.sram import AddressMap, unpack_index_rows
+from axelsim.hw.sram import AddressMap
 from axelsim.hw.units import Ledger
 from axelsim.numerics.codebook import lloyd_max_codebook
 
@@ -103,7 +103,7 @@ class BaselineMachine(Machine):
         qin = arith.rnd(f["input"], q)
         tokens = np.arange(n_keys)
         kbank, krow = self.amap.locate(slot, kv_head, tokens, 0)
-        acc, sc, s_fmt, v_fmt = f["accumulator"], f["score"], f["softmax"], f["value"]
+        acc, sc = f["accumulator"], f["score"]
         scores = np.empty((h, n_keys))
         keys = np.empty((n_keys, d))
         in_fmt = FP16 if self.kind == "fp16" else f["rotator"]

@@ -143,7 +143,7 @@ class Machine:
 
     # ---- write path ------------------------------------------------------------------------
     def _write_arrays(self, n: int) -> dict:
-        d, levels, m = self.macro.head_dim, self.macro.levels, self.macro
+        d, levels = self.macro.head_dim, self.macro.levels
         return {"x": np.empty((n, d)), "n": np.empty(n), "stored": np.empty(n), "sat": np.empty(n, dtype=np.bool_),
                 "t": np.empty((n, levels - 1)), "y": np.empty((n, d)), "idx": np.empty((n, d), dtype=np.uint8),
                 "rows": np.empty((n, self.sram.row_bytes), dtype=np.uint8)}
