@@ -152,24 +152,15 @@ class SweepOutcome:
 def read_spec(path: str | Path) -> SweepSpec:
     """Read and validate a sweep YAML; ConfigError naming the file and key path on any flaw.
 
-    The YAML is read by the macro files' reader (axelsim.config.load.parse_yaml_mapping): no
+    The YAML is read by the macro files' reader (axelsim.config.load.read_yaml_mapping): no
     anchors or aliases, no non-scalar or duplicate keys, bounded nesting, and any failure of
     the parser or of a tagged value is one ConfigError line with its line and column.
     """
-    from axelsim.config.load import parse_yaml_mapping
+    from axelsim.config.load import read_yaml_mapping
 
     path = Path(path)
     source = one_line(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
-        raise ConfigError(source, "", f"cannot read the file ({one_line(reason)})") from None
-    if not text.strip():
-        raise ConfigError(source, "", "expected a mapping of sweep keys, got an empty file")
-    data = parse_yaml_mapping(text, str(path))
+    data = read_yaml_mapping(path, "sweep YAML")
     try:
         return SweepSpec.model_validate(data)
     except ValidationError as error:

@@ -66,7 +66,7 @@ class _Loader(yaml.SafeLoader):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
             raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not supported in a macro file", event.start_mark
+                None, None, "anchors and aliases (&name, *name) are not supported in axelsim YAML files", event.start_mark
             )
         if self.depth >= MAX_DEPTH:
             raise yaml.composer.ComposerError(
@@ -156,10 +156,27 @@ def parse_yaml_mapping(text: str, source: str) -> dict:
     except Exception as exc:  # noqa: BLE001 - the parse boundary: no parser fault may escape as a traceback
         raise _error(source, "", f"valid YAML ({type(exc).__name__}: {_short(str(exc), 80)})") from None
     if data is None:
-        raise _error(source, "", "a YAML mapping of macro keys, got an empty file")
+        raise _error(source, "", "a YAML mapping, got an empty file")
     if not isinstance(data, dict):
         raise _error(source, "", f"a YAML mapping at the top level, got {type(data).__name__}")
     return data
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """Read a YAML file whose top level is a mapping (a macro, sweep or technology file).
+
+    `what` names the kind of file in errors. Every flaw is one ConfigError line naming the file:
+    missing, unreadable or not UTF-8, empty, or bad YAML (see `parse_yaml_mapping`).
+    """
+    source = one_line(str(path))
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise _error(source, "", f"an existing {what} file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise _error(source, "", f"a readable UTF-8 {what} file ({one_line(reason)})") from None
+    return parse_yaml_mapping(text, str(path))
 
 
 def _check_finite(data: Any, source: str) -> None:
@@ -299,13 +316,7 @@ def load_macro(path: str | Path, overrides: Optional[Mapping[str, Any]] = None) 
     """
     macro_path = Path(path)
     source = str(macro_path)
-    try:
-        text = macro_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise _error(source, "", "an existing macro YAML file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _error(source, "", f"a readable UTF-8 text file ({exc})") from None
-    data = parse_yaml_mapping(text, source)
+    data = read_yaml_mapping(macro_path, "macro YAML")
     config = apply_overrides(data, overrides or {}, source)
     tech_path = _existing_file(macro_path, config.technology.file, "technology.file", "technology table")
     signs_path = None

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from axelsim.config.formats import NumberFormat
-from axelsim.config.load import one_line, parse_yaml_mapping
+from axelsim.config.load import one_line, read_yaml_mapping
 from axelsim.errors import ConfigError
 
 
@@ -105,15 +105,8 @@ class Technology:
     def load(cls, path: Path, node_nm: int) -> "Technology":
         """Read and check a technology YAML; ConfigError naming the file and key when it is malformed."""
         source = one_line(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ConfigError(source, "", f"expected a readable technology YAML ({one_line(reason)})") from None
-        if not text.strip():
-            raise ConfigError(source, "", "expected a technology table (a YAML mapping), got an empty file")
         # the macro files' reader: one ConfigError line for any YAML flaw (tags, aliases, nesting)
-        table = parse_yaml_mapping(text, str(path))
+        table = read_yaml_mapping(path, "technology YAML")
         for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram"):
             if not isinstance(table.get(section), dict):
                 raise ConfigError(source, section, "expected a section with its 'source' citation")
