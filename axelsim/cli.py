@@ -114,9 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "Evaluate every point of a sweep YAML (docs/cli.md#sweep). Each finished point is\n"
                          "written at once to DIR/points/<id>.json; a rerun skips them. At the end:\n"
                          "DIR/points.csv and Pareto plots (energy per query against area and accuracy).",
-                         _examples("axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep",
-                                   "axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep --workers 2",
-                                   "axelsim sweep sweeps/pipelines_bits.yaml --out out/sweep --scheduler tcp://10.0.0.5:8786"))
+                         _examples("axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep",
+                                   "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --workers 2",
+                                   "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --scheduler tcp://127.0.0.1:8786"))
     sweep.add_argument("spec", type=Path, metavar="SWEEP.yaml")
     sweep.add_argument("--out", type=Path, required=True, metavar="DIR")
     where = sweep.add_mutually_exclusive_group()
