@@ -17,7 +17,7 @@ import numba
 import numpy as np
 
 # the float64 FWHT kernel of the reference model (unnormalised, in place, stages h = 1..d/2)
-from axelsim.numerics.reference import _fwht_f64_inplace
+from axelsim.numerics.reference import fwht_f64_inplace
 
 
 def unit_rows(vectors: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ def _candidate_sq_error(units, signs, centroids, boundaries):
         for n in range(n_vec):
             for i in range(d):
                 u[i] = signs[c, i] * units[n, i]
-            _fwht_f64_inplace(u)
+            fwht_f64_inplace(u)
             for i in range(d):
                 err = u[i] - centroids[_level(u[i], boundaries)]
                 total += err * err

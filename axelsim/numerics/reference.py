@@ -111,7 +111,9 @@ def lut_scores_f64(q: np.ndarray, indices: np.ndarray, norms: np.ndarray, signs:
 
 
 @nb.njit(cache=True, inline="always")
-def _fwht_f64_inplace(u: np.ndarray) -> None:
+def fwht_f64_inplace(u: np.ndarray) -> None:
+    """Unnormalised FWHT of one float64 vector in place (exact butterflies, no rounding);
+    shared by the reference quantizer and the calibration search kernels."""
     d = u.size
     h = 1
     while h < d:
@@ -134,7 +136,7 @@ def _candidate_mse(units: np.ndarray, signs: np.ndarray, bounds: np.ndarray, cen
         for v in range(n_vec):
             for i in range(d):
                 u[i] = units[v, i] * signs[c, i]
-            _fwht_f64_inplace(u)
+            fwht_f64_inplace(u)
             for i in range(d):
                 y = u[i] * scale
                 j = np.searchsorted(bounds, y, side="right")
