@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from axelsim import __version__
-from axelsim.config import LoadedMacro
+from axelsim.config import LoadedMacro, MacroConfig, bind_head_dim, from_config
 from axelsim.config import load_macro as _load_macro
 from axelsim.errors import ConfigError, TraceError
 from axelsim.io import check_writable, output_error
@@ -27,9 +27,11 @@ from axelsim.trace import load_trace as _load_trace
 BASELINE_KINDS = ("fp16", "dequant")
 
 
-def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None) -> LoadedMacro:
-    """A validated macro (ConfigError naming file and key on any flaw)."""
-    return _load_macro(path, overrides)
+def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None,
+               head_dim: Optional[int] = None) -> LoadedMacro:
+    """A validated macro (ConfigError naming file and key on any flaw); `head_dim` binds a
+    `head_dim: auto` macro (default: checked at 128 until a trace binds it)."""
+    return _load_macro(path, overrides, head_dim)
 
 
 def load_trace(path: str | os.PathLike) -> Trace:
@@ -70,8 +72,19 @@ def check_compatible(loaded: LoadedMacro, trace: Trace) -> None:
                          f"expected {loaded.config.head_dim} to match macro {loaded.path.name}, got {trace.head_dim}")
 
 
-def _as_macro(macro: LoadedMacro | str | os.PathLike) -> LoadedMacro:
-    return macro if isinstance(macro, LoadedMacro) else load_macro(macro)
+MacroLike = LoadedMacro | MacroConfig | dict | str | os.PathLike
+"""A macro as the API takes it: loaded, a MacroConfig or mapping in memory, or a YAML path."""
+
+
+def _as_macro(macro: MacroLike, trace: Optional[Trace] = None) -> LoadedMacro:
+    """The LoadedMacro of `macro`, its `head_dim: auto` bound to the trace's head size."""
+    if isinstance(macro, LoadedMacro):
+        loaded = macro
+    elif isinstance(macro, (MacroConfig, dict)):
+        loaded = from_config(macro)
+    else:
+        loaded = load_macro(macro, head_dim=trace.head_dim if trace is not None else None)
+    return bind_head_dim(loaded, trace.head_dim) if trace is not None else loaded
 
 
 def _as_trace(trace: Trace | str | os.PathLike) -> Trace:
@@ -79,7 +92,7 @@ def _as_trace(trace: Trace | str | os.PathLike) -> Trace:
 
 
 def simulate(
-    macro: LoadedMacro | str | os.PathLike,
+    macro: MacroLike,
     trace: Trace | str | os.PathLike,
     *,
     layers: Optional[Sequence[int]] = None,
@@ -106,8 +119,8 @@ def simulate(
     started = time.perf_counter()
     if waveform is not None:
         check_waveform_path(waveform)
-    loaded = _as_macro(macro)
     full = _as_trace(trace)
+    loaded = _as_macro(macro, full)
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
     signs = sign_rom(loaded, view)
@@ -219,7 +232,7 @@ def run_info(started: float) -> dict[str, Any]:
 
 
 def compare(
-    macros: Sequence[LoadedMacro | str | os.PathLike],
+    macros: Sequence[MacroLike],
     trace: Trace | str | os.PathLike,
     *,
     layers: Optional[Sequence[int]] = None,
@@ -233,8 +246,8 @@ def compare(
     Returns {'trace': ..., 'designs': {label: report}, 'baselines': {kind: section}}; labels are
     the macro names, made unique with the file name when two macros share a name.
     """
-    loaded = [_as_macro(macro) for macro in macros]
     full = _as_trace(trace)
+    loaded = [_as_macro(macro, full) for macro in macros]
     for item in loaded:  # fail on any bad pairing before the long work starts
         check_compatible(item, select(full, layers, kv_heads, queries))
     designs: dict[str, Any] = {}

@@ -101,8 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     compare = _add_command(commands, "compare", "several macros and the baselines side by side",
                            "Replay one trace through several macros and the two conventional baselines\n"
                            "(FP16 dot-product macro, dequantize-and-inverse-rotate macro); one row each.",
-                           _examples("axelsim compare macros/axelram_d64.yaml macros/axelram_b2.yaml --trace T.safetensors",
-                                     "axelsim compare macros/*.yaml --trace T.safetensors --queries 4 --json cmp.json --plots out/cmp"))
+                           _examples("axelsim compare macros/axelram_d64.yaml macros/axelram_b2.yaml "
+                                     "--trace traces/smollm2_austen_full.safetensors",
+                                     "axelsim compare macros/axelram_b*.yaml macros/axelram_paper.yaml "
+                                     "--trace traces/synth_d128_smollm2stats.safetensors \\",
+                                     "    --queries 4 --json cmp.json --plots out/cmp",
+                                     "(every macro must take the trace's head size: head_dim equal to it, or auto)"))
     compare.add_argument("macros", type=Path, nargs="+", metavar="MACRO.yaml")
     _add_selection(compare)
     compare.add_argument("--json", type=Path, metavar="OUT", help="write every report as one JSON document")

@@ -34,7 +34,10 @@ def test_shipped_macro_loads_and_round_trips(path):
 def test_paper_macro_equals_schema_defaults_except_names():
     paper = load_macro(MACROS / "axelram_paper.yaml").config
     default = MacroConfig()
-    assert paper.model_copy(update={"name": default.name, "description": ""}) == default
+    # the paper forms the 7 scaled thresholds on one multiplier; the balanced default has 2^b - 1
+    assert (paper.write_path.threshold_multipliers, default.write_path.threshold_multipliers) == (1, 7)
+    paper_write = paper.write_path.model_copy(update={"threshold_multipliers": 7})
+    assert paper.model_copy(update={"name": default.name, "description": "", "write_path": paper_write}) == default
 
 
 def test_d64_is_smollm2_shaped():

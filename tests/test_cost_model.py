@@ -94,7 +94,7 @@ def test_scaling_is_monotone_in_node(paper):
 def small_model():
     config = macro_from_dict({
         "head_dim": 8, "bits": 2,
-        "write_path": {"norm_squarers": 8, "fwht_butterflies": 12, "comparators": 24},
+        "write_path": {"norm_squarers": 8, "fwht_butterflies": 12, "comparators": 24, "threshold_multipliers": 1},
         "read_path": {"table_multipliers": 8, "lookups_per_cycle": 8},
         "value_path": {"enabled": False},
         "sram": {"banks": 2, "rows_per_bank": 16},

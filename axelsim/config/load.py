@@ -10,21 +10,27 @@ checked to exist. Pydantic errors never escape: each becomes
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
+import importlib.resources
 import math
+import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from axelsim.config.macro import KeyedValueError, MacroConfig, resolve_relative
+from axelsim.config.macro import AUTO, DEFAULT_HEAD_DIM, KeyedValueError, MacroConfig, auto_lanes, resolve_relative
 from axelsim.errors import ConfigError
 
 
 MAX_DEPTH = 32  # nesting of YAML collections a macro file may use (it needs 3)
+MAX_BASES = 8  # a macro's chain of `base:` files (each inherits from the next)
+FILE_KEYS = (("technology", "file"), ("signs", "file"))
+"""Keys naming files relative to the macro YAML that holds them."""
 
 
 def one_line(text: object) -> str:
@@ -44,12 +50,26 @@ def _short(text: str, limit: int = 40) -> str:
 
 @dataclass(frozen=True)
 class LoadedMacro:
-    """A validated macro and the files it was loaded from (all paths resolved)."""
+    """A validated macro and the files it was loaded from (all paths resolved).
+
+    `derived` maps each value the loader derived instead of reading ({'write_path.comparators':
+    448, 'head_dim': 64, ...}: lane counts absent or `auto`, and head_dim `auto` once bound to a
+    trace by `bind_head_dim`). `tree` is the mapping validated (bases merged, overrides applied)
+    with head_dim still `auto` when it was; `tech_builtin` says the technology table is the
+    package's own (not found next to the macro).
+    """
 
     config: MacroConfig
     path: Path
     signs_path: Optional[Path]
     tech_path: Path
+    derived: dict = field(default_factory=dict)
+    tree: Optional[dict] = None
+    tech_builtin: bool = False
+
+    @property
+    def head_dim_auto(self) -> bool:
+        return self.tree is not None and self.tree.get("head_dim") == AUTO
 
 
 class _Loader(yaml.SafeLoader):
@@ -282,6 +302,13 @@ def _set_dotted(tree: dict, key: str, value: Any, source: str) -> None:
     node[parts[-1]] = value
 
 
+def _overridden(config_dict: Mapping[str, Any], overrides: Mapping[str, Any], source: str) -> dict:
+    tree = copy.deepcopy(dict(config_dict))
+    for key, value in overrides.items():
+        _set_dotted(tree, str(key), value, source)
+    return tree
+
+
 def apply_overrides(
     config_dict: Mapping[str, Any], overrides: Mapping[str, Any], source: str = "<overrides>"
 ) -> MacroConfig:
@@ -290,39 +317,140 @@ def apply_overrides(
     The input mapping is not modified. Errors name the override's key (unknown keys get a
     'did you mean' suggestion) and `source` (the sweep file, or the macro file).
     """
-    tree = copy.deepcopy(dict(config_dict))
-    for key, value in overrides.items():
-        _set_dotted(tree, str(key), value, source)
-    return macro_from_dict(tree, source)
+    return macro_from_dict(_overridden(config_dict, overrides, source), source)
 
 
-def _existing_file(macro_path: Path, relative: str, where: str, what: str) -> Path:
-    path = resolve_relative(macro_path, relative)
+def builtin_data() -> Path:
+    """The package's data folder: `tech/` in it holds the built-in technology tables."""
+    return Path(str(importlib.resources.files("axelsim")))
+
+
+def _is_file(macro_path: Path, path: Path, where: str, what: str) -> bool:
     try:
-        exists = path.is_file()
+        return path.is_file()
     except OSError as exc:  # a name longer than NAME_MAX, a path through a file, ...
         raise _error(str(macro_path), where, f"an existing {what} file, cannot open {_short(str(path), 80)} "
                      f"({exc.strerror or exc})") from None
-    if not exists:
-        raise _error(str(macro_path), where, f"an existing {what} file, {path} does not exist")
-    return path
 
 
-def load_macro(path: str | Path, overrides: Optional[Mapping[str, Any]] = None) -> LoadedMacro:
+def _existing_file(macro_path: Path, relative: str, where: str, what: str, builtin: bool = False) -> tuple[Path, bool]:
+    """(path, found among the built-in files): relative to the macro file, else (when `builtin`)
+    relative to the package's data folder."""
+    path = resolve_relative(macro_path, relative)
+    if _is_file(macro_path, path, where, what):
+        return path, False
+    if builtin and not Path(relative).is_absolute():
+        packaged = builtin_data() / relative
+        if _is_file(macro_path, packaged, where, what):
+            return packaged, True
+        raise _error(str(macro_path), where, f"an existing {what} file, {path} does not exist "
+                     f"(nor the built-in {packaged})")
+    raise _error(str(macro_path), where, f"an existing {what} file, {path} does not exist")
+
+
+def _merge(base: dict, child: Mapping[str, Any]) -> dict:
+    """`child` over `base`: sections merge key by key, any other value replaces."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _rebase_files(data: dict, base_path: Path, top_path: Path) -> None:
+    """Rewrite the base file's relative file names so they resolve from the top macro's folder."""
+    for section, key in FILE_KEYS:
+        holder = data.get(section)
+        value = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            target = resolve_relative(base_path, value)
+            if target.exists():  # else: left as written (a built-in table name, or an error later)
+                holder[key] = os.path.relpath(target, top_path.parent)
+
+
+def read_macro_tree(path: Path, top: Optional[Path] = None, chain: tuple[Path, ...] = ()) -> dict:
+    """The mapping of a macro YAML with its `base:` chain merged in (base first, then this file).
+
+    `base: OTHER.yaml` is relative to the file naming it; a cycle, a chain longer than
+    MAX_BASES or a missing base file is a ConfigError naming the file and `base`.
+    """
+    top = top or path
+    data = read_yaml_mapping(path, "macro YAML")
+    if chain:
+        _rebase_files(data, path, top)
+    if "base" not in data:
+        return data
+    base = data.pop("base")
+    if not (isinstance(base, str) and base.strip()):
+        raise _error(str(path), "base", f"a macro YAML file name relative to this file, got {_describe(base)}")
+    base_path, _ = _existing_file(path, base, "base", "base macro YAML")
+    seen = [p.resolve() for p in (*chain, path)]
+    if base_path.resolve() in seen:
+        raise _error(str(path), "base", f"a chain of base files without a cycle ({base} is already in it)")
+    if len(chain) + 1 >= MAX_BASES:
+        raise _error(str(path), "base", f"a chain of at most {MAX_BASES} base files")
+    return _merge(read_macro_tree(base_path, top, (*chain, path)), data)
+
+
+def _validated(tree: dict, head_dim: Optional[int], source: str) -> tuple[MacroConfig, dict]:
+    """(config, derived values) of a merged macro mapping, head_dim `auto` bound to `head_dim`
+    (the schema default when None)."""
+    concrete = dict(tree)
+    derived: dict[str, Any] = {}
+    if concrete.get("head_dim") == AUTO:
+        concrete["head_dim"] = head_dim if head_dim is not None else DEFAULT_HEAD_DIM
+        derived["head_dim"] = concrete["head_dim"]
+    derived.update(auto_lanes(concrete))
+    return macro_from_dict(concrete, source), derived
+
+
+def load_macro(path: str | Path, overrides: Optional[Mapping[str, Any]] = None,
+               head_dim: Optional[int] = None) -> LoadedMacro:
     """Read, validate and resolve one macro YAML (optionally with dotted-key overrides).
 
-    Raises ConfigError for a missing or unreadable file, bad YAML, a bad key or value, or a
-    technology table / signs file that does not exist.
+    `base:` files are merged first (`read_macro_tree`); `head_dim: auto` takes `head_dim` (the
+    trace's; 128 until `bind_head_dim` gives one). Raises ConfigError for a missing or
+    unreadable file, bad YAML, a bad key or value, or a technology table / signs file that does
+    not exist (a relative technology file not next to the macro is looked up among the built-in
+    tables).
     """
     macro_path = Path(path)
-    source = str(macro_path)
-    data = read_yaml_mapping(macro_path, "macro YAML")
-    config = apply_overrides(data, overrides or {}, source)
-    tech_path = _existing_file(macro_path, config.technology.file, "technology.file", "technology table")
+    tree = _overridden(read_macro_tree(macro_path), overrides or {}, str(macro_path))
+    return _loaded(tree, macro_path, head_dim)
+
+
+def _loaded(tree: dict, macro_path: Path, head_dim: Optional[int] = None) -> LoadedMacro:
+    """Validate a merged macro mapping and find the files it names (relative to `macro_path`)."""
+    config, derived = _validated(tree, head_dim, str(macro_path))
+    tech_path, builtin = _existing_file(macro_path, config.technology.file, "technology.file", "technology table",
+                                        builtin=True)
     signs_path = None
     if config.signs.file is not None:
-        signs_path = _existing_file(macro_path, config.signs.file, "signs.file", "signs")
-    return LoadedMacro(config=config, path=macro_path, signs_path=signs_path, tech_path=tech_path)
+        signs_path, _ = _existing_file(macro_path, config.signs.file, "signs.file", "signs")
+    return LoadedMacro(config=config, path=macro_path, signs_path=signs_path, tech_path=tech_path,
+                       derived=derived, tree=tree, tech_builtin=builtin)
+
+
+def bind_head_dim(loaded: LoadedMacro, head_dim: int) -> LoadedMacro:
+    """The macro for a trace of head size `head_dim`: itself unless its head_dim is `auto`."""
+    if not loaded.head_dim_auto or loaded.config.head_dim == head_dim:
+        return loaded
+    config, derived = _validated(loaded.tree, head_dim, str(loaded.path))
+    return dataclasses.replace(loaded, config=config, derived=derived)
+
+
+def from_config(config: MacroConfig | Mapping[str, Any], source: str = "<config>",
+                folder: str | Path = ".") -> LoadedMacro:
+    """A LoadedMacro from an in-memory MacroConfig or macro mapping (as a YAML would hold; `base:`
+    not allowed). File names in it resolve against `folder`, then the built-in tables."""
+    if isinstance(config, MacroConfig):
+        tree = config.model_dump(mode="python")
+    elif isinstance(config, Mapping):
+        tree = copy.deepcopy(dict(config))
+        if "base" in tree:
+            raise _error(source, "base", "no base file in an in-memory macro (merge it before)")
+    else:
+        raise _error(source, "", f"a MacroConfig or a mapping of macro keys, got {type(config).__name__}")
+    return _loaded(tree, Path(folder) / source)
 
 
 def dump_macro(config: MacroConfig) -> str:

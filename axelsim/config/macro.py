@@ -165,8 +165,82 @@ class TechnologyConfig(StrictModel):
     node_nm: Literal[45, 22, 7] = 45
 
 
+AUTO = "auto"
+"""A lane count (or head_dim, at load time) written as `auto` is derived: see `auto_lanes`."""
+
+DEFAULT_HEAD_DIM, DEFAULT_BITS = 128, 3
+
+
+def _lane_rules(d: int, levels: int, pipelines: int) -> dict[str, int]:
+    """The balanced datapath of docs/config.md: every per-vector and per-key unit takes one
+    vector (or one key per query head) per cycle, as the paper's d = 128 macro does."""
+    butterflies = (d // 2) * (d.bit_length() - 1)
+    return {
+        "write_path.norm_squarers": d,
+        "write_path.fwht_butterflies": butterflies,
+        "write_path.comparators": d * (levels - 1),
+        "write_path.threshold_multipliers": levels - 1,
+        "read_path.table_multipliers": d,
+        "read_path.lookups_per_cycle": d,
+        "read_path.norm_multipliers": pipelines,
+        "value_path.exp_units": 1,
+        "value_path.bin_lanes": d,
+        "value_path.centroid_multipliers": d,
+        "value_path.inverse_fwht_butterflies": butterflies,
+    }
+
+
+LANE_KEYS = tuple(_lane_rules(8, 2, 1))
+"""Every lane count that accepts `auto` (and is `auto` when absent)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def auto_lanes(data: Any) -> dict[str, int]:
+    """{dotted key: derived value} of the lane counts a macro mapping leaves absent or `auto`.
+
+    Derived from the mapping's head_dim and bits (defaults 128 and 3); empty when those are not
+    valid (their own error is reported instead) or a section is not a mapping.
+    """
+    if not isinstance(data, dict):
+        return {}
+    d, bits = data.get("head_dim", DEFAULT_HEAD_DIM), data.get("bits", DEFAULT_BITS)
+    if not (_is_int(d) and _power_of_two(d) and 8 <= d <= 1024 and _is_int(bits) and 1 <= bits <= 8):
+        return {}
+    read = data.get("read_path", {})
+    pipelines = read.get("pipelines", 1) if isinstance(read, dict) else 1
+    rules = _lane_rules(d, 1 << bits, pipelines if _is_int(pipelines) and pipelines >= 1 else 1)
+    derived = {}
+    for key, value in rules.items():
+        section, name = key.split(".")
+        given = data.get(section, {})
+        if not isinstance(given, dict):
+            continue  # a section object built in Python, or a bad value pydantic will name
+        if given.get(name, AUTO) == AUTO:
+            derived[key] = value
+    return derived
+
+
+def with_auto_lanes(data: Any) -> Any:
+    """A copy of a macro mapping with every absent or `auto` lane count replaced by its derived value."""
+    derived = auto_lanes(data)
+    if not derived:
+        return data
+    out = dict(data)
+    for key, value in derived.items():
+        section, name = key.split(".")
+        out[section] = {**out.get(section, {}), name: value}
+    return out
+
+
 class MacroConfig(StrictModel):
-    """One AXELRAM macro design point."""
+    """One AXELRAM macro design point.
+
+    Lane counts left out or written `auto` are derived before validation (`auto_lanes`), so
+    `MacroConfig(bits=4)` is the balanced d = 128, b = 4 macro.
+    """
 
     name: str = "axelram"
     description: str = ""
@@ -181,6 +255,11 @@ class MacroConfig(StrictModel):
     read_path: ReadPathConfig = ReadPathConfig()
     value_path: ValuePathConfig = ValuePathConfig()
     technology: TechnologyConfig = TechnologyConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_lanes(cls, data: Any) -> Any:
+        return with_auto_lanes(data)
 
     @field_validator("head_dim")
     @classmethod

@@ -121,3 +121,48 @@ def _synth_layer(spec: SynthSpec, layer: int, n_queries: int) -> tuple[np.ndarra
     if layer == 0:
         keys *= spec.norm_ratio
     return keys, values, queries
+
+
+def synth_like(real: Trace, *, head_dim: int, layers: Optional[list[int]] = None, seed: int = 0,
+               dtype: str = "float16") -> Trace:
+    """A synthetic trace of head size `head_dim` with the per-layer statistics of a real trace.
+
+    For every selected layer and head of `real` (d0 coordinates), the per-channel mean and
+    standard deviation of its keys, values and queries over positions are measured; channel c of
+    the synthetic head (d = head_dim, a multiple or divisor of d0) takes the statistics of real
+    channel c * d0 // d, and every vector is scaled by sqrt(d0 / d) so the mean norm of keys,
+    values and queries per layer and head stays the real trace's. Token 0's key (the attention
+    sink of the later layers) is the real one, resampled the same way. Draws: layer L uses
+    `PCG64(SeedSequence([seed, L]))`. Same shape otherwise: heads, tokens, query positions.
+    The metadata names the trace as synthetic and the real trace it copies.
+    """
+    chosen = list(real.layer_indices) if layers is None else list(layers)
+    d0 = real.head_dim
+    if not (head_dim % d0 == 0 or d0 % head_dim == 0):
+        raise TraceError("synth_like", "head_dim", f"a multiple or divisor of the real head_dim {d0}, got {head_dim}")
+    channel = np.arange(head_dim) * d0 // head_dim
+    scale = np.sqrt(d0 / head_dim)
+    k, v, q = {}, {}, {}
+    for layer in chosen:
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, layer])))
+        keys = np.asarray(real.k(layer), dtype=np.float64)
+        k[layer] = _resample(rng, keys, channel, scale)
+        k[layer][:, 0] = scale * keys[:, 0][:, channel]
+        if real.has_values:
+            v[layer] = _resample(rng, np.asarray(real.v(layer), dtype=np.float64), channel, scale)
+        q[layer] = _resample(rng, np.asarray(real.q(layer), dtype=np.float64), channel, scale)
+    meta = {"model_layers": str(real.model_layers or max(chosen) + 1), "seed": str(seed),
+            "synthetic": "true", "statistics_of": f"{real.name} ({real.model}), sha256 {real.digest()}"}
+    return Trace.from_arrays(k, v if real.has_values else None, q, real.q_positions,
+                             model=f"synthetic: per-channel Gaussian with the statistics of {real.model}",
+                             source=f"synth_like(head_dim={head_dim}, layers={chosen}, seed={seed}) of {real.name}",
+                             dtype=dtype, extra_meta=meta)
+
+
+def _resample(rng: np.random.Generator, real: np.ndarray, channel: np.ndarray, scale: float) -> np.ndarray:
+    """Gaussian draws [heads, n, d] with the per-(head, channel) mean and std of `real`, channels
+    mapped by `channel`, times `scale`."""
+    mean = real.mean(axis=1)[:, channel]
+    std = real.std(axis=1)[:, channel]
+    draws = rng.standard_normal((real.shape[0], real.shape[1], channel.size))
+    return scale * (mean[:, None, :] + std[:, None, :] * draws)
