@@ -156,7 +156,7 @@ def test_key_mode_unit_kernels_equal_their_stages():
     assert kernels.bind(lambda a, lo, hi: a + lo + hi, 1)(2, 3) == 6
 
 
-def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, row_bytes):
+def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper, bits, row_bytes):
     """The write path through the four per-stage kernels (serial twins): rows and saturation flags."""
     n, d = raw.shape
     x, y, t = np.empty((n, d)), np.empty((n, d)), np.empty((n, bnd.size))
@@ -165,7 +165,7 @@ def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, row
     k = kernels.SERIAL
     k.norm_stage(raw, x, nrm, stored, sat, t, bnd, inp, rot, f16, wide_sq, 0, n)
     k.rotate_stage(x, signs, y, rot, exact_first, 0, n)
-    k.quantize_stage(y, t, idx, 0, n)
+    k.quantize_stage(y, t, idx, upper, 0, n)
     k.pack_stage(idx, stored, bits, rows, 0, n)
     return rows, sat
 
@@ -188,16 +188,16 @@ def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
     bnd = np.sort(rng.standard_normal(levels - 1)).astype(np.float16).astype(np.float64) * 0.3
     signs = rng.choice([-1.0, 1.0], d)
     row_bytes = -(-(d * bits + 16) // 8) + 1  # one spare byte: must come out zero
-    for n in (7, 300):  # serial twin, parallel
+    for n, upper in ((7, True), (300, True), (7, False), (300, False)):  # serial twin, parallel; tie rules
         vals = rng.permutation(_values(rng, n * d))[: n * d]  # also inf, 1e300, fp16 ties and subnormals
         raw = vals.reshape(n, d) * np.exp2(rng.integers(-12, 6, (n, 1)))
         raw[0] = 0.0
         raw[1] = 60000.0  # saturating norm
         raw[2::2] = rng.standard_normal((len(raw[2::2]), d)) * 3.0  # plain vectors: the vectorised path
-        want_rows, want_sat = _stages_rows(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, bits, row_bytes)
+        want_rows, want_sat = _stages_rows(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, upper, bits, row_bytes)
         storage = np.full((n + 3, row_bytes), 0xA5, dtype=np.uint8)
         flat = rng.permutation(n + 3)[:n].astype(np.int64)
         sat = np.empty(n, dtype=np.bool_)
-        kernels.write_burst(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, bits, storage, flat, sat)
+        kernels.write_burst(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, upper, bits, storage, flat, sat)
         assert np.array_equal(storage[flat], want_rows)
         assert np.array_equal(sat, want_sat)

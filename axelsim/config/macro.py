@@ -128,6 +128,10 @@ class WritePathConfig(StrictModel):
     """Comparators; d*(2^b - 1) quantizes a whole vector per cycle."""
     threshold_multipliers: int = Field(default=1, ge=1)
     """Multipliers forming the 2^b - 1 scaled thresholds boundary_j * ||x|| per vector."""
+    ties: Literal["upper", "lower"] = "upper"
+    """Comparator tie rule: a rotated value exactly on a threshold takes the upper level
+    (y >= t), or the lower one (y > t: the paper's code, a nearest-centroid argmin that keeps
+    the first of two equal distances)."""
 
 
 class ReadPathConfig(StrictModel):

@@ -80,6 +80,7 @@ class Machine:
         self.kern = kernels.SERIAL if self.fidelity == "key" else kernels.PARALLEL
         self.codes = {k: kernels.fmt_code(v) for k, v in self.fmt.items()}
         self.codes["fp16"] = kernels.fmt_code(FP16)
+        self.upper_ties = m.write_path.ties == "upper"
         f = self.fmt
         self.wide = {"squares": kernels.is_wide(f["input"], f["input"]),
                      "scale": kernels.is_wide(f["score"], f["softmax"]),
@@ -161,7 +162,7 @@ class Machine:
             kern.rotate_stage(st["x"], signs, st["y"], c["rotator"], self.wide["fwht_first"], sl.start, sl.stop)
 
         def quantize(sl):
-            kern.quantize_stage(st["y"], st["t"], st["idx"], sl.start, sl.stop)
+            kern.quantize_stage(st["y"], st["t"], st["idx"], self.upper_ties, sl.start, sl.stop)
 
         def pack(sl):
             kern.pack_stage(st["idx"], st["stored"], m.bits, st["rows"], sl.start, sl.stop)
@@ -245,7 +246,7 @@ class Machine:
             # arithmetic as the per-stage kernels (tests/test_hw_kernels.py checks bit equality)
             c = self.codes
             kernels.write_burst(raw, self.signs[layer], self.boundaries, c["input"], c["rotator"], c["fp16"],
-                                self.wide["squares"], self.wide["fwht_first"], self.macro.bits, self.sram.rows,
+                                self.wide["squares"], self.wide["fwht_first"], self.upper_ties, self.macro.bits, self.sram.rows,
                                 self.amap.flat(bank, row), np.empty(len(raw), dtype=np.bool_))
 
     # ---- read and value paths ----------------------------------------------------------------

@@ -270,14 +270,14 @@ def _rotate_stage(xr, signs, y, rot, exact_first, lo, hi):
             y[v, i] = u[i]
 
 
-def _quantize_stage(y, thr, idx, lo, hi):
-    """idx_i = #{j : y_i >= t_j} (uint8)."""
+def _quantize_stage(y, thr, idx, upper_ties, lo, hi):
+    """idx_i = #{j : y_i >= t_j} (uint8); #{j : y_i > t_j} when not upper_ties (ties to the lower level)."""
     d, levels = y.shape[1], thr.shape[1] + 1
     for v in prange(lo, hi):
         for i in range(d):
             c = 0
             for j in range(levels - 1):
-                if y[v, i] >= thr[v, j]:
+                if y[v, i] > thr[v, j] or (upper_ties and y[v, i] == thr[v, j]):
                     c += 1
             idx[v, i] = c
 
@@ -393,7 +393,7 @@ def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     return total, src, bad
 
 
-def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, storage, flat, sat):
+def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper_ties, bits, storage, flat, sat):
     """norm_stage, rotate_stage, quantize_stage and pack_stage fused per vector, rows stored
     straight into storage[flat[v]] (preloading): the same operations in the same order, one
     pass per vector over per-thread scratch instead of [n, d] float64 intermediates; indices
@@ -445,7 +445,7 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, bits, sto
                 ci = 0
                 yi = y[i]
                 for j in range(nthr):
-                    if yi >= thr[j]:
+                    if yi > thr[j] or (upper_ties and yi == thr[j]):
                         ci += 1
                 idx[i] = ci
             r = flat[v]

@@ -32,27 +32,47 @@ EXP_DEGREE = 6
 
 @dataclass(frozen=True)
 class NumericsSpec:
-    """What the datapaths need: head size, bits, number formats, codebook ROM and sign ROM."""
+    """What the datapaths need: head size, bits, number formats, codebook ROM and sign ROM.
+
+    `value_signs`: a second sign ROM for the values (the paper's code rotates keys and values
+    with separate vectors; queries use the key vectors); None means the values share `signs`.
+    `ties`: the comparator tie rule, "upper" (y >= t) or "lower" (y > t).
+    """
 
     dim: int
     bits: int
     formats: dict[str, NumberFormat]
     codebook: Codebook
     signs: SignRom
+    value_signs: Optional[SignRom] = None
+    ties: str = "upper"
 
     @classmethod
     def from_macro(cls, macro: MacroConfig, signs: SignRom) -> "NumericsSpec":
         """The numeric view of a macro; ConfigError if the sign ROM has another head size."""
-        return cls.build(macro.head_dim, macro.bits, signs, macro.formats)
+        return cls.build(macro.head_dim, macro.bits, signs, macro.formats, ties=macro.write_path.ties)
 
     @classmethod
-    def build(cls, dim: int, bits: int, signs: SignRom, formats: Optional[FormatsConfig] = None) -> "NumericsSpec":
+    def build(cls, dim: int, bits: int, signs: SignRom, formats: Optional[FormatsConfig] = None,
+              value_signs: Optional[SignRom] = None, ties: str = "upper") -> "NumericsSpec":
         """A spec without a whole macro (formats default to the schema's defaults)."""
-        if signs.dim != dim:
-            raise ConfigError(signs.source, "dim", f"expected sign vectors of length {dim}, got {signs.dim}")
+        for rom in (signs, value_signs):
+            if rom is not None and rom.dim != dim:
+                raise ConfigError(rom.source, "dim", f"expected sign vectors of length {dim}, got {rom.dim}")
+        if ties not in ("upper", "lower"):
+            raise ConfigError("numerics", "ties", f"expected 'upper' or 'lower', got {ties!r}")
         fmts = formats if formats is not None else FormatsConfig()
         parsed = {name: fmts.get(name) for name in FORMAT_FIELDS}
-        return cls(dim, bits, parsed, lloyd_max_codebook(dim, bits), signs)
+        return cls(dim, bits, parsed, lloyd_max_codebook(dim, bits), signs, value_signs, ties)
+
+    def with_bits(self, bits: int) -> "NumericsSpec":
+        """The same spec with another bit-width (its own Lloyd-Max codebook ROM)."""
+        return NumericsSpec(self.dim, bits, self.formats, lloyd_max_codebook(self.dim, bits), self.signs,
+                            self.value_signs, self.ties)
+
+    def rom_for(self, tensor: str) -> SignRom:
+        """The sign ROM that rotates `tensor` ('k', 'q' or 'v')."""
+        return self.value_signs if tensor == "v" and self.value_signs is not None else self.signs
 
     @property
     def levels(self) -> int:
@@ -144,20 +164,22 @@ def fp32_write_applies(spec: NumericsSpec) -> bool:
 
 
 def write_vectors(
-    spec: NumericsSpec, x: np.ndarray, layer: int, tensor_name: str = "x", source: str = "input", kernel: str = "auto"
+    spec: NumericsSpec, x: np.ndarray, layer: int, tensor_name: str = "x", source: str = "input", kernel: str = "auto",
+    kind: str = "k",
 ) -> WriteResult:
     """Write path for x [N, d] (float16/32/64): indices, FP16 norms, saturations, actions.
 
     `kernel` selects the implementation (same results bit for bit): "fp32" the specialised
     kernel (fp32 rotator, input checked and rounded inside the kernel, no copy of float16/32
     input), "generic" the kernel that rounds every operation to any format, "auto" the first
-    when it applies.
+    when it applies. `kind` 'k' or 'v' picks the sign ROM (`NumericsSpec.rom_for`).
     """
     arr = _check_shape(x, spec.dim, tensor_name, source, 1)
-    return _write(spec, arr, layer, tensor_name, source, kernel)
+    return _write(spec, arr, layer, tensor_name, source, kernel, kind)
 
 
-def _write(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str, kernel: str) -> WriteResult:
+def _write(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str, kernel: str,
+           kind: str = "k") -> WriteResult:
     """The write path over arr [..., d] (shape already checked); NaN/Inf errors name the index in
     arr's shape, range errors the [vector, coordinate] index, as check_vectors / _to_input do."""
     if kernel not in WRITE_KERNELS:
@@ -165,9 +187,10 @@ def _write(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source:
     fast = fp32_write_applies(spec)
     if kernel == "fp32" and not fast:
         raise ValueError("the fp32 write kernel needs an fp32 rotator and an fp16 or fp32 input format")
+    signs = spec.rom_for(kind).vector(layer)
     if kernel == "generic" or not fast:
-        return _write_generic(spec, arr, layer, tensor, source)
-    return _write_fp32(spec, arr, layer, tensor, source)
+        return _write_generic(spec, arr, signs, tensor, source)
+    return _write_fp32(spec, arr, signs, tensor, source)
 
 
 def _write_actions(spec: NumericsSpec, tot: np.ndarray) -> dict[str, int]:
@@ -179,7 +202,7 @@ def _write_actions(spec: NumericsSpec, tot: np.ndarray) -> dict[str, int]:
     ])
 
 
-def _write_generic(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
+def _write_generic(spec: NumericsSpec, arr: np.ndarray, sign_vec: np.ndarray, tensor: str, source: str) -> WriteResult:
     """Any formats: float64 copy, checks and input rounding in numpy, then `K.write_kernel`."""
     checked = check_vectors(arr, spec.dim, tensor, source, lead_dims=arr.ndim - 1)
     xin = _to_input(spec, checked.reshape(-1, spec.dim), tensor, source)
@@ -187,15 +210,16 @@ def _write_generic(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str,
     indices = np.empty((n_vec, spec.dim), dtype=np.uint8)
     norms_rot = np.empty(n_vec)
     ops = np.zeros((n_vec, K.W_COUNTERS), dtype=np.int64)
-    signs = spec.signs.vector(layer).astype(np.float64)
-    K.write_kernel(xin, signs, spec.codebook.rom_boundaries, spec.code("rotator"), indices, norms_rot, ops)
+    signs = sign_vec.astype(np.float64)
+    K.write_kernel(xin, signs, spec.codebook.rom_boundaries, spec.code("rotator"), spec.ties == "upper",
+                   indices, norms_rot, ops)
     stored = round_to(norms_rot, FP16)
     saturated = ~(stored <= FP16_MAX)
     stored[saturated] = FP16_MAX
     return WriteResult(indices, stored.astype(np.float16), int(saturated.sum()), _write_actions(spec, ops.sum(axis=0)))
 
 
-def _write_fp32(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
+def _write_fp32(spec: NumericsSpec, arr: np.ndarray, sign_vec: np.ndarray, tensor: str, source: str) -> WriteResult:
     """fp32 rotator: one pass of `K.write_kernel_fp32` over the raw input (no float64 copy)."""
     flat = arr.reshape(-1, spec.dim)
     if flat.dtype == np.float16:
@@ -210,10 +234,11 @@ def _write_fp32(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, so
     stored = np.empty(n_vec, dtype=np.float32)
     flags = np.zeros(n_vec, dtype=np.uint8)
     ops = np.zeros(((n_vec + K.WRITE_BLOCK - 1) // K.WRITE_BLOCK, K.W_COUNTERS), dtype=np.int64)
-    signs = spec.signs.vector(layer).astype(np.float32)
+    signs = sign_vec.astype(np.float32)
     bounds = spec.codebook.rom_boundaries.astype(np.float32)  # FP16 ROM values: exact
     K.write_kernel_fp32(
-        raw, in_fmt.kind == "fp16", max_finite(in_fmt), signs, bounds, K.WRITE_BLOCK, indices, stored, flags, ops
+        raw, in_fmt.kind == "fp16", max_finite(in_fmt), signs, bounds, spec.ties == "upper", K.WRITE_BLOCK,
+        indices, stored, flags, ops,
     )
     if n_vec and (flags & (K.WF_NONFINITE | K.WF_RANGE)).any():
         _raise_bad_input(spec, arr, flat, flags, tensor, source)
@@ -388,7 +413,7 @@ def attend(
     ops = np.zeros((n_h * n_q, K.V_COUNTERS), dtype=np.int64)
     K.value_kernel(
         np.ascontiguousarray(sc.reshape(n_h * n_q, n_tok)), idx, np.asarray(v_norms, dtype=np.float64),
-        job_kv, job_keys, spec.signs.vector(layer).astype(np.float64), spec.codebook.rom_centroids,
+        job_kv, job_keys, spec.rom_for("v").vector(layer).astype(np.float64), spec.codebook.rom_centroids,
         format_code(sm), format_code(val), sigma, log2e, coeffs, out, ops,
     )
     tot = ops.sum(axis=0)
@@ -401,10 +426,10 @@ def attend(
     return out.reshape(n_h, n_q, spec.dim), actions
 
 
-def write_heads(spec: NumericsSpec, x: np.ndarray, layer: int, tensor: str, source: str) -> WriteResult:
-    """write_vectors over [H, T, d]: indices [H, T, d], norms [H, T]."""
+def write_heads(spec: NumericsSpec, x: np.ndarray, layer: int, tensor: str, source: str, kind: str = "k") -> WriteResult:
+    """write_vectors over [H, T, d]: indices [H, T, d], norms [H, T]; `kind` as in write_vectors."""
     arr = _check_shape(x, spec.dim, tensor, source, 2)
-    flat = _write(spec, arr, layer, tensor, source, "auto")
+    flat = _write(spec, arr, layer, tensor, source, "auto", kind)
     shape = arr.shape[:2]
     return WriteResult(flat.indices.reshape(shape + (spec.dim,)), flat.norms.reshape(shape), flat.norm_saturations, flat.actions)
 
@@ -430,7 +455,7 @@ def golden_layer(
     actions = {"write_path": dict(wk.actions), "read_path": read_actions, "value_path": {}}
     if v is None:
         return GoldenLayer(wk.indices, wk.norms, None, None, scores, None, wk.norm_saturations, actions)
-    wv = write_heads(spec, v, layer, f"layers.{layer}.v", source)
+    wv = write_heads(spec, v, layer, f"layers.{layer}.v", source, "v")
     actions["write_path"] = _actions(list(wk.actions.items()) + list(wv.actions.items()))
     outputs, value_actions = attend(spec, scores, wv.indices, wv.norms, layer, q_positions, source)
     actions["value_path"] = value_actions

@@ -62,6 +62,48 @@ def sign_vector(seed: int, layer: int, dim: int) -> np.ndarray:
     return (1 - 2 * bits).astype(np.int8)
 
 
+PAPER_SEED = 42
+"""The default seed of the paper's code (Axelidea/AXELRAM, eval/ppl_eval.py)."""
+PAPER_VALUE_OFFSET = 500
+"""The paper's value vectors use layer + 500 in the seed formula."""
+
+
+def paper_seed(seed: int, layer: int, tensor: str) -> int:
+    """The integer seed of one layer's key ('k') or value ('v') vector in the paper's code:
+    seed + 1000 * layer for keys, seed + 1000 * (layer + 500) for values."""
+    offset = PAPER_VALUE_OFFSET if tensor == "v" else 0
+    return int(seed) + 1000 * (int(layer) + offset)
+
+
+def paper_sign_vector(seed: int, dim: int) -> np.ndarray:
+    """The paper's sign rule (make_sign_vector of Axelidea/AXELRAM), without torch, int8 [dim].
+
+    The paper draws bits = torch.randint(0, 2, (dim,)) from a CPU torch.Generator seeded with
+    manual_seed(seed), then s = 2 * bits - 1 (bit 1 means +1: the opposite of our seed rule).
+    torch's CPU generator is MT19937 initialised by the reference init_genrand(seed mod 2^32),
+    and randint over a range below 2^32 takes one 32-bit draw per element, modulo the range:
+    bit i is the lowest bit of the i-th MT19937 output. numpy's legacy RandomState(seed) has
+    the same initialisation and returns those outputs from randint(0, 2^32), so this function
+    equals torch's vectors (tests/data/paper_signs.yaml holds them for three seeds, computed
+    with torch 2.13; tests/test_paper_protocol.py also compares against torch when installed).
+    """
+    if not 0 <= int(seed) < 2**32:
+        raise ConfigError("signs", "seed", f"expected a paper seed in 0..2^32-1, got {seed}")
+    raw = np.random.RandomState(int(seed)).randint(0, 2**32, size=dim, dtype=np.uint64)
+    return (2 * (raw & 1).astype(np.int8) - 1).astype(np.int8)
+
+
+def paper_sign_roms(seed: int, n_layers: int, dim: int) -> tuple["SignRom", "SignRom"]:
+    """The paper's protocol: (key ROM, value ROM), one vector each per layer (2 d bits per
+    layer: 32 bytes at d = 128). Queries are rotated with the key vectors."""
+    roms = []
+    for tensor in ("k", "v"):
+        vectors = np.stack([paper_sign_vector(paper_seed(seed, layer, tensor), dim) for layer in range(n_layers)])
+        vectors.setflags(write=False)
+        roms.append(SignRom(vectors, f"paper rule, seed {seed}, {tensor} vectors", f"<paper seed {seed} {tensor}>"))
+    return roms[0], roms[1]
+
+
 def _encode(vector: np.ndarray) -> str:
     return "".join("+" if v > 0 else "-" for v in vector.tolist())
 

@@ -71,8 +71,11 @@ def tree_sum_rounded(buf: np.ndarray, code) -> tuple[float, int]:
 
 
 @nb.njit(cache=True, parallel=True)
-def write_kernel(x, signs, rom_boundaries, rot, indices, norms, ops):
-    """Write path for x float64 [N, d] (input-rounded): indices uint8 [N, d], norms (rotator fmt)."""
+def write_kernel(x, signs, rom_boundaries, rot, upper_ties, indices, norms, ops):
+    """Write path for x float64 [N, d] (input-rounded): indices uint8 [N, d], norms (rotator fmt).
+
+    upper_ties: a value exactly on a threshold takes the upper level (y >= t), else the lower
+    (y > t: the paper's code, nearest-centroid argmin keeping the first minimum)."""
     n_vec, d = x.shape
     n_thr = rom_boundaries.size
     for v in nb.prange(n_vec):
@@ -91,7 +94,7 @@ def write_kernel(x, signs, rom_boundaries, rot, indices, norms, ops):
         for i in range(d):
             count = 0
             for j in range(n_thr):
-                if u[i] >= thr[j]:
+                if u[i] > thr[j] or (upper_ties and u[i] == thr[j]):
                     count += 1
             indices[v, i] = count
         norms[v] = n
@@ -417,11 +420,12 @@ def _load_input_overload(x, in_fp16, limit):
 
 
 @nb.njit(cache=True, parallel=True)
-def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, block, indices, stored, flags, ops):
+def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, upper_ties, block, indices, stored, flags, ops):
     """Write path with an fp32 rotator for raw x [N, d] (float32, float64, or uint16 fp16 bits).
 
     Rounds x to the input format (fp16 when in_fp16, else fp32) and flags per vector NaN/Inf
     and |x| > limit (the caller raises; the outputs of a flagged vector are meaningless).
+    upper_ties: the tie rule of `write_kernel`.
     indices uint8 [N, d]; stored float32 [N] the FP16 norm (saturated at 65504, flagged);
     signs and rom_boundaries float32; vectors go in blocks of `block` lanes (WRITE_BLOCK: a
     run-time value, so that LLVM vectorises the lane loops instead of unrolling them);
@@ -493,7 +497,7 @@ def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, block, indices, 
                         c[t] = p - q
             butterflies += d // 2
             h *= 2
-        # thresholds t_j = rnd(beta_j * n) and the comparators (ties take the upper level)
+        # thresholds t_j = rnd(beta_j * n) and the comparators (tie rule: upper_ties)
         for j in range(n_thr):
             bj = rom_boundaries[j]
             tj = thr[j]
@@ -504,10 +508,16 @@ def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, block, indices, 
             ci = cnt[i]
             for t in range(B):
                 ci[t] = 0
-            for j in range(n_thr):
-                tj = thr[j]
-                for t in range(B):
-                    ci[t] += np.uint8(1) if u[t] >= tj[t] else np.uint8(0)
+            if upper_ties:
+                for j in range(n_thr):
+                    tj = thr[j]
+                    for t in range(B):
+                        ci[t] += np.uint8(1) if u[t] >= tj[t] else np.uint8(0)
+            else:
+                for j in range(n_thr):
+                    tj = thr[j]
+                    for t in range(B):
+                        ci[t] += np.uint8(1) if u[t] > tj[t] else np.uint8(0)
         for t in range(nb_vec):
             out = indices[v0 + t]
             for i in range(d):
