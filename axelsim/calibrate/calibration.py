@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Optional
 
 import numpy as np
 
-from axelsim.calibrate.candidates import candidate_seeds, candidate_signs
+from axelsim.calibrate.candidates import candidate_seeds, candidate_signs, paper_candidate_seeds, paper_candidate_signs
 from axelsim.calibrate.search import candidate_mse, unit_rows
 from axelsim.errors import ConfigError, TraceError
 from axelsim.io import atomic_path
@@ -142,9 +142,19 @@ def _select(layer: int, head: Optional[int], keys: np.ndarray, values: Optional[
         vectors=n_vectors, seconds=time.perf_counter() - start, signs=signs[best].copy())
 
 
+def _subset(keys: np.ndarray, max_vectors: int, seed: int, layer: int) -> np.ndarray:
+    """At most max_vectors rows of keys [H, T, d] (all heads pooled), sampled without replacement."""
+    rows = np.asarray(keys).reshape(-1, np.shape(keys)[-1])
+    if len(rows) <= max_vectors:
+        return rows
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), int(layer)])))
+    return rows[np.sort(rng.choice(len(rows), size=max_vectors, replace=False))]
+
+
 def calibrate_signs(trace, bits: int, candidates: int = 200, seed: int = 0, per_head: bool = False,
                     include_values: bool = False, progress: Optional[Progress] = None,
-                    macro_seed: int = 0) -> CalibrationResult:
+                    macro_seed: int = 0, rule: str = "axelsim", max_vectors: Optional[int] = None,
+                    base_rom: Optional[SignRom] = None) -> CalibrationResult:
     """Algorithm 1 on every layer of `trace` (an `axelsim.trace.Trace`).
 
     bits: codebook bit-width (1..8); candidates: C >= 1 sign vectors per layer (candidate 0 is
@@ -152,6 +162,13 @@ def calibrate_signs(trace, bits: int, candidates: int = 200, seed: int = 0, per_
     per_head: also select per (layer, KV head); include_values: score keys + values.
     The ROM covers layers 0..n-1 of the model (n from the trace's `model_layers`, else the
     highest layer + 1); a layer absent from the trace keeps its candidate-0 vector.
+    rule "paper": the candidates of the paper's eval/sign_optimization.py (seeds
+    (42 + 1000·layer)·10000 + c under `paper_sign_vector`; candidate 0 is not the default
+    vector there, so the result can be worse than the default). max_vectors: score a random
+    subset of at most this many key vectors per layer (the paper: 2,000), drawn without
+    replacement by Generator(PCG64(SeedSequence([seed, layer]))) (the paper draws with
+    torch.randperm: another subset). base_rom: the vectors of layers the trace does not hold
+    (default: the seed rule of macro_seed).
     Raises ConfigError on bad settings, TraceError when values are asked of a key-only trace.
     """
     source = f"calibrate-signs {trace.name}"
@@ -163,14 +180,25 @@ def calibrate_signs(trace, bits: int, candidates: int = 200, seed: int = 0, per_
         raise ConfigError(source, "seed", f"expected an integer >= 0, got {seed!r}")
     if include_values and not trace.has_values:
         raise TraceError(source, "layers.<L>.v", "values for --include-values (the trace holds keys only)")
+    if rule not in ("axelsim", "paper"):
+        raise ConfigError(source, "rule", f"expected 'axelsim' or 'paper', got {rule!r}")
+    if max_vectors is not None and not (isinstance(max_vectors, int) and max_vectors >= 1):
+        raise ConfigError(source, "max_vectors", f"expected an integer >= 1, got {max_vectors!r}")
+    if max_vectors is not None and per_head:
+        raise ConfigError(source, "max_vectors", "a per-layer subset; not with per_head")
     codebook = lloyd_max_codebook(dim, bits)
-    seeds = candidate_seeds(candidates, seed, macro_seed)
     start = time.perf_counter()
     layers, heads = [], []
     indices = trace.layer_indices
     for layer in (progress(indices) if progress else indices):
-        signs = candidate_signs(layer, dim, candidates, seed, macro_seed)
+        if rule == "paper":
+            seeds, signs = paper_candidate_seeds(layer, candidates), paper_candidate_signs(layer, dim, candidates)
+        else:
+            seeds = candidate_seeds(candidates, seed, macro_seed)
+            signs = candidate_signs(layer, dim, candidates, seed, macro_seed)
         keys = trace.k(layer)
+        if max_vectors is not None:
+            keys = _subset(keys, max_vectors, seed, layer)
         values = trace.v(layer) if include_values else None
         layers.append(_select(layer, None, keys, values, signs, seeds, codebook))
         if per_head:
@@ -178,12 +206,16 @@ def calibrate_signs(trace, bits: int, candidates: int = 200, seed: int = 0, per_
                 heads.append(_select(layer, head, keys[head], None if values is None else values[head],
                                      signs, seeds, codebook))
     n_layers = max(trace.model_layers or 0, max(indices) + 1)
-    vectors = np.stack([sign_vector(macro_seed, layer, dim) for layer in range(n_layers)])
+    if base_rom is not None:
+        vectors = np.array(base_rom.vectors[:n_layers], dtype=np.int8)
+    else:
+        vectors = np.stack([sign_vector(macro_seed, layer, dim) for layer in range(n_layers)])
     for s in layers:
         vectors[s.layer] = s.signs
     kinds = "keys+values" if include_values else "keys"
     provenance = (f"axelsim calibrate-signs: trace {trace.name} ({trace.digest()[:16]}), b={bits}, "
-                  f"{candidates} candidates, seed {seed}, macro seed {macro_seed}, {kinds}")
+                  f"{candidates} candidates ({rule} rule), seed {seed}, macro seed {macro_seed}, {kinds}"
+                  + (f", at most {max_vectors} keys per layer" if max_vectors else ""))
     return CalibrationResult(
         trace_name=trace.name, bits=bits, candidates=candidates, seed=seed, macro_seed=macro_seed,
         include_values=include_values, layers=tuple(layers), heads=tuple(heads),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from axelsim.numerics.hadamard import sign_vector
+from axelsim.numerics.hadamard import PAPER_SEED, paper_sign_vector, sign_vector
 
 
 def candidate_seeds(count: int, seed: int = 0, macro_seed: int = 0) -> list[int]:
@@ -27,3 +27,13 @@ def candidate_seeds(count: int, seed: int = 0, macro_seed: int = 0) -> list[int]
 def candidate_signs(layer: int, dim: int, count: int, seed: int = 0, macro_seed: int = 0) -> np.ndarray:
     """The candidates of one layer: int8 [count, dim] of +-1, row c built by the rule above."""
     return np.stack([sign_vector(s, layer, dim) for s in candidate_seeds(count, seed, macro_seed)])
+
+
+def paper_candidate_seeds(layer: int, count: int, base: int = PAPER_SEED) -> list[int]:
+    """The paper's candidates (eval/sign_optimization.py): seeds (base + 1000 * layer) * 10000 + c."""
+    return [(base + 1000 * layer) * 10000 + c for c in range(count)]
+
+
+def paper_candidate_signs(layer: int, dim: int, count: int, base: int = PAPER_SEED) -> np.ndarray:
+    """int8 [count, dim]: the paper's sign rule (`paper_sign_vector`) of each candidate seed."""
+    return np.stack([paper_sign_vector(s, dim) for s in paper_candidate_seeds(layer, count, base)])

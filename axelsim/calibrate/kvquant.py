@@ -12,6 +12,7 @@ table, adder-tree and softmax roundings, which `compare_macro_and_qdq` measures 
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import numpy as np
 
@@ -21,21 +22,26 @@ from axelsim.numerics.metrics import output_rel_rmse, score_rel_rmse
 from axelsim.numerics.reference import attention_f64
 
 
-def macro_spec(dim: int, bits: int, signs: SignRom) -> NumericsSpec:
-    """The numerics of the paper's macro (its default number formats) at head size `dim`, `bits`."""
-    return NumericsSpec.build(dim, bits, signs)
+def macro_spec(dim: int, bits: int, signs: SignRom, value_signs: Optional[SignRom] = None,
+               ties: str = "upper") -> NumericsSpec:
+    """The numerics of the paper's macro (its default number formats) at head size `dim`, `bits`;
+    `value_signs` and `ties` as in `NumericsSpec.build` (the paper's protocol: separate value
+    vectors, ties to the lower level)."""
+    return NumericsSpec.build(dim, bits, signs, value_signs=value_signs, ties=ties)
 
 
-def dequantize(spec: NumericsSpec, indices: np.ndarray, norms: np.ndarray, layer: int) -> np.ndarray:
+def dequantize(spec: NumericsSpec, indices: np.ndarray, norms: np.ndarray, layer: int, kind: str = "k") -> np.ndarray:
     """x_hat float64 [..., d] from indices [..., d] and stored norms [...] (float64 arithmetic)."""
     levels = spec.codebook.rom_centroids[np.asarray(indices, dtype=np.intp)] / math.sqrt(spec.dim)
-    return np.asarray(norms, dtype=np.float64)[..., None] * inverse_rotate_f64(levels, spec.signs.vector(layer))
+    signs = spec.rom_for(kind).vector(layer)
+    return np.asarray(norms, dtype=np.float64)[..., None] * inverse_rotate_f64(levels, signs)
 
 
-def stored_vectors(spec: NumericsSpec, x: np.ndarray, layer: int, tensor: str = "x") -> np.ndarray:
-    """x [H, T, d] through the macro's write path and back: x_hat float64 [H, T, d]."""
-    written = write_heads(spec, x, layer, tensor, "perplexity")
-    return dequantize(spec, written.indices, written.norms, layer)
+def stored_vectors(spec: NumericsSpec, x: np.ndarray, layer: int, tensor: str = "x", kind: str = "k") -> np.ndarray:
+    """x [H, T, d] through the macro's write path and back: x_hat float64 [H, T, d]; `kind`
+    'k' or 'v' picks the sign ROM."""
+    written = write_heads(spec, x, layer, tensor, "perplexity", kind)
+    return dequantize(spec, written.indices, written.norms, layer, kind)
 
 
 def macro_kv_transform(spec: NumericsSpec):
@@ -43,7 +49,7 @@ def macro_kv_transform(spec: NumericsSpec):
 
     def transform(layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         k_hat = stored_vectors(spec, k, layer, f"layers.{layer}.k")
-        v_hat = stored_vectors(spec, v, layer, f"layers.{layer}.v")
+        v_hat = stored_vectors(spec, v, layer, f"layers.{layer}.v", "v")
         return k_hat.astype(np.float32), v_hat.astype(np.float32)
 
     return transform
@@ -59,7 +65,7 @@ def compare_macro_and_qdq(spec: NumericsSpec, trace, layer: int) -> dict[str, fl
     """
     k, v, q, pos = trace.k(layer), trace.v(layer), trace.q(layer), trace.q_positions
     gold = golden_layer(spec, k, v, q, pos, layer)
-    qdq = attention_f64(stored_vectors(spec, k, layer), stored_vectors(spec, v, layer), q, pos)
+    qdq = attention_f64(stored_vectors(spec, k, layer), stored_vectors(spec, v, layer, kind="v"), q, pos)
     exact = attention_f64(k, v, q, pos)
     return {
         "score_rel_rms_macro_vs_qdq": score_rel_rmse(gold.scores, qdq.scores),
@@ -67,3 +73,8 @@ def compare_macro_and_qdq(spec: NumericsSpec, trace, layer: int) -> dict[str, fl
         "score_rel_rms_qdq_vs_exact": score_rel_rmse(qdq.scores, exact.scores),
         "output_rel_rms_qdq_vs_exact": output_rel_rmse(qdq.outputs, exact.outputs),
     }
+
+
+def fp16_kv_transform(layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The FP16 KV cache: keys and values rounded to binary16 (the model attends in FP32)."""
+    return k.astype(np.float16).astype(np.float32), v.astype(np.float16).astype(np.float32)

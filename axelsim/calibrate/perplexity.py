@@ -37,6 +37,14 @@ KvTransform = Callable[[int, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarr
 
 
 @dataclass(frozen=True)
+class AttentionSwap:
+    """A configuration that decodes with a registered attention function (bit-exact mode:
+    `axelsim.calibrate.macro_attention.register`) over the exact cache, instead of a KV transform."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class WindowPlan:
     """Sliding windows over a token sequence.
 
@@ -133,33 +141,43 @@ def prefix_states(model, ids: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]
 
 
 def decode_nll(model, states: Sequence[tuple[np.ndarray, np.ndarray]], decode_ids: np.ndarray,
-               targets: np.ndarray, transform: Optional[KvTransform], prefix_only: bool = False) -> float:
+               targets: np.ndarray, transform, prefix_only: bool = False) -> float:
     """Summed next-token NLL (nats) of `targets` when `decode_ids` are decoded after the prefix.
 
     The prefix states go through `transform` (None: kept exact) as they enter the cache; the
     decoded tokens' own states do too (as the macro stores every key and value), unless
     `prefix_only` (the paper's protocol as worded: only the prefix cache is quantized).
+    `transform` may be an `AttentionSwap`: the cache stays exact and the decode pass runs with
+    that attention function (which stores every cached and decoded vector itself).
     """
     import torch
 
-    cache = macro_cache_class()(transform)
+    swap = transform if isinstance(transform, AttentionSwap) else None
+    cache = macro_cache_class()(None if swap else transform)
     for layer, (k, v) in enumerate(states):
         cache.update(torch.from_numpy(k[None]), torch.from_numpy(v[None]), layer)
     if prefix_only:
         cache.transform = None
-    with torch.no_grad():
-        out = model(input_ids=torch.from_numpy(decode_ids[None].astype(np.int64)), cache=cache,
-                    use_cache=True)
+    previous = model.config._attn_implementation
+    try:
+        if swap:
+            model.set_attn_implementation(swap.name)
+        with torch.no_grad():
+            out = model(input_ids=torch.from_numpy(decode_ids[None].astype(np.int64)), cache=cache,
+                        use_cache=True)
+    finally:
+        if swap:
+            model.set_attn_implementation(previous)
     logp = torch.log_softmax(out.logits[0].double(), dim=-1)
     picked = logp[torch.arange(len(targets)), torch.from_numpy(targets.astype(np.int64))]
     return float(-picked.sum())
 
 
 def perplexities(model, tokens: np.ndarray, plan: WindowPlan,
-                 transforms: dict[str, Optional[KvTransform]],
+                 transforms: dict,
                  progress: Optional[Callable[[Iterable], Iterable]] = None,
                  prefix_only: bool = False) -> dict[str, float]:
-    """Perplexity of every named KV transform over the same windows (paired comparison).
+    """Perplexity of every named KV transform (or `AttentionSwap`) over the same windows (paired).
 
     Windows are the outer loop, so each FP32 prefix pass serves all transforms.
     prefix_only: transform only the prefix cache (see `decode_nll`).

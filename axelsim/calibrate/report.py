@@ -27,12 +27,26 @@ def perplexity_tables(results: dict) -> str:
         inc = _increases(results, bits)
         lines.append(f"| {bits} | {inc.mean():+.3f} ± {inc.std(ddof=1) if n > 1 else 0.0:.3f} | "
                      f"{inc.max():+.3f} | {inc.min():+.3f} |")
-    lines += ["", "Table II: worst-case PPL increase, random seeds → calibrated signs (Algorithm 1)", "",
-              "| bits | worst seed | calibrated | calibrated vs seed mean |", "|---|---|---|---|"]
-    for bits in results["bits"]:
-        inc = _increases(results, bits)
-        cal = ppl[f"b{bits}/calibrated"] - ppl["fp32"]
-        lines.append(f"| {bits} | {inc.max():+.3f} | {cal:+.3f} | {cal - inc.mean():+.3f} |")
+    if all(f"b{bits}/calibrated" in ppl for bits in results["bits"]):
+        lines += ["", "Table II: worst-case PPL increase, random seeds → calibrated signs (Algorithm 1)", "",
+                  "| bits | worst seed | calibrated | calibrated vs seed mean |", "|---|---|---|---|"]
+        for bits in results["bits"]:
+            inc = _increases(results, bits)
+            cal = ppl[f"b{bits}/calibrated"] - ppl["fp32"]
+            lines.append(f"| {bits} | {inc.max():+.3f} | {cal:+.3f} | {cal - inc.mean():+.3f} |")
+    if "fp16" in ppl:
+        lines += ["", f"FP16 KV cache: PPL {ppl['fp16']:.3f} ({ppl['fp16'] - ppl['fp32']:+.3f} over FP32)"]
+    if any(f"b{bits}/qjl" in ppl for bits in results["bits"]):
+        lines += ["", f"QJL ablation (seed {results['seeds'][0]}): b bits per key coordinate as (b−1)-bit MSE "
+                  "+ a d-bit sign sketch, against b-bit and (b−1)-bit MSE keys", "",
+                  "| b | QJL | b-bit MSE (same seed) | (b−1)-bit MSE (same seed) |", "|---|---|---|---|"]
+        first = results["seeds"][0]
+        for bits in results["bits"]:
+            if f"b{bits}/qjl" not in ppl:
+                continue
+            lower = ppl.get(f"b{bits - 1}/seed{first}")
+            lower_text = "n/a" if lower is None else f"{lower:.3f}"
+            lines.append(f"| {bits} | {ppl[f'b{bits}/qjl']:.3f} | {ppl[f'b{bits}/seed{first}']:.3f} | {lower_text} |")
     return "\n".join(lines) + "\n"
 
 
@@ -49,7 +63,8 @@ def perplexity_plot(results: dict, path: str | Path) -> Path:
     for ax, bits in zip(axes[0], bits_list):
         inc = _increases(results, bits)
         ax.scatter(results["seeds"], inc, color="tab:blue", label="random seed")
-        ax.axhline(ppl[f"b{bits}/calibrated"] - ppl["fp32"], color="tab:red", label="calibrated")
+        if f"b{bits}/calibrated" in ppl:
+            ax.axhline(ppl[f"b{bits}/calibrated"] - ppl["fp32"], color="tab:red", label="calibrated")
         ax.axhline(inc.mean(), color="tab:blue", linestyle=":", label="seed mean")
         ax.set_title(f"b = {bits}")
         ax.set_xticks(results["seeds"])
