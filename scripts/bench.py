@@ -1,7 +1,11 @@
-"""Speed benchmarks. One function per benchmark, each returning a dict of figures with units
-in the key names; `main` runs them all, writes JSON and prints a table with ratios.
+"""Speed benchmarks: one row per benchmark (bench_rows.Row: a function returning figures with
+units in the key names, each next to its reference measured in the same run, and the targets it
+is held to). Rows come from this module (numerics), bench_process.py (whole CLI processes: cold
+start, `axelsim run` against a numpy reference process) and bench_cycle.py (the cycle model).
+`main` runs them, prints each row with its targets met or missed, and writes bench.json and
+bench.md (a run-of-record section for docs/performance.md).
 
-    .venv/bin/python scripts/bench.py --out out/bench [--numpy-layers 2]
+    .venv/bin/python scripts/bench.py --out out/bench [--only ROW,ROW] [--list] [--numpy-layers 2]
 
 Workload (numerics): one decode step of an 8B-class model: 32 layers, 8 KV heads, 32 query
 heads, d = 128, b = 3, T = 4096 keys, one query per head: 32*32*4096*128 = 537 M lookups
@@ -18,8 +22,12 @@ import argparse
 import json
 import math
 import os
+import resource
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Callable
 
@@ -31,9 +39,13 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_cycle
+import bench_process
+from bench_rows import Row, Target, headline
 from axelsim.config.macro import MacroConfig
 from axelsim.numerics.golden import NumericsSpec, attend, exp_constants, read_scores_gqa, write_vectors
 from axelsim.numerics.hadamard import SignRom
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -305,69 +317,133 @@ def bench_value_path(work: DecodeWorkload, numpy_layers: int = 2, repeats: int =
             "numpy_max_rel_diff": rel, "numpy_layers_measured": numpy_layers}
 
 
-def run_all(numpy_layers: int) -> dict:
-    work = make_decode_workload()
-    results = {
-        "golden_read_8b_decode": bench_golden_read(work),
-        "numpy_read_8b_decode": bench_numpy_read(work, numpy_layers),
-        "copy_index_bytes": bench_copy_floor(work),
-        "golden_write_8b_prefill": bench_write_path(work.spec, numpy_layers),
-        "golden_value_8b_decode": bench_value_path(work, numpy_layers),
-    }
-    golden = results["golden_read_8b_decode"]["seconds_per_decode_step"]
-    results["machine"] = {"cpus": os.cpu_count(), "load_average_1min": os.getloadavg()[0]}
-    results["ratios"] = {
-        "numpy_over_golden": results["numpy_read_8b_decode"]["seconds_per_decode_step"] / golden,
-        "golden_over_copy": golden / results["copy_index_bytes"]["seconds_per_decode_step"],
-        "numpy_over_golden_cpu_time": results["numpy_read_8b_decode"]["cpu_seconds_per_decode_step"]
-        / results["golden_read_8b_decode"]["cpu_seconds_per_decode_step"],
-    }
-    results["ratios"]["write_numpy_over_golden"] = results["golden_write_8b_prefill"]["numpy_over_golden"]
-    results["ratios"]["write_qdq_over_golden"] = results["golden_write_8b_prefill"]["qdq_over_golden"]
-    results["ratios"]["value_numpy_over_golden"] = results["golden_value_8b_decode"]["numpy_over_golden"]
-    results["targets"] = {"numpy_over_golden_min": 10.0, "golden_over_copy_max": 20.0, "golden_seconds_max": 2.0,
-                          "write_numpy_over_golden_min": 5.0}
-    results.update(bench_cycle.run_all(Path("docs/img/bench_scaling.png")))
-    if results["ratios"]["write_numpy_over_golden"] < results["targets"]["write_numpy_over_golden_min"]:
-        results["cycle_short_of_targets"].insert(0, "golden write path of the 4096-token prefill less than 5x faster than numpy")
-    if not (results["golden_write_8b_prefill"]["numpy_bit_exact_with_golden"]
-            and results["golden_value_8b_decode"]["numpy_bit_exact_with_golden"]
-            and results["numpy_read_8b_decode"]["bit_exact_with_golden"]):
-        results["cycle_short_of_targets"].append("a numpy reference no longer equals the golden model bit for bit")
+@cache
+def workload() -> DecodeWorkload:
+    """The decode-step workload shared by the numerics rows (built once per bench run)."""
+    return make_decode_workload()
+
+
+NUMPY_LAYERS = 2
+"""Layers the slow numpy versions run (scaled to 32); --numpy-layers sets it."""
+
+
+def bench_read_row() -> dict:
+    """Golden read path against the numpy version of the same arithmetic and the index bytes' copy."""
+    work = workload()
+    golden = bench_golden_read(work)
+    numpy_row = bench_numpy_read(work, NUMPY_LAYERS)
+    copy = bench_copy_floor(work)
+    seconds = golden["seconds_per_decode_step"]
+    return {**golden, "numpy_seconds_per_decode_step": numpy_row["seconds_per_decode_step"],
+            "numpy_bit_exact_with_golden": numpy_row["bit_exact_with_golden"],
+            "numpy_over_golden": numpy_row["seconds_per_decode_step"] / seconds,
+            "numpy_over_golden_cpu_time": numpy_row["cpu_seconds_per_decode_step"] / golden["cpu_seconds_per_decode_step"],
+            "copy_seconds": copy["seconds_per_decode_step"], "golden_over_copy": seconds / copy["seconds_per_decode_step"],
+            "numpy_layers_measured": NUMPY_LAYERS}
+
+
+ROWS = [
+    Row("golden_read_8b_decode", bench_read_row,
+        "golden read path, 8B decode step (32 layers, 8 KV / 32 query heads, d = 128, b = 3, T = 4096)",
+        targets=(Target("seconds_per_decode_step", "<=", 2.0, "decode step within 2 s"),
+                 Target("numpy_over_golden", ">=", 10.0, "at least 10x the numpy version"),
+                 Target("golden_over_copy", "<=", 20.0, "within 20x a copy of the index bytes"),
+                 Target("numpy_bit_exact_with_golden", "is", True, "numpy version bit-exact")),
+        show=("seconds_per_decode_step", "ns_per_lookup", "numpy_over_golden", "golden_over_copy")),
+    Row("golden_write_8b_prefill", lambda: bench_write_path(workload().spec, NUMPY_LAYERS),
+        "golden write path, whole 4096-token prefill (2,097,152 vectors)",
+        targets=(Target("numpy_over_golden", ">=", 5.0, "at least 5x the numpy write path"),
+                 Target("numpy_bit_exact_with_golden", "is", True, "numpy version bit-exact")),
+        show=("seconds_whole_prefill", "vectors_per_s", "numpy_over_golden", "qdq_over_golden")),
+    Row("golden_value_8b_decode", lambda: bench_value_path(workload(), NUMPY_LAYERS),
+        "golden value path, 8B decode step (537 M bin updates)",
+        targets=(Target("numpy_bit_exact_with_golden", "is", True, "numpy version bit-exact"),),
+        show=("seconds_per_decode_step", "lookups_per_s", "numpy_over_golden")),
+]
+
+MODULES = (bench_process, sys.modules[__name__], bench_cycle)
+"""Where the rows come from, in table order (each module's ROWS)."""
+
+
+def all_rows() -> list[Row]:
+    return [row for module in MODULES for row in module.ROWS]
+
+
+def git_commit() -> str:
+    run = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return run.stdout.strip() or "unknown"
+
+
+def run_rows(rows: list[Row]) -> dict:
+    """Run every row: its figures, each target met or missed, the load around it, wall seconds,
+    and this process's peak resident memory after it (MiB)."""
+    results = {"machine": {"cpus": os.cpu_count(), "load_average_1min_before": os.getloadavg()[0],
+                           "numba_threads": numba.get_num_threads()},
+               "started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "commit": git_commit(), "rows": {}}
+    missed = []
+    for row in rows:
+        load = os.getloadavg()[0]
+        start = time.perf_counter()
+        figures = row.run()
+        checks = [t.check(figures) for t in row.targets]
+        results["rows"][row.name] = {
+            "what": row.what, "figures": figures, "targets": checks, "seconds": time.perf_counter() - start,
+            "load_average_1min_before": load, "load_average_1min_after": os.getloadavg()[0],
+            "bench_process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+        missed += [f"{row.name}: {c['text']} (measured {c['measured']})" for c in checks if not c["met"]]
+        print(f"{row.name}: {headline(row, figures)}" + "".join(
+            f"\n    {'met' if c['met'] else 'MISSED'}: {c['text']}" for c in checks), flush=True)
+    results["machine"]["load_average_1min_after"] = os.getloadavg()[0]
+    results["missed"] = missed
     return results
 
 
-def print_table(results: dict) -> None:
-    print(f"{'benchmark':<28}{'s/decode step':>15}{'ns/lookup':>12}  notes")
-    for name, row in results.items():
-        if (name in ("ratios", "targets", "machine", "golden_value_8b_decode") or "seconds_per_decode_step" not in row
-                or name.startswith("cycle_")):
+def markdown(results: dict, rows: list[Row]) -> str:
+    """The run as a docs/performance.md section: one table row per benchmark, then the misses."""
+    m = results["machine"]
+    lines = [f"### Run of {results['started_utc']} UTC, commit {results['commit']} ({m['cpus']} cores, "
+             f"1-min load {m['load_average_1min_before']:.2f} before, {m['load_average_1min_after']:.2f} after)", "",
+             "| benchmark | figures (reference measured in the same run) | targets | load before/after |",
+             "|---|---|---|---|"]
+    for row in rows:
+        rec = results["rows"].get(row.name)
+        if rec is None:
             continue
-        notes = ", ".join(f"{k}={v}" for k, v in row.items() if k not in ("seconds_per_decode_step", "ns_per_lookup", "lookups"))
-        ns = f"{row['ns_per_lookup']:.3f}" if "ns_per_lookup" in row else "-"
-        print(f"{name:<28}{row['seconds_per_decode_step']:>15.4f}{ns:>12}  {notes}")
-    for name in ("golden_write_8b_prefill", "golden_value_8b_decode"):
-        row = results[name]
-        print(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    for name, value in results["ratios"].items():
-        print(f"ratio {name:<22}{value:>15.2f}")
-    print(f"machine: {results['machine']}")
-    bench_cycle.print_rows(results)
+        targets = "; ".join(f"{'met' if c['met'] else '**missed**'}: {c['text']}" for c in rec["targets"]) or "none set"
+        lines.append(f"| {row.name}: {row.what} | {headline(row, rec['figures'])} | {targets} | "
+                     f"{rec['load_average_1min_before']:.2f} / {rec['load_average_1min_after']:.2f} |")
+    lines += ["", "Missed in this run: " + ("; ".join(results["missed"]) if results["missed"] else "none") + "."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
+    global NUMPY_LAYERS
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("out/bench"))
     parser.add_argument("--numpy-layers", type=int, default=2, help="layers the slow numpy version runs (scaled to 32)")
+    parser.add_argument("--only", default="", help="comma-separated row names to run (default: all; see --list)")
+    parser.add_argument("--list", action="store_true", help="print the row names and exit")
     args = parser.parse_args()
-    results = run_all(args.numpy_layers)
+    NUMPY_LAYERS = args.numpy_layers
+    rows = all_rows()
+    if args.list:
+        for row in rows:
+            print(f"{row.name}: {row.what}")
+        return
+    if args.only:
+        wanted = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = sorted(set(wanted) - {row.name for row in rows})
+        if unknown:
+            parser.error(f"unknown row(s) {', '.join(unknown)} (see --list)")
+        rows = [row for row in rows if row.name in wanted]
+    results = run_rows(rows)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "bench.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(path)
-    print_table(results)
-    print(f"wrote {path}")
+    for name, text in (("bench.json", json.dumps(results, indent=2, default=str)), ("bench.md", markdown(results, rows))):
+        tmp = args.out / (name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(args.out / name)
+    print("MISSED: " + "; ".join(results["missed"]) if results["missed"] else "every target met")
+    print(f"wrote {args.out / 'bench.json'} and {args.out / 'bench.md'}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ benchmark measures that linearity); every such row says `extrapolated_from_layer
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from axelsim.hw.macro import simulate as simulate_macro
 from axelsim.numerics.codebook import lloyd_max_codebook
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.trace.format import Trace
+from bench_rows import Row, Target
 
 # numba's OpenMP workers spin while waiting by default; on a shared, loaded 2-core machine that
 # makes every parallel kernel launch cost milliseconds. Passive waiting, unless the caller set it.
@@ -296,39 +296,25 @@ def bench_scaling(plot: Path, tokens=(512, 1024, 2048, 4096, 8192, 16384, 32768)
             "plot": str(plot)}
 
 
-def peak_memory() -> dict:
-    """Peak resident memory of this process so far (MiB)."""
-    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-TARGETS = {"burst_decode_ratio_over_numpy_max": 3.0, "key_mode_keys_per_s_min": 100_000.0,
-           "sweep_speedup_2_over_1_min": 1.7}
-
-
-def run_all(plot: Path) -> dict:
-    """Every cycle-model benchmark, then what falls short of the targets."""
-    results = {"cycle_burst_decode_8b": bench_burst_decode(), **{"peak_after_decode": peak_memory()},
-               "cycle_burst_prefill": bench_burst_prefill(), "cycle_key_mode": bench_key_mode(),
-               "sweep": bench_sweep(), "cycle_scaling": bench_scaling(plot), "peak_memory": peak_memory()}
-    short = []
-    if results["cycle_burst_decode_8b"]["ratio_over_numpy"] > TARGETS["burst_decode_ratio_over_numpy_max"]:
-        short.append("burst decode step slower than 3x the numpy float computation")
-    if results["cycle_key_mode"]["keys_per_s"] < TARGETS["key_mode_keys_per_s_min"]:
-        short.append("key mode below 100,000 keys/s")
-    if results["sweep"]["speedup_2_over_1"] < TARGETS["sweep_speedup_2_over_1_min"]:
-        short.append("sweep on 2 workers below 1.7x one worker")
-    if not (results["cycle_burst_decode_8b"]["bit_exact"] and results["cycle_key_mode"]["key_equals_burst"]):
-        short.append("bit-exactness or key == burst lost")
-    results["cycle_targets"] = TARGETS
-    results["cycle_short_of_targets"] = short
-    return results
-
-
-def print_rows(results: dict) -> None:
-    """The cycle-model rows of the benchmark table."""
-    for name in ("cycle_burst_decode_8b", "peak_after_decode", "cycle_burst_prefill", "cycle_key_mode", "sweep",
-                 "cycle_scaling", "peak_memory"):
-        row = results[name]
-        print(f"{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-    for line in results["cycle_short_of_targets"]:
-        print(f"SHORT OF TARGET: {line}")
+ROWS = [
+    Row("cycle_burst_decode_8b", bench_burst_decode,
+        "burst decode step, 8B shape, T = 4096, with cycles, energy and the bit-exact check (2 layers, scaled to 32)",
+        targets=(Target("ratio_over_numpy", "<=", 3.0, "at most 3x the numpy float computation"),
+                 Target("bit_exact", "is", True, "bit-exact with the golden model")),
+        show=("seconds_per_decode_step", "seconds_preload", "numpy_float_qdq_seconds", "ratio_over_numpy")),
+    Row("cycle_burst_prefill", bench_burst_prefill,
+        "prefill replay, every write timed (burst, 1 layer, T = 512), vs a numpy float write path",
+        targets=(Target("vectors_per_s", ">=", 500_000.0, "at least 500,000 vectors/s (issue 18)"),),
+        show=("vectors_per_s", "numpy_float_write_vectors_per_s", "ratio_numpy_over_cycle_model")),
+    Row("cycle_key_mode", bench_key_mode,
+        "key mode, every key an event at every unit (1 layer, 2 KV x 4 query heads, keys preloaded)",
+        targets=(Target("keys_per_s", ">=", 250_000.0, "at least 250,000 keys/s at T = 4096 (issue 18)"),
+                 Target("key_equals_burst", "is", True, "key == burst (cycles, counts, results)")),
+        show=("keys_per_s", "keys_per_s_t1024", "naive_simpy_keys_per_s")),
+    Row("sweep", bench_sweep, "sweep of 8 points, 2 worker processes vs 1",
+        targets=(Target("speedup_2_over_1", ">=", 1.7, "2 workers at least 1.7x one"),),
+        show=("points_per_s_1_workers", "points_per_s_2_workers", "speedup_2_over_1")),
+    Row("cycle_scaling", lambda: bench_scaling(ROOT / "docs" / "img" / "bench_scaling.png"),
+        "burst decode time over T (1 layer) and over layers (T = 2048); draws docs/img/bench_scaling.png",
+        show=("time_ratio_over_token_ratio", "time_ratio_over_layer_ratio")),
+]

@@ -1,0 +1,123 @@
+"""Whole-process benchmarks (the user's view), run by scripts/bench.py: each CLI process is timed
+from spawn to exit, next to its reference process in the same run, with the peak resident memory
+of each process (its own ru_maxrss, from os.wait4).
+
+The CLI runs as `python -m axelsim` with this tree first on PYTHONPATH (what the installed
+`axelsim` script runs). Rows:
+- cold_start_run: `axelsim run` of a 1-layer, 2-query job with an empty numba cache (a fresh
+  install: NUMBA_CACHE_DIR set to a new empty directory), against the same command warm.
+- process_run_8b_slice: `axelsim run macros/axelram_paper.yaml --fidelity burst` on an
+  8B-shaped FP16 slice (8 layers, 8 KV / 32 query heads, d = 128, T = 4096, one query per head
+  at the last position), against scripts/numpy_reference.py on the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from bench_rows import Row, Target
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_RUN = ["run", str(ROOT / "macros" / "axelram_d64.yaml"), "--trace",
+             str(ROOT / "traces" / "smollm2_austen_full.safetensors"), "--layers", "0", "--queries", "2", "--quiet"]
+COMPILE_NOTICE = "compiling"
+"""What the one stderr line of a cold start says (axelsim prints it only when its numba cache is cold)."""
+
+
+def run_process(argv: list[str], env: dict | None = None) -> dict:
+    """Spawn argv and wait: wall seconds, CPU seconds (user + system) and peak resident memory
+    (MiB) of that one process, its exit status and stderr."""
+    full_env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    full_env.update(env or {})
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, env=full_env, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024,
+            "returncode": proc.returncode, "stderr": stderr}
+
+
+def axelsim(*args: str) -> list[str]:
+    return [sys.executable, "-m", "axelsim", *args]
+
+
+def bench_cold_start() -> dict:
+    """`axelsim run` of a 1-layer 2-query job, whole process, with an empty numba cache, then the
+    same command warm (the cache the cold run filled). Both must succeed; the compile notice must
+    appear on the cold run's stderr and not on the warm run's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"NUMBA_CACHE_DIR": str(Path(tmp) / "numba_cache")}
+        out = str(Path(tmp) / "r.json")
+        cold = run_process(axelsim(*SMALL_RUN, "--json", out), env)
+        warm = run_process(axelsim(*SMALL_RUN, "--json", out), env)
+    ok = cold["returncode"] == 0 and warm["returncode"] == 0
+    return {"cold_wall_s": cold["wall_s"], "cold_cpu_s": cold["cpu_s"], "warm_wall_s": warm["wall_s"],
+            "warm_cpu_s": warm["cpu_s"], "cold_over_warm": cold["wall_s"] / warm["wall_s"],
+            "cold_peak_rss_mib": cold["peak_rss_mib"], "warm_peak_rss_mib": warm["peak_rss_mib"],
+            "succeeded": ok, "notice_on_cold_run": COMPILE_NOTICE in cold["stderr"].lower(),
+            "notice_absent_when_warm": COMPILE_NOTICE not in warm["stderr"].lower(),
+            "command": "NUMBA_CACHE_DIR=<empty dir> axelsim " + " ".join(SMALL_RUN) + " --json OUT"}
+
+
+@cache
+def slice_8b_trace(layers: int = 8, tokens: int = 4096) -> Path:
+    """An 8B-shaped FP16 trace file (random N(0, 1) keys, values and queries; one query per head
+    at the last position), written once per bench run into a temporary directory."""
+    from axelsim.trace.format import Trace, save_trace
+
+    rng = np.random.default_rng(0)
+    shape = (8, tokens, 128)
+    k = {L: rng.standard_normal(shape, dtype=np.float32) for L in range(layers)}
+    v = {L: rng.standard_normal(shape, dtype=np.float32) for L in range(layers)}
+    q = {L: rng.standard_normal((32, 1, 128), dtype=np.float32) for L in range(layers)}
+    path = Path(tempfile.mkdtemp(prefix="axelsim_bench_")) / f"slice_8b_L{layers}_T{tokens}.safetensors"
+    save_trace(Trace.from_arrays(k, v, q, [tokens - 1], model="synthetic-8b-slice", dtype="float16"), path)
+    return path
+
+
+def bench_run_8b_slice() -> dict:
+    """Whole `axelsim run` (burst, every write timed, baselines and the bit-exact check included)
+    on the 8B-shaped slice against the numpy float reference process on the same file."""
+    trace = slice_8b_trace()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_process(axelsim("run", str(ROOT / "macros" / "axelram_paper.yaml"), "--trace", str(trace),
+                                   "--fidelity", "burst", "--json", str(Path(tmp) / "r.json"), "--quiet"))
+    ref = run_process([sys.executable, str(ROOT / "scripts" / "numpy_reference.py"), str(trace)])
+    return {"axelsim_wall_s": ours["wall_s"], "axelsim_cpu_s": ours["cpu_s"],
+            "axelsim_peak_rss_mib": ours["peak_rss_mib"], "numpy_wall_s": ref["wall_s"], "numpy_cpu_s": ref["cpu_s"],
+            "numpy_peak_rss_mib": ref["peak_rss_mib"], "ratio_over_numpy": ours["wall_s"] / ref["wall_s"],
+            "cpu_ratio_over_numpy": ours["cpu_s"] / ref["cpu_s"],
+            "succeeded": ours["returncode"] == 0 and ref["returncode"] == 0,
+            "trace_mib": trace.stat().st_size / 2**20,
+            "command": "axelsim run macros/axelram_paper.yaml --trace SLICE --fidelity burst --json OUT; "
+                       "python scripts/numpy_reference.py SLICE"}
+
+
+ROWS = [
+    Row("cold_start_run", bench_cold_start,
+        "first `axelsim run` (1 layer, 2 queries, d = 64 trace) with an empty numba cache, whole process; "
+        "reference: the same command warm",
+        targets=(Target("cold_wall_s", "<=", 20.0, "cold start within 20 s (issue 16 item 3)"),
+                 Target("succeeded", "is", True, "both runs succeed"),
+                 Target("notice_on_cold_run", "is", True, "one stderr line says kernels are being compiled"),
+                 Target("notice_absent_when_warm", "is", True, "no compile notice once the cache is warm")),
+        show=("cold_wall_s", "cold_cpu_s", "warm_wall_s", "cold_over_warm", "cold_peak_rss_mib")),
+    Row("process_run_8b_slice", bench_run_8b_slice,
+        "whole `axelsim run` on the 8B-shaped slice (8 layers, T = 4096, FP16) vs the numpy float reference process",
+        targets=(Target("ratio_over_numpy", "<=", 2.0, "whole run at most 2x the numpy reference (issue 18)"),
+                 Target("succeeded", "is", True, "both processes succeed")),
+        show=("axelsim_wall_s", "numpy_wall_s", "ratio_over_numpy", "axelsim_peak_rss_mib", "numpy_peak_rss_mib")),
+]
