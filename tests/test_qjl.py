@@ -169,3 +169,23 @@ def test_row_bits_and_bad_options():
         qjl.QjlSpec.build(_spec(16, 1), 16)
     a, b = qjl.sketch_matrix(1, 8, 16), qjl.sketch_matrix(1, 8, 16)
     assert np.array_equal(a, b) and np.array_equal(round_to(a, FP16), a)
+
+
+def test_ablation_rows_and_prices():
+    """The ablation's configurations on a tiny trace: row widths by closed form, QJL's counted
+    read energy above the b-bit macro's (it adds the sketch table and tree), errors finite."""
+    from pathlib import Path
+
+    from axelsim import api
+    from axelsim.calibrate.qjl_ablation import ablation_table, qjl_ablation
+    from axelsim.trace import SynthSpec, synth_trace
+
+    trace = synth_trace(SynthSpec(layers=1, kv_heads=1, q_heads=2, head_dim=16, tokens=32, queries=2))
+    loaded = api.load_macro(Path(__file__).parents[1] / "macros" / "axelram_paper.yaml")
+    res = qjl_ablation(loaded, trace, bits_list=(3,))
+    r = res[3]
+    assert r["qjl"]["key_row_bits"] == 2 * 16 + 16 + 16 + 16 and r["mse_b"]["key_row_bits"] == 3 * 16 + 16
+    assert r["qjl"]["energy_pj_per_key_read"] > r["mse_b"]["energy_pj_per_key_read"] > 0
+    assert r["area_um2_extra_storage_qjl_vs_mse_b"] > 0
+    assert all(np.isfinite(r[c]["attn_kl"]) for c in ("mse_b", "mse_b-1", "qjl"))
+    assert "QJL: 2-bit MSE + 16-bit sketch" in ablation_table(res)

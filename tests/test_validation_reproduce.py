@@ -166,7 +166,9 @@ def test_sensitivity_and_ppl_json_are_read(tmp_path):
     extra: dict = {}
     rows = rp.section_sensitivity(tmp_path, tmp_path, extra)
     safe = [r for r in rows if r.claim.startswith("Layer norm ratio < 2x")][0]
-    assert safe.values["kl_gain"] == pytest.approx(0.01) and safe.agrees == "yes"
+    # +6 % PPL (not safe) and calibration 0.4 below the seed mean, more than 2 std (0.28): signs matter
+    assert safe.values["ppl_increase_rel"] == pytest.approx(0.06) and safe.values["signs_matter"]
+    assert safe.agrees == "no" and "+0.600 ± 0.141" in safe.measured
     ppl = [r for r in rows if r.claim.startswith("Table I / II")][0]
     assert "3-bit +0.600 ± 0.141 (worst +0.700; calibrated +0.200)" in ppl.measured
     assert "smollm2_fake | 1.5 | 3 | 2 | 0.900 | 1.100 | 0.950 | 0.100" in extra["sensitivity"]
