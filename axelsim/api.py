@@ -278,6 +278,34 @@ def sweep(spec: str | os.PathLike, out: str | os.PathLike, *, workers: int = 1, 
     return sweeps.run_sweep(plan, out, workers=workers, scheduler=scheduler, progress=progress, plots=plots)
 
 
+def chip(chip_file: str | os.PathLike, *, model: Optional[str] = None, context: Optional[int] = None, batch: int = 1,
+         trace: Trace | str | os.PathLike | None = None, overrides: Optional[dict[str, Any]] = None,
+         baselines: bool = True) -> dict[str, Any]:
+    """The chip report (docs/chip.md) of a model shape at a context and batch, or of a trace's last step.
+
+    `model`: a name in models/ or a config.json path (with `context`); `trace`: its shape, the
+    step of its last query, and the numerics through the chip's split and merge.
+    `overrides`: dotted chip keys (`{'instances': 512, 'mapping.split': 4}`).
+    """
+    from axelsim.chip.models import load_model
+    from axelsim.chip.simulate import Workload, simulate_chip
+    from axelsim.config.chip import load_chip
+
+    started = time.perf_counter()
+    loaded = load_chip(chip_file, overrides)
+    if (model is None) == (trace is None):
+        raise ConfigError("axelsim chip", "--model/--trace", "exactly one of a model shape or a trace")
+    if trace is not None:
+        workload = Workload.from_trace(_as_trace(trace), batch)
+    else:
+        if context is None:
+            raise ConfigError("--context", "", "a context length T with --model")
+        workload = Workload.from_model(load_model(str(model)), context, batch)
+    report = simulate_chip(loaded, workload, baselines=baselines)
+    report["run_info"] = run_info(started)
+    return report
+
+
 def codebook(dim: int, bits: int) -> dict[str, Any]:
     """The fixed Lloyd-Max codebook of (dim, bits) as a JSON-ready dict (ConfigError if out of range)."""
     from axelsim.numerics.codebook import check_dim_bits, lloyd_max_codebook

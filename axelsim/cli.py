@@ -131,6 +131,24 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(handler=_cmd_sweep)
 
+    chip = _add_command(commands, "chip", "a whole model's decode step on a chip of macro instances",
+                        "A model's decode step (write the new token's K and V, serve every query head of\n"
+                        "every layer) and its prefill on a chip of many macro instances (docs/chip.md),\n"
+                        "beside the same chip of FP16 macros and the measured H200 anchor.",
+                        _examples("axelsim chip chips/axelram_8b.yaml --model Llama-3.1-8B --context 4096",
+                                  "axelsim chip chips/axelram_8b.yaml --model path/to/config.json --context 16384 --batch 16 --json out/chip.json",
+                                  "axelsim chip chips/axelram_d64.yaml --trace traces/smollm2_austen_full.safetensors --plots out/chip"))
+    chip.add_argument("chip", type=Path, metavar="CHIP.yaml", help="chip configuration (chips/, docs/chip.md)")
+    source = chip.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", metavar="NAME|CONFIG.json",
+                        help="a shape in models/ (Llama-3.1-8B, Qwen2.5-3B, Qwen3-8B, SmolLM2-135M) or a config.json")
+    source.add_argument("--trace", type=Path, metavar="TRACE", help="a trace: its shape, its last query's step, numerics checked")
+    chip.add_argument("--context", type=_positive_int, metavar="T", help="context tokens (with --model)")
+    chip.add_argument("--batch", type=_positive_int, default=1, metavar="B", help="sequences decoded together (default 1)")
+    chip.add_argument("--json", type=Path, metavar="OUT", help="write the chip report (docs/chip.md) as JSON")
+    chip.add_argument("--plots", type=Path, metavar="DIR", help="write the energy and latency plots into DIR")
+    chip.set_defaults(handler=_cmd_chip)
+
     codebook = _add_command(commands, "codebook", "the fixed Lloyd-Max codebook and its ROM image",
                             "The design-time codebook of N(0, 1/d) for a head size and a bit-width: centroids,\n"
                             "boundaries, distortion, optimality residuals, the FP16 ROM image and its size.",
@@ -251,12 +269,24 @@ def _check_outputs(files: Sequence[Path | None] = (), folders: Sequence[Path | N
             io.check_writable(path, folder=True)
 
 
+def _write_outputs(args: argparse.Namespace, document: dict, plot: Callable[[], list]) -> None:
+    """--json (the document, atomically) and --plots (by `plot`), each reported on one line."""
+    from axelsim import io
+
+    if args.json:
+        io.write_json(args.json, document)
+        print(f"report   {args.json}")
+    if args.plots:
+        paths = plot()
+        print(f"plots    {len(paths)} files in {args.plots}")
+
+
 def _selection(args: argparse.Namespace) -> dict:
     return {"layers": args.layers, "kv_heads": args.heads, "queries": args.queries, "fidelity": args.fidelity}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from axelsim import api, io
+    from axelsim import api
     from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
@@ -265,31 +295,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
                           **_selection(args))
     print(format_summary(report))
-    if args.json:
-        io.write_json(args.json, report)
-        print(f"report   {args.json}")
-    if args.plots:
-        paths = plot_run(report, args.plots)
-        print(f"plots    {len(paths)} files in {args.plots}")
+    _write_outputs(args, report, lambda: plot_run(report, args.plots))
     if args.waveform:
         print(f"waveform {args.waveform}")
     return EXIT_OK
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from axelsim import api, io
+    from axelsim import api
     from axelsim.report.plots import plot_compare
     from axelsim.report.tables import format_compare
 
     _check_outputs(files=[args.json], folders=[args.plots])
     result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
     print(format_compare(result))
-    if args.json:
-        io.write_json(args.json, result)
-        print(f"report   {args.json}")
-    if args.plots:
-        paths = plot_compare(api.compare_designs(result), args.plots)
-        print(f"plots    {len(paths)} files in {args.plots}")
+    _write_outputs(args, result, lambda: plot_compare(api.compare_designs(result), args.plots))
     return EXIT_OK
 
 
@@ -301,6 +321,21 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     outcome = api.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, plots=not args.no_plots)
     print(format_sweep(outcome))
+    return EXIT_OK
+
+
+def _cmd_chip(args: argparse.Namespace) -> int:
+    from axelsim import api
+    from axelsim.chip.summary import format_chip, plot_chip
+
+    if args.model is not None and args.context is None:
+        raise UserError("--context", "", "a context length T with --model")
+    if args.trace is not None and args.context is not None:
+        raise UserError("--context", "", "no --context with --trace (the trace's last query sets it)")
+    _check_outputs(files=[args.json], folders=[args.plots])
+    report = api.chip(args.chip, model=args.model, context=args.context, batch=args.batch, trace=args.trace)
+    print(format_chip(report))
+    _write_outputs(args, report, lambda: plot_chip(report, args.plots))
     return EXIT_OK
 
 

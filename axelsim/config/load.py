@@ -222,9 +222,9 @@ def _check_finite(data: Any, source: str) -> None:
             pending.extend(reversed([(value, f"{where}[{index}]") for index, value in enumerate(node)]))
 
 
-def _model_at(loc: tuple) -> Optional[type[BaseModel]]:
+def _model_at(loc: tuple, root: type[BaseModel] = MacroConfig) -> Optional[type[BaseModel]]:
     """The schema class of the section a pydantic error location points into (None if not a section)."""
-    model: type[BaseModel] = MacroConfig
+    model: type[BaseModel] = root
     for part in loc:
         field = model.model_fields.get(str(part))
         annotation = field.annotation if field is not None else None
@@ -247,15 +247,15 @@ def _describe(value: Any) -> str:
     return f"{value!r} ({type(value).__name__})"
 
 
-def _translate(error: dict, source: str) -> ConfigError:
-    """One pydantic error dict -> ConfigError with the dotted key path and an expectation."""
+def _translate(error: dict, source: str, root: type[BaseModel] = MacroConfig) -> ConfigError:
+    """One pydantic error dict -> ConfigError with the dotted key path and an expectation (root: the schema)."""
     loc = tuple(error["loc"])
     where = ".".join(str(p) for p in loc)
     kind = error["type"]
     ctx = error.get("ctx") or {}
     value = error.get("input")
     if kind == "extra_forbidden":
-        section = _model_at(loc[:-1])
+        section = _model_at(loc[:-1], root)
         known = sorted(section.model_fields) if section is not None else []
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f"; did you mean '{close[0]}'?" if close else ""

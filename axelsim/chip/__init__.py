@@ -1,0 +1,1 @@
+"""A chip of many macro instances decoding a whole model (docs/chip.md)."""
