@@ -292,7 +292,7 @@ def chip(chip_file: str | os.PathLike, *, model: Optional[str] = None, context: 
     from axelsim.config.chip import load_chip
 
     started = time.perf_counter()
-    loaded = load_chip(chip_file, overrides)
+    load_chip(chip_file, overrides)  # a bad chip file is named before the workload is built
     if (model is None) == (trace is None):
         raise ConfigError("axelsim chip", "--model/--trace", "exactly one of a model shape or a trace")
     if trace is not None:
@@ -301,6 +301,7 @@ def chip(chip_file: str | os.PathLike, *, model: Optional[str] = None, context: 
         if context is None:
             raise ConfigError("--context", "", "a context length T with --model")
         workload = Workload.from_model(load_model(str(model)), context, batch)
+    loaded = load_chip(chip_file, overrides, head_dim=workload.shape.head_dim)
     report = simulate_chip(loaded, workload, baselines=baselines)
     report["run_info"] = run_info(started)
     return report

@@ -113,15 +113,10 @@ class Network:
             request = link.resource.request()
             yield request
             link.busy_cycles += flits
-            self.env.process(_release(self.env, link.resource, request, flits))
+            self.env.timeout(flits).callbacks.append(lambda _, res=link.resource, req=request: res.release(req))
             if self.config.hop_latency_cycles:
                 yield self.env.timeout(self.config.hop_latency_cycles)
         yield self.env.timeout(flits)
-
-
-def _release(env: simpy.Environment, resource: simpy.Resource, request, cycles: int):
-    yield env.timeout(cycles)
-    resource.release(request)
 
 
 class Channel:

@@ -51,7 +51,8 @@ class Workload:
 
     @classmethod
     def from_model(cls, shape: ModelShape, context: int, batch: int, seed: int = 0) -> "Workload":
-        """Vectors from the synthetic generator: one KV head's slice, used for every (sequence, layer, head)."""
+        """Vectors from the synthetic generator: one KV head's slice and layer 0's sign vector, used for
+        every (sequence, layer, KV head), so equal ranges are one simulation (a trace is simulated whole)."""
         from axelsim.trace.synth import SynthSpec, synth_trace
 
         if not (isinstance(context, int) and context >= 1):
@@ -63,7 +64,7 @@ class Workload:
         trace = synth_trace(spec)
         data = (np.asarray(trace.k(0)[0]), np.asarray(trace.v(0)[0]), np.asarray(trace.q(0)[:, 0]))
         return cls(shape, context, batch, f"synthetic (axelsim.trace.synth, seed {seed}; one KV head's slice "
-                   "for every sequence, layer and KV head)", synthetic=data)
+                   "and layer 0's sign vector for every sequence, layer and KV head)", synthetic=data)
 
     @classmethod
     def from_trace(cls, trace, batch: int = 1) -> "Workload":
@@ -79,14 +80,14 @@ class Workload:
                    trace=trace)
 
     def layer_id(self, layer: int) -> int:
-        """The model layer (sign vector) of plan layer `layer`."""
-        return self.trace.layer_indices[layer] if self.trace is not None else layer
+        """The model layer (sign vector) of plan layer `layer` (0 for every layer without a trace)."""
+        return self.trace.layer_indices[layer] if self.trace is not None else 0
 
     def share_data(self, share: Share) -> ShareData:
         G = self.shape.group
         if self.trace is None:
             k, v, q = self.synthetic
-            return ShareData(share.layer, k[share.lo:share.hi], v[share.lo:share.hi], q, "float16")
+            return ShareData(0, k[share.lo:share.hi], v[share.lo:share.hi], q, "float16")
         L = self.layer_id(share.layer)
         h = share.kv_head
         return ShareData(L, np.asarray(self.trace.k(L)[h, share.lo:share.hi]),

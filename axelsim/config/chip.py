@@ -134,10 +134,13 @@ class LoadedChip:
     macro: LoadedMacro
 
 
-def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None) -> LoadedChip:
-    """Read, validate and resolve one chip YAML (optionally with dotted chip-key overrides)."""
-    from axelsim.config.load import _set_dotted
+def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None, head_dim: Optional[int] = None) -> LoadedChip:
+    """Read, validate and resolve one chip YAML (optionally with dotted chip-key overrides).
+
+    `head_dim` binds a macro whose head_dim is `auto` (the workload's head size)."""
     import copy
+
+    from axelsim.config.load import _set_dotted
 
     chip_path = Path(path)
     source = str(chip_path)
@@ -146,9 +149,9 @@ def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None) -> L
     for key, value in (overrides or {}).items():
         _set_dotted(tree, str(key), value, source)
     config = chip_from_dict(tree, source)
-    macro_path = _existing_file(chip_path, config.macro.file, "macro.file", "macro YAML")
+    macro_path, _ = _existing_file(chip_path, config.macro.file, "macro.file", "macro YAML")
     try:
-        macro = load_macro(macro_path, config.macro.overrides)
+        macro = load_macro(macro_path, config.macro.overrides, head_dim)
     except Exception as error:  # name the chip file too: the override may be the fault
         from axelsim.errors import ConfigError
 
