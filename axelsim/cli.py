@@ -412,7 +412,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
-        return handler(args)
+        from axelsim.compile_notice import compile_notice
+
+        with compile_notice():
+            return handler(args)
     except UserError as error:
         print(error.line(), file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -29,7 +29,6 @@ array is float64 holding exact values of its format unless said otherwise.
 from __future__ import annotations
 
 import math
-import types as _pytypes
 from functools import partial
 
 import numba
@@ -39,18 +38,8 @@ from numba import prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from axelsim import jit
 from axelsim.config.formats import NumberFormat
-
-def _pair(fn):
-    """(parallel, serial) compiled kernels of one range kernel: burst mode runs whole streams
-    in parallel over items; key mode calls the serial twin for one item at a time (a parallel
-    launch per item would cost more than the item). The twin gets its own name, hence its own
-    on-disk cache entry."""
-    twin = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = fn.__qualname__ + "_serial"
-    twin.__doc__ = fn.__doc__
-    return numba.njit(cache=True, parallel=True)(fn), numba.njit(cache=True)(twin)
-
 
 _SIGN = np.int64(-(1 << 63))
 _MANT = np.int64((1 << 52) - 1)
@@ -103,7 +92,7 @@ def is_wide(a: NumberFormat, b: NumberFormat) -> bool:
     return significand_bits(a) + significand_bits(b) > 53
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def rnd(x, code):
     """x (an exact value, or one correctly rounded float64 operation) rounded to the format."""
     if code[0] == 1:
@@ -149,7 +138,7 @@ def rnd(x, code):
     return -y if sign != 0 else y
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _to_odd(s, err):
     """s + err (s the rounded float64 sum, err its exact error) rounded to odd in float64."""
     if err == 0.0:
@@ -162,7 +151,7 @@ def _to_odd(s, err):
     return _float(b - 1)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def add_exact(a, b, code):
     """rnd(a + b) for operands of any formats (TwoSum, round to odd, round)."""
     s = a + b
@@ -171,7 +160,7 @@ def add_exact(a, b, code):
     return rnd(_to_odd(s, err), code)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def mul(a, b, code, wide):
     """rnd(a * b); `wide` when the operands' significands may exceed 53 bits together."""
     if not wide:
@@ -187,7 +176,7 @@ def mul(a, b, code, wide):
     return rnd(_to_odd(s, err), code)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def sqrt_r(x, code):
     """rnd(sqrt(x)), x >= 0 a value of the format."""
     if code[0] == 0:
@@ -205,7 +194,7 @@ def sqrt_r(x, code):
     return r * code[5]
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _tree(buf, n, code):
     """Pairwise adder tree over buf[:n] in place (stage by stage); returns the sum."""
     width = n
@@ -217,7 +206,7 @@ def _tree(buf, n, code):
     return buf[0]
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _fwht(u, code, exact_first):
     """Unnormalised FWHT of u in place: stages h = 1, 2, ..., d/2, (a + c, a - c)."""
     d = u.shape[0]
@@ -282,7 +271,7 @@ def _quantize_stage(y, thr, idx, upper_ties, lo, hi):
             idx[v, i] = c
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _fp16_bits(x):
     """The binary16 bit pattern (int64) of a finite FP16 value held in a float64."""
     b = _bits(x)
@@ -296,7 +285,7 @@ def _fp16_bits(x):
     return sign | np.int64(abs(x) * 16777216.0)  # subnormal: x / 2^-24, an integer
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _fp16_value(w):
     """The FP16 value (float64) of a binary16 bit pattern (finite)."""
     e = (w >> 10) & 0x1F
@@ -327,7 +316,7 @@ def _pack_stage(idx, stored, bits, rows, lo, hi):
                 rows[v, p >> 3] |= np.uint8(1 << (p & 7))
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _rnd_normal(x, drop, maxbits):
     """rnd(x) to a float format when x is zero, inf or within the format's normal range (the
     first branch of `rnd`, branch-free): round-half-even on the bit pattern, overflow to inf."""
@@ -339,14 +328,14 @@ def _rnd_normal(x, drop, maxbits):
     return _float(sign | r)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _off_normal(x, minbits):
     """1 when `_rnd_normal` does not apply to x (nonzero below the normal range, or nan)."""
     a = _bits(x) & ~_SIGN
     return np.int64((a != 0) & (a < minbits)) | np.int64(a > _INF_BITS)
 
 
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     """Squares' pairwise sum and FWHT(s * x) of vector v for float input and rotator formats,
     `_rnd_normal` everywhere, with the sum and transform stages in constant geometry (stage
@@ -558,7 +547,7 @@ def _score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, wit
 
 
 # ---- value path -----------------------------------------------------------------------------
-@numba.njit(inline="always")
+@numba.njit(cache=True)
 def exp_unit(x, soft, log2e, coeffs):
     """exp_S(x), x <= 0: k = rint(rnd(x log2e)), f = rnd(. - k), Horner of 2^f, times 2^k."""
     scaled = rnd(x * log2e, soft)
@@ -681,42 +670,36 @@ def _type_key(a):
     return type(a)
 
 
-PARALLEL_MIN_ITEMS = 256
-"""Streams shorter than this run on the serial twin: a parallel launch costs 0.1-1 ms of
-thread wake-up (more on a loaded machine), far more than a short stream's arithmetic."""
-
-
-def _by_size(parallel, serial, items_of):
-    """Call `parallel` for long streams and `serial` for short ones (same results bit for bit)."""
-
-    def call(*args):
-        return (parallel if items_of(args) >= PARALLEL_MIN_ITEMS else serial)(*args)
-
-    call.__name__ = parallel.__name__
-    call.__doc__ = parallel.__doc__
-    return call
-
-
 class RangeKernels:
     """The range kernels of one flavour, by unit stage name: serial (key mode, one item per
-    call), or adaptive (burst mode: parallel over items once a stream is long enough)."""
+    call), or by work (burst mode: parallel once a call's items x d reach jit.PARALLEL_MIN_WORK)."""
 
     def __init__(self, which: int):
         for name in STAGES:
-            parallel, serial = _PAIRS[name]
-            kernel = serial if which else _by_size(parallel, serial, lambda args: args[-1] - args[-2])
-            setattr(self, name, kernel)
+            kernel = _BY_WORK[name]
+            setattr(self, name, kernel.serial if which else kernel)
+
+
+_WIDTH_ARG = {"norm_stage": 0, "rotate_stage": 0, "quantize_stage": 0, "pack_stage": 0, "unpack_stage": 3,
+              "lookup_stage": 1, "tree_stage": 0, "bins_stage": 2}
+"""The argument whose last dimension is a range kernel's work per item (d); others: 1 per item."""
+
+
+def _range_work(name: str):
+    """Work of a range kernel call (..., lo, hi): items x d."""
+    arg = _WIDTH_ARG.get(name)
+    return lambda args: (args[-1] - args[-2]) * (args[arg].shape[-1] if arg is not None else 1)
 
 
 STAGES = ('norm_stage', 'rotate_stage', 'quantize_stage', 'pack_stage', 'unpack_stage', 'lookup_stage', 'tree_stage', 'norm_mul_stage', 'scale_stage', 'exp_stage', 'bins_stage')
-_PAIRS = {name: _pair(globals()["_" + name]) for name in STAGES}
+_BY_WORK = {name: jit.by_work(globals()["_" + name], _range_work(name)) for name in STAGES}
 PARALLEL = RangeKernels(0)
-score_burst = _by_size(*_pair(_score_burst), lambda args: args[1].shape[0])
-"""lookup, tree, norm multiply and scale fused over a whole stream of keys."""
-bins_burst = _by_size(*_pair(_bins_burst), lambda args: args[2].shape[0])
-"""bins_stage over a whole stream of values."""
-write_burst = _by_size(*_pair(_write_burst), lambda args: args[0].shape[0])
-"""norm, rotate, quantize and pack fused per vector, rows stored in place (preloading)."""
-"""Burst mode and preloading: whole streams, items in parallel."""
+"""Burst mode: whole streams, items in parallel when the stream is large enough."""
 SERIAL = RangeKernels(1)
 """Key mode: one item per call."""
+score_burst = jit.by_work(_score_burst, lambda args: args[1].shape[0] * args[1].shape[1] * args[0].shape[0])
+"""lookup, tree, norm multiply and scale fused over a whole stream of keys (work: keys x d x heads)."""
+bins_burst = jit.by_work(_bins_burst, lambda args: args[2].shape[0] * args[2].shape[1] * args[0].shape[0])
+"""bins_stage over a whole stream of values (work: values x d x heads)."""
+write_burst = jit.by_work(_write_burst, lambda args: args[0].shape[0] * args[0].shape[1])
+"""norm, rotate, quantize and pack fused per vector, rows stored in place (preloading; work: vectors x d)."""

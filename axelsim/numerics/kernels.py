@@ -20,6 +20,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from axelsim import jit
 from axelsim.numerics.fp import (
     FP16_KIND, FP16_MAX, add_round, mul_round, rnd, rnd_same, round_fp16_f32, round_fp16_f64, round_fp16_same,
 )
@@ -70,7 +71,7 @@ def tree_sum_rounded(buf: np.ndarray, code) -> tuple[float, int]:
     return buf[0], adds
 
 
-@nb.njit(cache=True, parallel=True)
+@jit.parallel_by_work(lambda a: a[0].shape[0] * a[0].shape[1])
 def write_kernel(x, signs, rom_boundaries, rot, upper_ties, indices, norms, ops):
     """Write path for x float64 [N, d] (input-rounded): indices uint8 [N, d], norms (rotator fmt).
 
@@ -106,7 +107,7 @@ def write_kernel(x, signs, rom_boundaries, rot, upper_ties, indices, norms, ops)
         ops[v, W_ROWS] += 1
 
 
-@nb.njit(cache=True, parallel=True)
+@jit.parallel_by_work(lambda a: a[0].shape[0] * a[0].shape[1] * a[2].size)
 def table_kernel(q, signs, rom_centroids, inv_dim, rot, tab, tables, ops):
     """Phase 1 per query row of q float64 [M, d]: tables [M, d, L] = rnd_tab(r_i * c_j / d)."""
     n_q, d = q.shape
@@ -168,7 +169,7 @@ def _round_fp16_fast_overload(x):
     return lambda x: round_fp16_same(x)
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
     """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
 
@@ -190,7 +191,7 @@ PAIR_TABLE_MAX_LEVELS = 8
 """Up to this many levels the lookup kernel folds the tree's first stage into a pair table."""
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool) -> np.ndarray:
     """Q[m][a][b] = rnd_acc(leaf(P[2m][a]) + leaf(P[2m+1][b])): the adder tree's first stage for
     every pair of levels, so a key needs d/2 lookups and the tree starts at stage 2. Each entry
@@ -210,7 +211,7 @@ def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool)
     return pairs
 
 
-@nb.njit(cache=True, parallel=True)
+@jit.parallel_by_work(lambda a: int(a[5].sum()) * a[0].shape[1])
 def lookup_kernel(tables, indices, norms, groups, job_kv, job_keys, acc, score, round_leaves, scores, ops):
     """Phase 2: scores[m, t] = rnd_score(tree_acc(P_m[i][idx[kv, t, i]]) * norm[kv, t]).
 
@@ -313,7 +314,7 @@ def exp_unit(x: float, code, log2e: float, coeffs: np.ndarray) -> float:
     return rnd(math.ldexp(p, int(k)), code)
 
 
-@nb.njit(cache=True, parallel=True)
+@jit.parallel_by_work(lambda a: int(a[4].sum()) * a[1].shape[2])
 def value_kernel(
     scores, indices, norms, job_kv, job_keys, signs, rom_centroids, sm, val, sigma, log2e, coeffs, out, ops
 ):
@@ -419,7 +420,7 @@ def _load_input_overload(x, in_fp16, limit):
     return impl_f64
 
 
-@nb.njit(cache=True, parallel=True)
+@jit.parallel_by_work(lambda a: a[0].shape[0] * a[0].shape[1])
 def write_kernel_fp32(x, in_fp16, limit, signs, rom_boundaries, upper_ties, block, indices, stored, flags, ops):
     """Write path with an fp32 rotator for raw x [N, d] (float32, float64, or uint16 fp16 bits).
 

@@ -110,7 +110,7 @@ def lut_scores_f64(q: np.ndarray, indices: np.ndarray, norms: np.ndarray, signs:
     return looked_up.sum(axis=-1) * np.asarray(norms, dtype=np.float64)[None, :]
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def fwht_f64_inplace(u: np.ndarray) -> None:
     """Unnormalised FWHT of one float64 vector in place (exact butterflies, no rounding);
     shared by the reference quantizer and the calibration search kernels."""

@@ -1,0 +1,49 @@
+"""Compiled kernels in two flavours, serial and parallel, chosen by the work of each call.
+
+A numba kernel written with `prange` compiles twice here: with parallel=True (threads over the
+prange loop) and without (prange runs as range; the same arithmetic in the same order per item,
+hence the same results bit for bit). A call runs the parallel flavour only when its work is at
+least PARALLEL_MIN_WORK element operations: a parallel launch costs 0.1-1 ms of thread wake-up
+(more on a loaded machine), more than a small call's arithmetic, and compiling a parallel
+flavour costs seconds, so a small run (the first run after an install) never compiles one.
+Each flavour is cached on disk under its own name (docs/performance.md, cold start).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Callable
+
+import numba
+
+PARALLEL_MIN_WORK = 1 << 20
+"""Element operations (items x d, lookups, bin updates) from which a call runs in parallel."""
+
+
+def twins(fn: Callable) -> tuple:
+    """(parallel, serial) cached numba dispatchers of one prange kernel; the serial one is a copy
+    of the function named NAME_serial (its own on-disk cache entry)."""
+    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
+    twin.__qualname__ = fn.__qualname__ + "_serial"
+    twin.__doc__ = fn.__doc__
+    return numba.njit(cache=True, parallel=True)(fn), numba.njit(cache=True)(twin)
+
+
+def by_work(fn: Callable, work_of: Callable[[tuple], int]) -> Callable:
+    """fn compiled in both flavours, each call on the parallel one when work_of(args) >=
+    PARALLEL_MIN_WORK (read at call time), else the serial one."""
+    parallel, serial = twins(fn)
+
+    def call(*args):
+        return (parallel if work_of(args) >= PARALLEL_MIN_WORK else serial)(*args)
+
+    call.__name__ = fn.__name__
+    call.__qualname__ = fn.__qualname__
+    call.__doc__ = fn.__doc__
+    call.parallel, call.serial = parallel, serial
+    return call
+
+
+def parallel_by_work(work_of: Callable[[tuple], int]) -> Callable[[Callable], Callable]:
+    """Decorator form of `by_work`."""
+    return lambda fn: by_work(fn, work_of)
