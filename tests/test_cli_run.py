@@ -42,7 +42,7 @@ def test_run_writes_report_plots_and_waveform(tmp_path):
     assert set(report["numerics_by_bits"]) == {"2", "3"}
     assert report["numerics_by_bits"]["2"]["score_rel_rmse"] > report["numerics_by_bits"]["3"]["score_rel_rmse"]
     names = sorted(p.name for p in plots.iterdir())
-    assert names == sorted(f"{s}.{e}" for s in ("energy_area", "cycles", "error_vs_bits") for e in ("png", "svg"))
+    assert names == sorted(f"{s}.{e}" for s in ("energy_area", "cycles", "timeline", "error_vs_bits") for e in ("png", "svg"))
     assert all((plots / name).stat().st_size > 5000 for name in names)
     assert wave.read_text().startswith("$") and wave.stat().st_size > 100
 

@@ -44,7 +44,13 @@ def stand_in_result(trace, scale=1, actions=None, golden=None):
         actions=actions,
         ops={kind: {**{path: count * layers for path, count in paths.items()},
                     "total": sum(paths.values()) * layers} for kind, paths in ops.items()},
-        per_layer={layer: {"cycles": per_layer_cycles, "ops": ops} for layer in trace.layer_indices},
+        per_layer={layer: {"cycles": per_layer_cycles, "ops": ops, "active": {"write": 1, "precompute": 1, "read": 1,
+                                                                              "value": 1}}
+                   for layer in trace.layer_indices},
+        phase_active={"write": 1, "precompute": 1, "read": 1, "value": 1},
+        timeline={"bin_cycles": 1, "bins": 0, "units": {}},
+        decode_cycles=[100] * queries,
+        rows_needed=2 * tokens,
         scores={layer: g.scores for layer, g in (golden or {}).items()},
         outputs={layer: g.outputs for layer, g in (golden or {}).items()},
         multiplications_per_query={"axelram": d * 8 + tokens, "conventional": d * tokens,
@@ -103,7 +109,7 @@ def test_report_json_is_deterministic_and_plain(report, tmp_path):
 def test_summary_names_every_headline_with_units(report):
     text = format_summary(report)
     lines = text.splitlines()
-    assert len(lines) <= 14
+    assert len(lines) <= 16  # + auto values, SRAM occupancy, phases in flight, decode (issue 16)
     for word in ("cycles", "energy", "per query", "per token", "area", "mults/query", "bit_exact YES",
                  "score rel RMSE", "KL", "top-1", "baseline     fp16", "baseline     dequant"):
         assert word in text, word

@@ -68,6 +68,9 @@ class Machine:
     intervals: list = field(default_factory=list)
     stall_total: int = 0
     preload_wall_s: float = 0.0
+    decode_cycles: list = field(default_factory=list)
+    """Per query position: cycles from the first stream of its step (its token's writes, then
+    its queries over every layer and head) starting to the last one ending."""
 
     def __post_init__(self):
         m = self.macro
@@ -112,21 +115,41 @@ class Machine:
                 for s in specs:
                     if s.work is not None:
                         s.work(slice(0, n))
+        arrive = ready
         for s, (spec, stage) in enumerate(zip(specs, stages)):
             if spec.count is not None:
                 spec.count(slice(0, n))
             self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
-            self.ledger.add_busy(spec.unit, n * spec.ii)
+            self.ledger.add_busy(spec.unit, n * spec.ii, spec.key)
             # waiting at stage 0 is queueing for issue; a started stream waiting is a stall
             contention = int(timing.stall_busy[s]) if s > 0 else 0
             self.ledger.add_stall(spec.unit, "contention", contention)
             self.ledger.add_stall(spec.unit, "bank_conflict", int(timing.stall_bank[s]))
             self.stall_total += contention + int(timing.stall_bank[s])
-            self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, 0]),
-                                     int(timing.start[s, -1]) + spec.latency, label)
+            if n:
+                self.record_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], contention,
+                                  int(timing.stall_bank[s]))
+            end = int(timing.start[s, -1]) + spec.latency
+            self.ledger.add_span(spec.unit, int(timing.start[s, 0]), end)
+            self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, 0]), end, label)
+            arrive = timing.start[s] + spec.latency
         self.intervals.append(Interval(phase, layer, int(timing.start[0, 0]), int(timing.done.max())))
         self.release_calendars()
         return timing
+
+    def record_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
+                     contention: int, bank_waited: int) -> None:
+        """The wait windows of one stage of a stream: the first item's wait for the unit
+        (contention, [arrival, release)) and every item's wait for a bank port (from the cycle
+        it could have issued, were the port free, to the cycle it did)."""
+        first = int(arrive[0])
+        if contention:
+            self.ledger.add_waits(unit, "contention", np.array([first]), np.array([first + contention]))
+        if bank_waited:
+            previous = np.concatenate(([free_at], start[:-1] + ii))
+            earliest = np.maximum(np.maximum(arrive, previous), free_at)
+            held = start > earliest
+            self.ledger.add_waits(unit, "bank_conflict", earliest[held], start[held])
 
     def release_calendars(self) -> None:
         """Forget port reservations that no future request can reach (calendars stay O(window))."""

@@ -13,7 +13,7 @@ from axelsim.config.macro import MacroConfig
 from axelsim.errors import ConfigError
 from axelsim.hw.controller import PHASES, Machine
 from axelsim.hw.sram import AddressMap
-from axelsim.hw.units import PATHS, Ledger
+from axelsim.hw.units import PATHS, Ledger, covered_before, merged_spans, union_cycles
 from axelsim.numerics.codebook import lloyd_max_codebook
 
 OPS_KINDS = ("multiplications", "additions", "comparisons", "table_lookups", "sram_read_bits",
@@ -35,6 +35,14 @@ class SimResult:
     scores: dict
     outputs: dict
     waveform: list = field(default_factory=list)
+    phase_active: dict = field(default_factory=dict)
+    """Cycles with at least one stream of each phase in flight (overlapping)."""
+    timeline: dict = field(default_factory=dict)
+    """Per unit, the busy fraction of each time bin (see `timeline`)."""
+    decode_cycles: list = field(default_factory=list)
+    """Per query position, the cycles of its decode step (Machine.decode_cycles)."""
+    rows_needed: int = 0
+    """Index-SRAM rows per bank the trace's K and V take under the macro's mapping."""
     instances: dict = field(default_factory=dict)
     fidelity: str = "burst"
     prefill: str = "simulate"
@@ -123,22 +131,88 @@ def _actions(counts: dict, layer: Optional[int]) -> dict:
     return {u: dict(a) for u, a in out.items()}
 
 
+POOLED_UNITS = ("index_sram", "kv_sram")
+"""Banked memories: every access from any stream takes one port of one bank for one cycle, so
+their utilisation is accesses / (total cycles x bank ports)."""
+TIMELINE_BINS = 200
+
+
+def unit_utilisation(ledger: Ledger, unit: str, total: int, instances: int) -> float:
+    """Fraction 0..1 of the unit's issue capacity used: for a pipelined unit, the mean over its
+    instances of its busiest stage's occupancy (cycles the stage accepted items, n x II per
+    stream) over the total cycles; for a banked memory, accesses over bank-port cycles."""
+    stages = {key: busy for (name, key), busy in ledger.stage_busy.items() if name == unit}
+    if not total or not stages:
+        return 0.0
+    if unit in POOLED_UNITS:
+        return sum(stages.values()) / (total * instances)
+    per_instance: dict = defaultdict(int)
+    for key, busy in stages.items():
+        instance = key[-1] if key else 0
+        per_instance[instance] = max(per_instance[instance], busy)
+    return sum(per_instance.values()) / (total * max(instances, len(per_instance)))
+
+
+def _waits(ledger: Ledger, match) -> int:
+    """Cycles in which at least one item waited, over the (unit, cause) windows `match` accepts."""
+    windows = [w for key, lists in ledger.waits.items() if match(*key) for w in lists]
+    if not windows:
+        return 0
+    return union_cycles(np.concatenate([w[0] for w in windows]), np.concatenate([w[1] for w in windows]))
+
+
+def phase_active(intervals, layer: Optional[int] = None) -> dict:
+    """Cycles in which at least one stream of each phase was in flight (phases overlap)."""
+    out = {}
+    for phase in PHASES:
+        spans = [(iv.start, iv.end) for iv in intervals if iv.phase == phase and (layer is None or iv.layer == layer)]
+        out[phase] = _union_length(spans)[0]
+    return out
+
+
+def timeline(ledger: Ledger, total: int, bins: int = TIMELINE_BINS) -> dict:
+    """Per unit, the fraction of each of `bins` equal slices of [0, total) during which a stream
+    was inside the unit (union of its streams' stays): the data of the timeline plot."""
+    width = max(1, -(-total // bins)) if total else 1
+    count = -(-total // width) if total else 0
+    edges = np.arange(count + 1, dtype=np.int64) * width
+    out = {}
+    for unit, flat in sorted(ledger.spans.items()):
+        pairs = np.frombuffer(flat, dtype=np.int64).reshape(-1, 2)
+        a, b = merged_spans(pairs[:, 0], pairs[:, 1])
+        covered = np.diff(covered_before(a, b, edges)) if count else np.zeros(0)
+        out[unit] = [round(float(c) / width, 4) for c in covered]
+    return {"bin_cycles": int(width), "bins": int(count), "units": out}
+
+
 def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], clock_hz: float,
               instances: dict, served: list[int], head_dim: int) -> dict:
-    """The shared sections of SimResult (cycles, unit_stats, actions, ops, per_layer, mults/query)."""
+    """The shared sections of SimResult (cycles, unit_stats, actions, ops, per_layer, mults/query).
+
+    cycles: total; write/precompute/read/value attribute every covered cycle to one phase
+    (priority value > read > precompute > write) and `idle` holds the rest, so the five add up
+    to total; `stall` counts the cycles in which at least one item waited at some unit (the
+    waits summed over streams are `stall_summed`, which can exceed total).
+    """
     total = max((iv.end for iv in intervals), default=0)
-    cycles = {"total": int(total), **attribute_phases(intervals), "stall": int(stall)}
+    phases = attribute_phases(intervals)
+    cycles = {"total": int(total), **phases, "idle": int(total - sum(phases.values())),
+              "stall": _waits(ledger, lambda unit, cause: True), "stall_summed": int(stall)}
     actions = _actions(ledger.counts, None)
     unit_stats = {}
     for unit in sorted(set(actions) | set(ledger.busy)):
         busy = ledger.busy.get(unit, 0)
-        capacity = total * instances.get(unit, 1)
-        unit_stats[unit] = {"busy_cycles": int(busy), "utilisation": busy / capacity if capacity else 0.0,
-                            "stall_cycles": int(sum(ledger.stalls[unit].values())),
-                            "stall_causes": dict(ledger.stalls[unit]), "actions": actions.get(unit, {}),
+        causes = sorted({cause for (name, cause) in ledger.waits if name == unit})
+        unit_stats[unit] = {"busy_cycles": int(busy),
+                            "utilisation": unit_utilisation(ledger, unit, total, instances.get(unit, 1)),
+                            "stall_cycles": _waits(ledger, lambda name, cause, unit=unit: name == unit),
+                            "stall_causes": {cause: _waits(ledger, lambda name, c, unit=unit, cause=cause:
+                                                           (name, c) == (unit, cause)) for cause in causes},
+                            "stall_summed": dict(ledger.stalls[unit]), "actions": actions.get(unit, {}),
                             "instances": instances.get(unit, 1)}
     ops = _ops(ledger.counts, ledger.events, None)
     per_layer = {layer: {"cycles": attribute_phases(intervals, layer),
+                         "active": phase_active(intervals, layer),
                          "actions": _actions(ledger.counts, layer),
                          "ops": _ops(ledger.counts, ledger.events, layer)} for layer in layers}
     n_served = len(served)
@@ -149,12 +223,13 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
            "reduction": conventional / axel if axel else 0.0,
            "keys_per_query_mean": mean_t, "query_heads_served": n_served}
     return {"cycles": cycles, "time_s": total / clock_hz, "unit_stats": unit_stats, "actions": actions,
-            "ops": ops, "per_layer": per_layer, "multiplications_per_query": mpq}
+            "ops": ops, "per_layer": per_layer, "multiplications_per_query": mpq,
+            "phase_active": phase_active(intervals), "timeline": timeline(ledger, total)}
 
 
 def _instances(macro: MacroConfig) -> dict:
     per_pipe = macro.read_path.pipelines
-    return {"index_sram": macro.sram.banks, "table_sram": per_pipe, "lookup_pipeline": per_pipe,
+    return {"index_sram": macro.sram.banks * (macro.sram.read_ports + macro.sram.write_ports), "table_sram": per_pipe, "lookup_pipeline": per_pipe,
             "value_unit": per_pipe}
 
 
@@ -186,7 +261,8 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)
-    return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity,
+    return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, decode_cycles=list(machine.decode_cycles),
+                     rows_needed=amap.rows_needed,
                      instances=_instances(macro), fidelity=fidelity, prefill=prefill,
                      clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, **summary)
 
@@ -217,6 +293,7 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
         machine.preload_wall_s = time.perf_counter() - started
     ready = 0
     for p in range(last_pos + 1):
+        step_first = len(machine.intervals)
         if prefill == "simulate":
             for slot, L in enumerate(layer_ids):
                 v = vs[L][:, p] if has_values else None
@@ -236,4 +313,7 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
                         done_steps += 1
                         if progress is not None:
                             progress(done_steps, total_steps)
+        if p in qpos:
+            step = machine.intervals[step_first:]
+            machine.decode_cycles.append(max(iv.end for iv in step) - min(iv.start for iv in step))
     return scores, outputs, served

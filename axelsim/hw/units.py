@@ -6,8 +6,11 @@ report's `ops` kinds are derived from these counters, never from formulas.
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+import numpy as np
 
 PATHS = ("write_path", "read_path", "value_path")
 
@@ -29,7 +32,11 @@ class Ledger:
 
     counts[(layer, path, unit, action)] = n; events[(layer, path, kind)] = n for ops kinds that
     are not arithmetic actions (butterflies, norm_saturations); busy[unit] and stalls[unit][cause]
-    in cycles; activity intervals only when `record` is set (waveforms).
+    in cycles (summed over stages and streams); stage_busy[(unit, stage key)] the cycles a stage
+    instance was occupied issuing items; waits[(unit, cause)] the wait windows [start, end) of
+    items held back at a unit (so overlapping waits are counted once); spans[unit] the flat
+    start, end pairs of each stream's stay in a unit (the timeline); activity intervals only
+    when `record` is set (waveforms).
     """
 
     record: bool = False
@@ -39,6 +46,9 @@ class Ledger:
     stalls: dict = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     activity: list = field(default_factory=list)
     instances: dict = field(default_factory=dict)
+    stage_busy: dict = field(default_factory=lambda: defaultdict(int))
+    waits: dict = field(default_factory=lambda: defaultdict(list))
+    spans: dict = field(default_factory=lambda: defaultdict(lambda: array("q")))
 
     def count(self, unit: str, action: str, n: int, layer: int, path: str) -> None:
         """Add n actions (e.g. 'mul.fp16', 'read') performed by `unit` for `layer` on `path`."""
@@ -50,8 +60,18 @@ class Ledger:
         if n:
             self.events[(layer, path, kind)] += int(n)
 
-    def add_busy(self, unit: str, cycles: int) -> None:
+    def add_busy(self, unit: str, cycles: int, stage: tuple = ()) -> None:
         self.busy[unit] += int(cycles)
+        self.stage_busy[(unit, stage)] += int(cycles)
+
+    def add_waits(self, unit: str, cause: str, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Items held back at `unit` for `cause` over cycles [starts[i], ends[i])."""
+        if len(starts):
+            self.waits[(unit, cause)].append((np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)))
+
+    def add_span(self, unit: str, start: int, end: int) -> None:
+        if end > start:
+            self.spans[unit].extend((int(start), int(end)))
 
     def add_stall(self, unit: str, cause: str, cycles: int) -> None:
         if cycles > 0:
@@ -60,3 +80,31 @@ class Ledger:
     def add_activity(self, unit: str, instance: int, start: int, end: int, label: str) -> None:
         if self.record and end > start:
             self.activity.append(Activity(unit, instance, int(start), int(end), label))
+
+
+def merged_spans(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The disjoint sorted union of the intervals [starts[i], ends[i]), as (starts, ends)."""
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if not starts.size:
+        return starts, ends
+    order = np.argsort(starts, kind="stable")
+    starts, reach = starts[order], np.maximum.accumulate(ends[order])
+    # an interval opens a new run when it starts after every earlier one has ended
+    opens = np.concatenate(([True], starts[1:] > reach[:-1]))
+    closes = np.concatenate((opens[1:], [True]))
+    return starts[opens], reach[closes]
+
+
+def union_cycles(starts: np.ndarray, ends: np.ndarray) -> int:
+    """Cycles covered by at least one of the intervals [starts[i], ends[i])."""
+    a, b = merged_spans(starts, ends)
+    return int((b - a).sum())
+
+
+def covered_before(a: np.ndarray, b: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """For disjoint sorted spans (a, b): the covered cycles in [0, x) for each x."""
+    prefix = np.concatenate(([0], np.cumsum(b - a)))
+    k = np.searchsorted(a, x, side="right") - 1
+    inside = np.where(k >= 0, np.clip(x - a[np.maximum(k, 0)], 0, (b - a)[np.maximum(k, 0)]), 0)
+    return np.where(k >= 0, prefix[np.maximum(k, 0)], 0) + inside

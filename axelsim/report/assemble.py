@@ -21,6 +21,16 @@ OP_KINDS = ("multiplications", "additions", "comparisons", "table_lookups", "sra
 UNITS: dict[str, str] = {
     "cycles.*": "clock cycles of the macro clock (clock_hz)",
     "time_s": "seconds",
+    "node_nm": "nanometres (technology node the cost model scales to)",
+    "decode.steps": "query positions (decode steps) measured",
+    "decode.latency_cycles_mean, decode.latency_cycles_max": "clock cycles per decode step (all replayed layers and heads)",
+    "decode.latency_s_mean": "seconds per decode step",
+    "decode.tokens_per_s": "tokens per second for one sequence (1 / mean decode step)",
+    "decode.layers_replayed": "layers in the replayed selection (the step covers these only)",
+    "sram.banks, sram.rows_per_bank, sram.capacity_rows, sram.rows_needed_per_bank, sram.spilled_rows": "rows (banks: count)",
+    "sram.row_bits": "bits",
+    "sram.capacity_bytes, sram.occupied_bytes": "bytes",
+    "sram.occupancy": "fraction 0..1 of each bank's rows the trace's K and V take",
     "clock_hz": "hertz",
     "ops.multiplications.*, ops.additions.*, ops.comparisons.*": "operations executed (counted by the units)",
     "ops.table_lookups.*": "table SRAM entry reads",
@@ -29,14 +39,24 @@ UNITS: dict[str, str] = {
     "multiplications_per_query.reduction": "ratio conventional / axelram",
     "multiplications_per_query.keys_per_query_mean": "keys a query is scored against (causal), mean",
     "multiplications_per_query.query_heads_served": "query vectors served (layer x query head x position)",
-    "stall_cycles_by_cause.*": "clock cycles a unit waited, by cause",
+    "cycles.idle": "clock cycles inside [0, total) with no stream in flight (phases + idle = total)",
+    "cycles.stall": "clock cycles in which at least one item waited at some unit",
+    "cycles.stall_summed": "clock cycles of waiting summed over streams and units (can exceed total)",
+    "stall_cycles_by_cause.*.*": "clock cycles in which at least one item waited at the unit for the cause",
+    "stall_cycles_by_unit.*": "clock cycles in which at least one item waited at the unit",
+    "phase_active_cycles.*": "clock cycles with at least one stream of the phase in flight (phases overlap)",
+    "timeline.bin_cycles": "clock cycles per timeline bin",
+    "timeline.units.*": "fraction 0..1 of each bin with a stream inside the unit",
+    "layers.*.cycles.*": "clock cycles of the layer's own streams, attributed by the phase priority",
+    "layers.*.active_cycles.*": "clock cycles with a stream of the layer and phase in flight",
     "ops.butterflies.*, ops.divisions.*, ops.square_roots.*, ops.exps.*": "operations executed",
     "ops.norm_saturations.*": "stored vectors whose norm saturated at 65504",
     "energy_pj.*": "picojoules",
     "area_um2.*": "square micrometres",
     "memory_bytes.*": "bytes",
     "kv_compression_x": "ratio FP16 KV bytes / AXELRAM KV bytes",
-    "utilisation.*": "fraction of total cycles a unit was busy (0..1)",
+    "utilisation.*": ("fraction 0..1 of a unit's issue capacity used: its busiest stage's occupied cycles "
+                      "over total cycles, mean over instances (banked SRAM: accesses over bank-port cycles)"),
     "numerics.score_rel_rmse, numerics.output_rel_rmse": ("dimensionless (RMS error / RMS reference; "
                                                         "the plain RMS error if the reference is all zero)"),
     "numerics.score_max_abs_err": "score units (raw q.k in the trace's activation units squared)",
@@ -113,14 +133,20 @@ def utilisation(unit_stats: Mapping[str, Mapping[str, Any]]) -> dict[str, float]
 
 
 def stall_causes(unit_stats: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, int]]:
-    """Stall cycles per unit and cause (only units that stalled)."""
-    return {name: dict(sorted(stats["stall_causes"].items())) for name, stats in sorted(unit_stats.items())
-            if stats.get("stall_cycles")}
+    """Stall cycles per unit and cause (only units that stalled): cycles in which at least one
+    item waited there for that cause, so each is at most cycles.total."""
+    return {name: {cause: int(n) for cause, n in sorted(stats["stall_causes"].items()) if n}
+            for name, stats in sorted(unit_stats.items()) if stats.get("stall_cycles")}
+
+
+def stall_units(unit_stats: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Cycles in which at least one item waited at each unit, whatever the cause (units that stalled)."""
+    return {name: int(stats["stall_cycles"]) for name, stats in sorted(unit_stats.items()) if stats.get("stall_cycles")}
 
 
 def cycles_section(cycles: Mapping[str, int]) -> dict[str, int]:
     """Cycles by phase in a fixed order: total first, the phases, then stall (those present)."""
-    order = ("total", *PHASES, "stall")
+    order = ("total", *PHASES, "idle", "stall", "stall_summed")
     keys = [key for key in order if key in cycles] + sorted(key for key in cycles if key not in order)
     return {key: int(cycles[key]) for key in keys}
 
@@ -129,6 +155,37 @@ def ops_section(ops: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int
     """Counted operations by kind and path (the SPEC kinds first, then any others the units count)."""
     kinds = [kind for kind in OP_KINDS if kind in ops] + sorted(kind for kind in ops if kind not in OP_KINDS)
     return {kind: {path: int(count) for path, count in ops[kind].items()} for kind in kinds}
+
+
+def sram_section(config, trace, rows_needed: int) -> dict[str, Any]:
+    """The index SRAM's capacity against what the trace occupies (rows per bank, bytes)."""
+    sram = config.sram
+    capacity_rows = sram.banks * sram.rows_per_bank
+    used = min(rows_needed, sram.rows_per_bank)
+    return {
+        "banks": sram.banks,
+        "rows_per_bank": sram.rows_per_bank,
+        "row_bits": config.row_bits,
+        "capacity_rows": capacity_rows,
+        "capacity_bytes": capacity_rows * config.row_bits / 8,
+        "rows_needed_per_bank": int(rows_needed),
+        "occupied_bytes": sram.banks * used * config.row_bits / 8,
+        "occupancy": used / sram.rows_per_bank,
+        "spilled_rows": sram.banks * max(0, rows_needed - sram.rows_per_bank),
+    }
+
+
+def decode_section(decode_cycles, clock_hz: float, trace) -> dict[str, Any]:
+    """Decode step of each query position (its token's K/V writes and its queries over every
+    replayed layer and head): mean and max latency, and the tokens per second one sequence
+    decodes at (one token per step, 1 / mean latency)."""
+    if not decode_cycles:
+        return {"steps": 0, "latency_cycles_mean": None, "latency_cycles_max": None, "latency_s_mean": None,
+                "tokens_per_s": None, "layers_replayed": trace.n_layers}
+    mean = float(sum(decode_cycles)) / len(decode_cycles)
+    return {"steps": len(decode_cycles), "latency_cycles_mean": mean, "latency_cycles_max": int(max(decode_cycles)),
+            "latency_s_mean": mean / clock_hz, "tokens_per_s": clock_hz / mean if mean else None,
+            "layers_replayed": trace.n_layers}
 
 
 def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], baselines: dict[str, Any],
@@ -151,10 +208,16 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         },
         "trace": trace_section(trace),
         "clock_hz": config.clock_hz,
+        "node_nm": config.technology.node_nm,
         "time_s": result.time_s,
+        "decode": decode_section(result.decode_cycles, config.clock_hz, trace),
+        "sram": sram_section(config, trace, result.rows_needed),
         "cycles": cycles_section(result.cycles),
         "utilisation": utilisation(result.unit_stats),
         "stall_cycles_by_cause": stall_causes(result.unit_stats),
+        "stall_cycles_by_unit": stall_units(result.unit_stats),
+        "phase_active_cycles": {phase: int(n) for phase, n in result.phase_active.items()},
+        "timeline": result.timeline,
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
         "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
@@ -166,6 +229,7 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "layers": {
             str(layer): {
                 "cycles": cycles_section(entry["cycles"]),
+                "active_cycles": {phase: int(n) for phase, n in entry["active"].items()},
                 "ops": ops_section(entry["ops"]),
                 "numerics": layer_numerics[str(layer)],
             }

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from axelsim import io
 from axelsim.report.figures import headline, lookup
+from axelsim.report.tables import scaled
 
 FORMATS = ("png", "svg")
 PHASES = ("write", "precompute", "read", "value")
@@ -54,6 +55,8 @@ def plot_run(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     and score error against bit-width when the report holds a bit-width study."""
     out_dir = Path(out_dir)
     paths = plot_breakdown(report, out_dir) + plot_cycles(report, out_dir)
+    if lookup(report, ("timeline", "units")):
+        paths += plot_timeline(report, out_dir)
     if report.get("numerics_by_bits"):
         paths += plot_error_vs_bits(report["numerics_by_bits"], out_dir)
     return paths
@@ -81,7 +84,7 @@ def plot_breakdown(report: dict[str, Any], out_dir: Path) -> list[Path]:
     right.set_xscale("log")
     right.set_xlabel("area (µm², log scale)")
     total_area = lookup(report, ("area_um2", "total"))
-    right.set_title(f"area by component, total {total_area / 1e6:,.3f} mm²" if total_area else "area by component")
+    right.set_title(f"area by component, total {scaled(total_area, 'um2')}" if total_area else "area by component")
     figure.suptitle(_title(report))
     return _save(figure, out_dir, "energy_area")
 
@@ -92,28 +95,63 @@ def _energy_total(entry: dict[str, Any]) -> float:
 
 def _energy_total_text(report: dict[str, Any]) -> str:
     total = lookup(report, ("energy_pj", "total"))
-    return f"{total / 1e6:,.3f} µJ" if isinstance(total, (int, float)) else "n/a"
+    return scaled(total, "pJ") if isinstance(total, (int, float)) else "n/a"
 
 
 def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
-    """Cycles by phase (bars) and each unit's utilisation (busy cycles / total cycles)."""
+    """Cycles by phase (each cycle once, by priority, plus idle: the bars add up to the total;
+    beside them the cycles each phase was in flight, which overlap) and each unit's utilisation."""
     cycles = report.get("cycles") or {}
+    active = report.get("phase_active_cycles") or {}
     utilisation = report.get("utilisation") or {}
     figure = Figure(figsize=(11, 4.5), layout="constrained")
     left, right = figure.subplots(1, 2)
-    phases = [phase for phase in PHASES if phase in cycles]
-    left.bar(phases, [cycles[phase] or math.nan for phase in phases], color="tab:purple")
+    phases = [phase for phase in (*PHASES, "idle") if phase in cycles]
+    rows = np.arange(len(phases))
+    left.bar(rows - 0.2, [cycles[phase] or math.nan for phase in phases], width=0.4, color="tab:purple",
+             label="attributed (sum = total)")
+    if active:
+        left.bar(rows + 0.2, [active.get(phase) or math.nan for phase in phases], width=0.4, color="tab:olive",
+                 label="in flight (overlapping)")
+    left.set_xticks(rows, phases)
     left.set_yscale("log")
     left.set_ylabel("cycles (log scale)")
+    left.legend(loc="upper left", fontsize=8)
     left.set_title(f"cycles by phase, total {cycles.get('total', 0):,}\n"
-                   f"stall waits {cycles.get('stall', 0):,} (summed over streams)", fontsize=10)
+                   f"{cycles.get('stall', 0):,} cycles with an item waiting", fontsize=10)
     units = sorted(utilisation, key=lambda name: (utilisation[name], name))
     right.barh(units, [utilisation[name] for name in units], color="tab:cyan")
-    right.set_xlim(0, 1)
-    right.set_xlabel("utilisation (busy cycles / total cycles)")
+    right.set_xlim(0, 1.05)
+    right.set_xlabel("utilisation (busiest stage's occupied cycles / total cycles)")
     right.set_title("unit utilisation")
     figure.suptitle(_title(report))
     return _save(figure, out_dir, "cycles")
+
+
+def timeline_figure(report: dict[str, Any]) -> Figure:
+    """A unit-by-unit timeline (Gantt chart): per unit, the shade of each time bin is the
+    fraction of it a stream was inside the unit (report['timeline'])."""
+    timeline = report.get("timeline") or {}
+    units = sorted((timeline.get("units") or {}).items())
+    figure = Figure(figsize=(11, 0.4 * max(len(units), 3) + 1.8), layout="constrained")
+    axis = figure.subplots()
+    width = timeline.get("bin_cycles", 1)
+    clock = report.get("clock_hz") or 1.0
+    for row, (unit, shares) in enumerate(units):
+        for index, share in enumerate(shares):
+            if share > 0:
+                axis.broken_barh([(index * width / clock * 1e6, width / clock * 1e6)], (row - 0.4, 0.8),
+                                 color="tab:blue", alpha=min(1.0, 0.15 + 0.85 * share), linewidth=0)
+    axis.set_yticks(range(len(units)), [unit for unit, _ in units])
+    axis.set_xlabel(f"time (µs; one bin = {width:,} cycles)")
+    axis.set_ylim(-0.6, len(units) - 0.4)
+    axis.set_title("unit timeline: shade = fraction of the bin with a stream in the unit")
+    figure.suptitle(_title(report))
+    return figure
+
+
+def plot_timeline(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    return _save(timeline_figure(report), out_dir, "timeline")
 
 
 def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
@@ -148,9 +186,20 @@ def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[
 
 
 def _title(report: dict[str, Any]) -> str:
+    """'NAME (d=64, b=3, 45 nm, 1 GHz, SRAM 36 MiB, trace 54 KiB = 0.1%) on TRACE'."""
     macro = report.get("macro") or {}
     trace = report.get("trace") or {}
-    return f"{macro.get('name', '?')} (d={macro.get('head_dim', '?')}, b={macro.get('bits', '?')}) on {trace.get('name', '?')}"
+    parts = [f"d={macro.get('head_dim', '?')}", f"b={macro.get('bits', '?')}"]
+    node = lookup(macro, ("technology", "node_nm"))
+    if node is not None:
+        parts.append(f"{node} nm")
+    if isinstance(macro.get("clock_hz"), (int, float)):
+        parts.append(scaled(macro["clock_hz"], "Hz"))
+    sram = report.get("sram")
+    if sram:
+        parts.append(f"SRAM {scaled(sram['capacity_bytes'], 'bytes')}, trace {scaled(sram['occupied_bytes'], 'bytes')}"
+                     f" = {100 * sram['occupancy']:.1f}%")
+    return f"{macro.get('name', '?')} ({', '.join(parts)}) on {trace.get('name', '?')}"
 
 
 # --------------------------------------------------------------------------- compare

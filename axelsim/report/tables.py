@@ -17,7 +17,7 @@ PHASES = ("write", "precompute", "read", "value")
 def scaled(value: float | None, unit: str) -> str:
     """A number with an SI prefix chosen for it: scaled(12345.0, 'pJ') -> '12.35 nJ'.
 
-    Units understood: pJ (pJ..J), s (ns..s), bytes (B, KiB, MiB, GiB), um2 (µm², mm²).
+    Units understood: pJ (pJ..J), s (ns..s), bytes (B, KiB, MiB, GiB), um2 (µm², mm²), Hz (Hz..GHz).
     """
     if value is None:
         return "n/a"
@@ -26,6 +26,7 @@ def scaled(value: float | None, unit: str) -> str:
         "s": [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")],
         "bytes": [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")],
         "um2": [(1e6, "mm²"), (1.0, "µm²")],
+        "Hz": [(1e9, "GHz"), (1e6, "MHz"), (1e3, "kHz"), (1.0, "Hz")],
     }[unit]
     for factor, name in steps:
         if abs(value) >= factor:
@@ -62,13 +63,34 @@ def format_summary(report: dict[str, Any]) -> str:
     cycles, energy, area = report["cycles"], report["energy_pj"], report["area_um2"]
     memory, mults, numerics = report["memory_bytes"], report["multiplications_per_query"], report["numerics"]
     lines = [
-        f"macro        {macro['name']}: d={macro['head_dim']} b={macro['bits']} at {macro['clock_hz'] / 1e9:g} GHz"
-        f"   ({report['inputs']['fidelity']} fidelity)",
+        f"macro        {macro['name']}: d={macro['head_dim']} b={macro['bits']}, {macro['technology']['node_nm']} nm, "
+        f"clock {scaled(macro['clock_hz'], 'Hz')}   ({report['inputs']['fidelity']} fidelity)",
         f"trace        {trace['name']}: {trace['n_layers']} layers x {trace['kv_heads']} KV heads "
         f"({trace['q_heads']} query heads) x {trace['tokens']} tokens, {trace['queries']} queries per head",
+    ]
+    derived = (report.get("inputs") or {}).get("derived") or {}
+    if derived:
+        lines.append(f"auto         {_derived_line(derived)}")
+    if "sram" in report:
+        lines.append(_sram_line(report["sram"]))
+    lines += [
         f"cycles       {_count(cycles['total'])} = {scaled(report['time_s'], 's')}   "
         + "  ".join(f"{phase} {_share(cycles[phase], cycles['total'])}" for phase in PHASES)
-        + f"   stalls {_count(cycles['stall'])} (summed over streams)",
+        + (f"  idle {_share(cycles['idle'], cycles['total'])}" if "idle" in cycles else "")
+        + "  (each cycle once: value > read > precompute > write)",
+    ]
+    active = report.get("phase_active_cycles") or {}
+    stalls = report.get("stall_cycles_by_unit") or {}
+    lines.append("  in flight  " + "  ".join(f"{phase} {_share(active[phase], cycles['total'])}" for phase in PHASES
+                                            if phase in active)
+                 + f"   stalls {_count(cycles['stall'])} cycles ({_share(cycles['stall'], cycles['total'])})"
+                 + (": " + ", ".join(f"{unit} {_count(n)}" for unit, n in stalls.items()) if stalls else ""))
+    decode = report.get("decode") or {}
+    if decode.get("steps"):
+        lines.append(f"decode       {scaled(decode['latency_s_mean'], 's')} per token (mean of {decode['steps']} steps, "
+                     f"max {_count(decode['latency_cycles_max'])} cycles) = {decode['tokens_per_s']:,.0f} tokens/s"
+                     f" for the {decode['layers_replayed']} replayed layers")
+    lines += [
         f"energy       {scaled(energy['total'], 'pJ')} (dynamic {scaled(energy['dynamic_total'], 'pJ')}, "
         f"leakage {scaled(energy['leakage_total'], 'pJ')})   per query {scaled(energy['per_query'], 'pJ')}"
         f"   per token {scaled(energy['per_token'], 'pJ')}",
@@ -86,6 +108,27 @@ def format_summary(report: dict[str, Any]) -> str:
     for kind, section in (report.get("baselines") or {}).items():
         lines.append(f"baseline     {kind:<8} {_versus(section, report)}")
     return "\n".join(lines)
+
+
+def _derived_line(derived: dict[str, Any]) -> str:
+    """'head_dim=64 (trace); 11 lane counts balanced: comparators 448, ...' from inputs.derived."""
+    parts = []
+    if "head_dim" in derived:
+        parts.append(f"head_dim={derived['head_dim']} (the trace's)")
+    lanes = {key: value for key, value in derived.items() if key != "head_dim"}
+    if lanes:
+        parts.append(f"{len(lanes)} lane counts derived (balanced rule): "
+                     + ", ".join(f"{key.split('.')[-1]} {value}" for key, value in lanes.items()))
+    return "; ".join(parts)
+
+
+def _sram_line(sram: dict[str, Any]) -> str:
+    line = (f"sram         {sram['banks']} banks x {_count(sram['rows_per_bank'])} rows x {sram['row_bits']} bits = "
+            f"{scaled(sram['capacity_bytes'], 'bytes')}; trace occupies {scaled(sram['occupied_bytes'], 'bytes')} "
+            f"({_percent(sram['occupancy'])})")
+    if sram.get("spilled_rows"):
+        line += f", {_count(sram['spilled_rows'])} rows spilled off-macro"
+    return line
 
 
 def _percent(value: Any) -> str:
