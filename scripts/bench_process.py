@@ -114,7 +114,7 @@ ROWS = [
                  Target("succeeded", "is", True, "both runs succeed"),
                  Target("notice_on_cold_run", "is", True, "one stderr line says kernels are being compiled"),
                  Target("notice_absent_when_warm", "is", True, "no compile notice once the cache is warm")),
-        show=("cold_wall_s", "cold_cpu_s", "warm_wall_s", "cold_over_warm", "cold_peak_rss_mib")),
+        show=("cold_wall_s", "cold_cpu_s", "warm_wall_s", "warm_cpu_s", "cold_over_warm", "cold_peak_rss_mib")),
     Row("process_run_8b_slice", bench_run_8b_slice,
         "whole `axelsim run` on the 8B-shaped slice (8 layers, T = 4096, FP16) vs the numpy float reference process",
         targets=(Target("ratio_over_numpy", "<=", 2.0, "whole run at most 2x the numpy reference (issue 18)"),
