@@ -124,9 +124,10 @@ def simulate(
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
     signs = sign_rom(loaded, view)
+    timing = sram_timing(loaded)
     with progress_bar(f"simulate {loaded.config.name}", progress) as tick:
         result = simulate_macro(loaded.config, signs, view, fidelity=fidelity, record_waveform=waveform is not None,
-                                progress=tick, source=str(loaded.path))
+                                progress=tick, source=str(loaded.path), timing=timing)
     if waveform is not None:
         try:
             write_waveform(result, waveform)
@@ -146,6 +147,15 @@ def simulate(
     return report
 
 
+def sram_timing(loaded: LoadedMacro, kind: str = "axelram"):
+    """The row store's timing of `loaded` (or of its baseline `kind`) at its clock: derived from
+    the technology table unless the macro's keys override it (cost.tiles.SramTiming)."""
+    from axelsim.cost import CostModel
+
+    cost = CostModel.from_macro(loaded) if kind == "axelram" else CostModel.for_baseline(kind, loaded)
+    return cost.timing(spills=loaded.config.sram.overflow == "spill", source=str(loaded.path))
+
+
 def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
                       progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
     """One conventional macro ('fp16' or 'dequant') on the same trace: its report section."""
@@ -153,7 +163,7 @@ def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidel
     from axelsim.report.assemble import baseline_section
 
     result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
-                                   source=str(loaded.path))
+                                   source=str(loaded.path), timing=sram_timing(loaded, kind))
     return baseline_section(kind, loaded, trace, result)
 
 

@@ -141,9 +141,10 @@ def simulate_design(kind: str, loaded, trace, prefill: str):
     from axelsim.hw.macro import simulate
 
     signs = api.sign_rom(loaded, trace)
+    timing = api.sram_timing(loaded, kind)  # derived from the technology table, as `axelsim run`
     if kind == "axelram":
-        return simulate(loaded.config, signs, trace, prefill=prefill)
-    return simulate_baseline(kind, loaded.config, trace, signs, prefill=prefill)
+        return simulate(loaded.config, signs, trace, prefill=prefill, timing=timing)
+    return simulate_baseline(kind, loaded.config, trace, signs, prefill=prefill, timing=timing)
 
 
 def cost_model(kind: str, loaded) -> CostModel:

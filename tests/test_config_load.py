@@ -13,7 +13,7 @@ MACROS = Path(__file__).resolve().parents[1] / "macros"
 SHIPPED = sorted(MACROS.glob("*.yaml"))
 NAMES = {
     "axelram_paper", "axelram_b2", "axelram_b4", "axelram_d64", "axelram_d256",
-    "axelram_fp32acc", "axelram_gqa_shared", "axelram_multibank",
+    "axelram_fp32acc", "axelram_gqa_shared", "axelram_multibank", "axelram_balanced", "axelram_8b_monolith",
 }
 
 

@@ -1,8 +1,6 @@
-"""Off-chip spill (sram.overflow: spill): spilled rows are priced per bit as DRAM accesses.
-
-Regression test for H2: the controller counts `offchip` reads and writes for rows past
-sram.rows_per_bank; the cost model used to have no price for them (UnpricedActionError).
-"""
+"""Off-chip spill (sram.overflow: spill): spilled rows go through the off-chip memory model
+(HBM2: energy per bit, bandwidth, latency) in energy and in cycles, checked against hand-computed
+costs."""
 
 from __future__ import annotations
 
@@ -19,7 +17,8 @@ from axelsim.trace import SynthSpec, save_trace, synth_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TECH = ROOT / "macros" / "tech" / "reference.yaml"
-DRAM_PJ_PER_BIT = 1300 / 64  # Horowitz ISSCC 2014: 1.3 nJ per 64-bit DRAM access (low end)
+DRAM_PJ_PER_BIT = 3.97  # O'Connor et al., MICRO 2017: HBM2
+HBM_GB_PER_S, HBM_LATENCY_NS = 256.0, 28.0
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +61,33 @@ def test_spill_run_charges_the_spilled_rows(spill_files):
     assert offchip["leakage"] == 0
     assert "offchip" not in report["area_um2"]["by_component"]
     assert report["numerics"]["bit_exact"] is True
+
+
+def test_spilled_rows_take_the_offchip_latency_and_channel_time(spill_files):
+    """One query over 24 keys, 16 on the macro (2 banks x 8 rows) and 8 spilled: by hand, the
+    off-chip read latency is ceil((28 ns + 2 x H-tree) x 1 GHz) and the channel holds each 208-bit
+    row 26 B / 256 GB/s = 0.10 ns -> 1 cycle; a run with spilled reads is longer than the same
+    run with every row on the macro by at least the latency difference."""
+    from axelsim.hw.macro import simulate
+    from axelsim.trace import load_trace
+
+    loaded = load_macro(spill_files / "spill.yaml")
+    cost = CostModel.from_macro(loaded)
+    timing = cost.timing(spills=True)
+    wire_ns = cost.wire_mm() * 0.041
+    assert timing.offchip_latency_cycles == -(-(HBM_LATENCY_NS + 2 * wire_ns) // 1)
+    assert timing.offchip_ii_cycles == 1 and timing.source["offchip"] == "derived"
+    trace = load_trace(spill_files / "t.safetensors").with_selection(queries=1)
+    signs = api.sign_rom(loaded, trace)
+    spilled = simulate(loaded.config, signs, trace, timing=timing, prefill="preloaded")
+    on_chip_cfg = loaded.config.model_copy(update={"sram": loaded.config.sram.model_copy(update={"rows_per_bank": 64})})
+    on_chip = simulate(on_chip_cfg, signs, trace, timing=timing, prefill="preloaded")
+    assert spilled.actions["offchip"]["read"] > 0 and "offchip" not in on_chip.actions
+    extra = timing.offchip_latency_cycles - timing.read_latency_cycles
+    assert spilled.cycles["total"] >= on_chip.cycles["total"] + extra
+    # energy of the spilled reads, by hand: rows x 208 bits x 3.97 pJ/bit
+    energy = cost.energy_pj(spilled.actions, spilled.time_s, 1)
+    assert energy["dynamic"]["offchip"]["read"] == pytest.approx(spilled.actions["offchip"]["read"] * 208 * DRAM_PJ_PER_BIT)
 
 
 def test_table_without_offchip_section_is_a_config_error_naming_it(tmp_path):

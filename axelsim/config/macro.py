@@ -100,21 +100,51 @@ class SignsConfig(StrictModel):
 
 
 class SramConfig(StrictModel):
-    """The index SRAM: banks of rows, one stored vector (d*b index bits + 16-bit norm) per row."""
+    """The index SRAM: banks of rows, one stored vector (d*b index bits + 16-bit norm) per row.
 
-    banks: int = Field(default=16, ge=1)
-    rows_per_bank: int = Field(default=131072, ge=1)
-    row_bits: Optional[int] = Field(default=None, ge=1)
+    Each bank is built of CACTI-sized tiles (`tile_bytes` x `tile_width_bits`); timing keys left
+    null are derived from the technology table at the configured clock (docs/cost_model.md,
+    "SRAM tiles and timing"); a value given here overrides the derivation and the report says so.
+    """
+
+    banks: int = Field(default=16, ge=1, le=1 << 20)
+    rows_per_bank: int = Field(default=512, ge=1, le=1 << 32)
+    row_bits: Optional[int] = Field(default=None, ge=1, le=1 << 20)
     """Bits per row; None means exactly d*b + 16 (400 for d = 128, b = 3)."""
-    read_ports: int = Field(default=1, ge=1)
-    write_ports: int = Field(default=1, ge=1)
-    read_latency_cycles: int = Field(default=1, ge=1)
-    write_latency_cycles: int = Field(default=1, ge=1)
+    read_ports: int = Field(default=1, ge=1, le=64)
+    write_ports: int = Field(default=1, ge=1, le=64)
+    tile_bytes: Optional[int] = Field(default=None, ge=1, le=1 << 30)
+    """Capacity of one tile (one CACTI array) in bytes; None: the largest power of two in the
+    technology table's sweep whose fitted access time fits one clock period."""
+    tile_width_bits: Optional[int] = Field(default=None, ge=1, le=1 << 16)
+    """Word width of one tile in bits; None: row_bits, split into equal column slices of at most
+    the sweep's widest word (512 bits) when wider."""
+    access_ns: Optional[float] = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
+    """Tile access time in ns; None: the CACTI fit at the tile's capacity and width."""
+    cycle_ns: Optional[float] = Field(default=None, gt=0, le=1e6, allow_inf_nan=False)
+    """Tile random cycle time (bank busy time) in ns; None: the CACTI fit (docs/cost_model.md)."""
+    read_latency_cycles: Optional[int] = Field(default=None, ge=1, le=1 << 20)
+    """None: ceil((access_ns + 2 x wire_ns) x clock), wire_ns the H-tree from port to farthest tile."""
+    write_latency_cycles: Optional[int] = Field(default=None, ge=1, le=1 << 20)
+    """None: ceil((access_ns + wire_ns) x clock)."""
+    bank_ii_cycles: Optional[int] = Field(default=None, ge=1, le=1 << 20)
+    """Cycles a bank port is busy per access (its initiation interval); None: ceil(cycle_ns x clock)."""
     mapping: Literal["token_interleaved", "head_per_bank"] = "token_interleaved"
     """token_interleaved: bank = token % banks; head_per_bank: bank = (layer*kv_heads + head) % banks."""
     overflow: Literal["reject", "spill"] = "reject"
     """What happens when a trace needs more rows than the banks hold: reject the trace, or
-    spill the excess to off-macro memory (counted as spilled bits, charged at the spill cost)."""
+    spill the excess to off-chip memory (the technology table's `offchip` section: its
+    bandwidth, latency and energy per bit)."""
+
+
+class PowerConfig(StrictModel):
+    """Power states of the index SRAM's tiles (docs/cost_model.md, "Power states")."""
+
+    gating: Literal["none", "empty_tiles", "idle_tiles"] = "empty_tiles"
+    """none: every tile leaks at the active rate all the time; empty_tiles: tiles holding no
+    data are power-gated (no leakage), the rest active; idle_tiles: as empty_tiles, and tiles
+    holding data sit in retention (the technology's retention fraction of active leakage)
+    except while their bank is busy with an access."""
 
 
 class WritePathConfig(StrictModel):
@@ -166,7 +196,13 @@ class TechnologyConfig(StrictModel):
 
     file: str = "tech/reference.yaml"
     """Technology table, relative to the macro file's folder."""
-    node_nm: Literal[45, 22, 7] = 45
+    node_nm: Literal[45, 32, 28, 22, 16, 7] = 45
+    """Target node; the scaling section of the table must cover it (Stillmaker and Baas: 180-7 nm)."""
+    sram_cells: Literal["itrs-lop", "itrs-hp"] = "itrs-lop"
+    """CACTI cell and periphery type of the SRAM fits (docs/cost_model.md says why lop is the default)."""
+    sram_energy: Literal["cacti", "horowitz"] = "cacti"
+    """Per-access SRAM energy: the CACTI fit, or Horowitz's 64-bit SRAM read points (area,
+    leakage and timing stay CACTI's)."""
 
 
 AUTO = "auto"
@@ -259,6 +295,7 @@ class MacroConfig(StrictModel):
     read_path: ReadPathConfig = ReadPathConfig()
     value_path: ValuePathConfig = ValuePathConfig()
     technology: TechnologyConfig = TechnologyConfig()
+    power: PowerConfig = PowerConfig()
 
     @model_validator(mode="before")
     @classmethod

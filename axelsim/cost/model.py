@@ -7,12 +7,14 @@ Units: energy in pJ, area in um^2, leakage power in W, memory in bytes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Literal, Mapping
 
 from axelsim.config.formats import FP16, NumberFormat, parse_format
 from axelsim.config.load import LoadedMacro
 from axelsim.config.macro import MacroConfig
+from axelsim.cost import tiles
 from axelsim.cost.technology import Price, SramPrice, Technology
 
 ARITHMETIC_OPS = ("add", "mul", "cmp", "sqrt", "div", "exp")
@@ -32,6 +34,9 @@ class Memory:
     words: int
     word_bits: int
     ports: int
+    tiled: bool = False
+    """True: a row store built of CACTI tiles with an H-tree (axelsim.cost.tiles); its power
+    states follow `power.gating`. False: a small untiled array (table SRAM, ROMs)."""
 
     @property
     def bits(self) -> int:
@@ -83,7 +88,8 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
             _tally((f"cmp.{rot}", wp.comparators), (f"mul.{rot}", wp.threshold_multipliers)),
             register_bits=(levels - 1) * _bits(rot) + d * b,
         ),
-        "index_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, c.row_bits, sram.read_ports + sram.write_ports)),
+        "index_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, c.row_bits, sram.read_ports + sram.write_ports,
+                                                tiled=True)),
         "codebook_rom": Unit({}, memory=Memory(1, 2 * levels - 1, 16, 1)),
         "sign_rom": Unit({}, memory=Memory(1, n_layers, d, 1)),
         "table_generator": Unit({f"mul.{tab}": rp.table_multipliers}, register_bits=d * _bits(rot)),
@@ -123,7 +129,7 @@ def baseline_units(kind: str, c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     full = axelram_units(c, n_layers)
     value = {"value_unit": full["value_unit"]} if "value_unit" in full else {}
     if kind == "fp16":
-        kv = Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * 16, sram.read_ports + sram.write_ports))
+        kv = Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * 16, sram.read_ports + sram.write_ports, tiled=True))
         return {"kv_sram": kv, "dot_product": dot, **value}
     if kind == "dequant":
         keep = {k: full[k] for k in ("norm_unit", "rotator", "quantizer", "index_sram", "codebook_rom", "sign_rom")}
@@ -149,14 +155,13 @@ class CostModel:
     @classmethod
     def from_macro(cls, loaded: LoadedMacro) -> "CostModel":
         """The AXELRAM macro of `loaded`, priced by its technology table (read once, here)."""
-        tech = Technology.load(loaded.tech_path, loaded.config.technology.node_nm)
-        return cls(loaded.config, tech, axelram_units, "axelram")
+        return cls(loaded.config, Technology.for_macro(loaded), axelram_units, "axelram")
 
     @classmethod
     def for_baseline(cls, kind: Literal["fp16", "dequant"], loaded: LoadedMacro, tech: Technology | None = None) -> "CostModel":
         """A conventional macro with the same d, banks, rows, pipelines and node (see baseline_units)."""
         baseline_units(kind, loaded.config, 1)  # rejects an unknown kind before reading the table
-        tech = tech or Technology.load(loaded.tech_path, loaded.config.technology.node_nm)
+        tech = tech or Technology.for_macro(loaded)
         return cls(loaded.config, tech, lambda c, n: baseline_units(kind, c, n), kind)
 
     # --- inventory and area -------------------------------------------------------------------
@@ -182,8 +187,44 @@ class CostModel:
             raise UnpricedActionError(f"no price for resource or action {resource!r}")
         return self.tech.operation(op, parse_format(fmt))
 
+    def geometry(self, memory: Memory) -> tiles.TileGeometry:
+        """The tiling of a tiled row store (index_sram, kv_sram)."""
+        return tiles.tile_geometry(self.config, self.tech, row_bits=memory.word_bits)
+
     def _memory_price(self, memory: Memory) -> SramPrice:
-        return self.tech.sram_array(memory.words * memory.word_bits, memory.word_bits, memory.ports)
+        """One array (one bank of a tiled store): area and leakage of all its tiles, energy of one
+        access (its tiles plus, when tiled, the row's bits over the H-tree from the macro's port)."""
+        if not memory.tiled:
+            return self.tech.sram_array(memory.words * memory.word_bits, memory.word_bits, memory.ports)
+        geo = self.geometry(memory)
+        tile = tiles.tile_price(self.config, self.tech, geo)
+        return SramPrice(tile.read_pj * geo.slices, tile.write_pj * geo.slices,
+                         tile.area_um2 * geo.tiles_per_bank, tile.leakage_w * geo.tiles_per_bank)
+
+    def _access_pj(self, memory: Memory, action: str) -> float:
+        price = self._memory_price(memory)
+        wire = memory.word_bits * self.wire_mm() * self.tech.wire_pj_per_bit_mm() if memory.tiled else 0.0
+        return (price.read_pj if action == "read" else price.write_pj) + wire
+
+    @functools.cached_property
+    def macro_area_um2(self) -> float:
+        """The macro's area (um^2, one layer's sign ROM), which the H-tree spans."""
+        return sum(self._unit_static(unit)[0] for unit in self.units(1).values())
+
+    def wire_mm(self) -> float:
+        """H-tree length from the macro's port to its farthest tile (mm)."""
+        return tiles.htree_mm(self.macro_area_um2)
+
+    def row_store(self, n_layers: int = 1) -> tuple[str, Memory]:
+        """The tiled row store of this macro (index_sram, or the fp16 baseline's kv_sram)."""
+        for name, unit in self.units(n_layers).items():
+            if unit.memory is not None and unit.memory.tiled:
+                return name, unit.memory
+        raise UnpricedActionError(f"the {self.kind} macro has no tiled row store")
+
+    def timing(self, spills: bool = False, source: str = "") -> tiles.SramTiming:
+        """The row store's timing at the clock (derived unless the macro's keys override it)."""
+        return tiles.derive_timing(self.config, self.tech, self.macro_area_um2, spills, source)
 
     def _unit_static(self, unit: Unit) -> tuple[float, float]:
         """(area_um2, leakage_w) of one unit."""
@@ -222,8 +263,7 @@ class CostModel:
         if action in MEMORY_ACTIONS:
             if unit.memory is None:
                 raise UnpricedActionError(f"unit {unit_name!r} has no memory to {action}")
-            mem = self._memory_price(unit.memory)
-            return mem.read_pj if action == "read" else mem.write_pj
+            return self._access_pj(unit.memory, action)
         return self._resource_price(action).energy_pj
 
     def offchip_row_bits(self, units: Mapping[str, Unit]) -> int:
@@ -234,11 +274,15 @@ class CostModel:
                 return unit.memory.word_bits
         raise UnpricedActionError(f"the {self.kind} macro has no row store whose rows could spill off-chip")
 
-    def energy_pj(self, actions: Mapping[str, Mapping[str, int]], time_s: float, n_layers: int) -> dict:
+    def energy_pj(self, actions: Mapping[str, Mapping[str, int]], time_s: float, n_layers: int,
+                  rows_used: int | None = None, busy_cycles: int = 0) -> dict:
         """Energy in pJ: dynamic per counted action, leakage over `time_s` seconds.
 
-        Returns {'dynamic': {unit: {action: pJ}}, 'dynamic_by_component': {unit: pJ},
-        'leakage': {unit: pJ}, 'dynamic_total', 'leakage_total', 'total'}.
+        rows_used: rows each bank of the tiled row store holds (None: all of them); busy_cycles:
+        bank-busy cycles summed over banks (for power.gating: idle_tiles). Returns
+        {'dynamic': {unit: {action: pJ}}, 'dynamic_by_component': {unit: pJ}, 'leakage': {unit: pJ},
+        'leakage_by_state': {'active', 'idle', 'off'} pJ (row store tiles by state, logic and small
+        memories always active), 'tiles': counts, 'dynamic_total', 'leakage_total', 'total'}.
         """
         if not time_s >= 0.0:
             raise ValueError(f"time_s must be >= 0, got {time_s}")
@@ -249,11 +293,25 @@ class CostModel:
         }
         by_component = {unit: sum(per.values()) for unit, per in dynamic.items()}
         leakage = {name: watts * time_s * 1e12 for name, watts in self.leakage_w(n_layers).items() if name != "total"}
+        states = {"active": sum(leakage.values()), "idle": 0.0, "off": 0.0}
+        tile_counts: dict = {}
+        store = next(((n, u.memory) for n, u in units.items() if u.memory is not None and u.memory.tiled), None)
+        if store is not None:
+            name, memory = store
+            geo = self.geometry(memory)
+            split = tiles.leakage_by_state(self.config, self.tech, geo,
+                                           memory.words if rows_used is None else rows_used, time_s, busy_cycles)
+            leakage[name] = split["active"] + split["idle"]
+            states = {"active": sum(v for k, v in leakage.items() if k != name) + split["active"],
+                      "idle": split["idle"], "off": 0.0}
+            tile_counts = {k: split[k] for k in ("tiles_total", "tiles_holding_data", "tiles_off")}
         dyn_total, leak_total = sum(by_component.values()), sum(leakage.values())
         return {
             "dynamic": dynamic,
             "dynamic_by_component": by_component,
             "leakage": leakage,
+            "leakage_by_state": states,
+            "tiles": tile_counts,
             "dynamic_total": dyn_total,
             "leakage_total": leak_total,
             "total": dyn_total + leak_total,

@@ -59,6 +59,9 @@ class PowerLawFit:
 
 
 SRAM_QUANTITIES = ("read_energy_pj", "write_energy_pj", "leakage_mw", "area_mm2")
+TIMING_QUANTITIES = ("access_time_ns", "cycle_time_ns")
+CSV_NODES = (45, 32, 22)
+"""Nodes the CACTI sweep holds; timing is fitted at the one nearest the macro's node."""
 
 
 def fit_power_law(capacity_bytes: np.ndarray, width_bits: np.ndarray, values: np.ndarray) -> PowerLawFit:
@@ -74,44 +77,208 @@ def fit_power_law(capacity_bytes: np.ndarray, width_bits: np.ndarray, values: np
     )
 
 
-def fit_cacti(csv_path: Path, node_nm: int, cell_type: str) -> dict[str, dict[str, PowerLawFit]]:
-    """Fits per port set ('1rw', '1r1w') and quantity (SRAM_QUANTITIES) over one node and cell type."""
-    with open(csv_path, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if int(r["node_nm"]) == node_nm and r["cell_type"] == cell_type]
+CSV_COLUMNS = ("node_nm", "capacity_bytes", "width_bits", "ports", "cell_type") + SRAM_QUANTITIES + TIMING_QUANTITIES
+
+
+def read_cacti_csv(csv_path: Path, source: str) -> list[dict]:
+    """The CACTI sweep's rows (numbers as float), checked: every needed column present, every
+    number finite and > 0, ports and cell type known, no duplicate point. ConfigError naming the
+    CSV line otherwise."""
+    rows, seen = [], set()
+    try:
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(source, "sram.csv", f"expected CACTI columns {', '.join(missing)} in {csv_path.name}")
+            for line, raw in enumerate(reader, start=2):
+                row = _csv_row(raw, f"{csv_path.name} line {line}", source)
+                point = (row["node_nm"], row["capacity_bytes"], row["width_bits"], row["ports"], row["cell_type"])
+                if point in seen:
+                    raise ConfigError(source, "sram.csv", f"one row per point, {csv_path.name} line {line} repeats {point}")
+                seen.add(point)
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(source, "sram.csv", f"a readable UTF-8 CSV ({one_line(exc)[:120]})") from None
+    return rows
+
+
+def _csv_row(raw: dict, where: str, source: str) -> dict:
+    row: dict = {}
+    for column in CSV_COLUMNS:
+        text = raw.get(column)
+        if column in ("ports", "cell_type"):
+            if text not in (("1rw", "1r1w") if column == "ports" else ("itrs-lop", "itrs-hp")):
+                raise ConfigError(source, "sram.csv", f"a known {column} at {where}, got {_quote(text)}")
+            row[column] = text
+            continue
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise ConfigError(source, "sram.csv", f"a number for {column} at {where}, got {_quote(text)}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(source, "sram.csv", f"a finite number > 0 for {column} at {where}, got {_quote(text)}")
+        row[column] = value
+    return row
+
+
+def _quote(text) -> str:
+    return repr(text if text is None or len(str(text)) <= 40 else str(text)[:40] + "...")
+
+
+def fit_cacti(rows: list[dict] | Path, node_nm: int, cell_type: str,
+              quantities: tuple[str, ...] = SRAM_QUANTITIES) -> dict[str, dict[str, PowerLawFit]]:
+    """Fits per port set ('1rw', '1r1w') and quantity over one node and cell type (rows from
+    read_cacti_csv, or the CSV's path)."""
+    if not isinstance(rows, list):
+        rows = read_cacti_csv(Path(rows), str(rows))
+    rows = [r for r in rows if int(r["node_nm"]) == node_nm and r["cell_type"] == cell_type]
     fits: dict[str, dict[str, PowerLawFit]] = {}
     for ports in ("1rw", "1r1w"):
         subset = [r for r in rows if r["ports"] == ports]
-        cap = np.array([float(r["capacity_bytes"]) for r in subset])
-        width = np.array([float(r["width_bits"]) for r in subset])
-        fits[ports] = {q: fit_power_law(cap, width, np.array([float(r[q]) for r in subset])) for q in SRAM_QUANTITIES}
+        if len(subset) < 3:
+            raise ValueError(f"at least 3 CACTI points for {node_nm} nm {cell_type} {ports}, got {len(subset)}")
+        cap = np.array([r["capacity_bytes"] for r in subset])
+        width = np.array([r["width_bits"] for r in subset])
+        fits[ports] = {q: fit_power_law(cap, width, np.array([r[q] for r in subset])) for q in quantities}
     return fits
 
 
-class Technology:
-    """Prices of primitives at one target node, read once from a technology YAML."""
+@dataclass(frozen=True)
+class OffchipMemory:
+    """The off-chip DRAM holding spilled rows: energy per bit (pJ), bandwidth (GB/s), latency (ns)."""
 
-    def __init__(self, table: dict[str, Any], base_dir: Path, node_nm: int, source: str):
+    name: str
+    energy_pj_per_bit: float
+    bandwidth_gb_per_s: float
+    latency_ns: float
+
+
+def _num(table: dict, section: str, key: str, source: str, positive: bool = True) -> float:
+    """A finite number (> 0 when `positive`) at section.key; ConfigError naming it otherwise."""
+    value = table.get(key) if isinstance(table, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (positive and value <= 0):
+        raise ConfigError(source, f"{section}.{key}", f"a finite number{' > 0' if positive else ''}, got {_quote(value)}")
+    return float(value)
+
+
+def _entries(table: dict, section: str, key: str, source: str) -> list:
+    value = table.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        raise ConfigError(source, f"{section}.{key}", "a non-empty list of mappings")
+    return value
+
+
+def check_table(table: dict, source: str) -> None:
+    """Every number the cost model reads is finite and > 0 (energy polynomials: finite, and > 0
+    at their supply), lists are non-empty with no duplicate node or width; ConfigError naming
+    the first bad key. Run once at load, so no price is ever NaN, negative or a division by zero."""
+    for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram", "wire", "power"):
+        if not isinstance(table.get(section), dict):
+            raise ConfigError(source, section, "expected a section with its 'source' citation")
+        if not isinstance(table[section].get("source"), str):
+            raise ConfigError(source, f"{section}.source", "expected a citation string")
+    nodes = _entries(table["scaling"], "scaling", "nodes", source)
+    seen = set()
+    for i, node in enumerate(nodes):
+        where = f"scaling.nodes[{i}]"
+        n = _num(node, where, "node_nm", source)
+        if n in seen:
+            raise ConfigError(source, f"{where}.node_nm", f"one entry per node, {n:g} nm appears twice")
+        seen.add(n)
+        _num(node, where, "area_rel_45", source)
+        vdd = _num(node, where, "vdd_v", source)
+        poly = node.get("energy_poly")
+        if not (isinstance(poly, list) and len(poly) == 3 and all(
+                isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in poly)):
+            raise ConfigError(source, f"{where}.energy_poly", "three finite coefficients [a, b, c]")
+        if not poly[0] * vdd * vdd + poly[1] * vdd + poly[2] > 0:
+            raise ConfigError(source, f"{where}.energy_poly", "a positive energy factor at vdd_v")
+    if 45.0 not in seen:
+        raise ConfigError(source, "scaling.nodes", "an entry for 45 nm (the reference of area_rel_45)")
+    arith = table["arithmetic"]
+    _num(arith, "arithmetic", "node_nm", source)
+    for op in ("int_add", "int_mul"):
+        points = _entries(arith, "arithmetic", op, source)
+        widths = [_num(p, f"arithmetic.{op}[{i}]", "width_bits", source) for i, p in enumerate(points)]
+        if len(set(widths)) != len(widths) or len(widths) < 2:
+            raise ConfigError(source, f"arithmetic.{op}", "at least two points of distinct width_bits")
+        for i, p in enumerate(points):
+            _num(p, f"arithmetic.{op}[{i}]", "energy_pj", source)
+            _num(p, f"arithmetic.{op}[{i}]", "area_um2", source)
+    for op in ("fp16_add", "fp32_add", "fp16_mul", "fp32_mul"):
+        _num(arith.get(op), f"arithmetic.{op}", "energy_pj", source)
+        _num(arith.get(op), f"arithmetic.{op}", "area_um2", source)
+    alad = table["aladdin"]
+    _num(alad, "aladdin", "node_nm", source)
+    for unit, keys in (("comparator_32b", ("energy_pj", "area_um2", "leakage_w")),
+                       ("adder_32b", ("energy_pj", "area_um2", "leakage_w")),
+                       ("multiplier_32b", ("energy_pj", "area_um2", "leakage_w")),
+                       ("register_1b", ("area_um2", "leakage_w"))):
+        for key in keys:
+            _num(alad.get(unit), f"aladdin.{unit}", key, source)
+    _num(table["iterative"], "iterative", "seed_bits", source)
+    sram = table["sram"]
+    for key in ("node_nm", "min_capacity_bytes", "max_capacity_bytes", "min_width_bits", "max_width_bits"):
+        _num(sram, "sram", key, source)
+    if sram["min_capacity_bytes"] > sram["max_capacity_bytes"] or sram["min_width_bits"] > sram["max_width_bits"]:
+        raise ConfigError(source, "sram", "min_* no larger than max_*")
+    horowitz = sram.get("horowitz")
+    if horowitz is not None:
+        if not isinstance(horowitz, dict) or not isinstance(horowitz.get("source"), str):
+            raise ConfigError(source, "sram.horowitz", "expected a section with its 'source' citation")
+        _num(horowitz, "sram.horowitz", "node_nm", source)
+        _num(horowitz, "sram.horowitz", "width_bits", source)
+        points = _entries(horowitz, "sram.horowitz", "points", source)
+        caps = [_num(p, f"sram.horowitz.points[{i}]", "capacity_bytes", source) for i, p in enumerate(points)]
+        for i, p in enumerate(points):
+            _num(p, f"sram.horowitz.points[{i}]", "read_energy_pj", source)
+        if len(set(caps)) != len(caps) or len(caps) < 2:
+            raise ConfigError(source, "sram.horowitz.points", "at least two points of distinct capacity_bytes")
+    for key in ("node_nm", "delay_ps_per_mm", "energy_pj_per_bit_mm"):
+        _num(table["wire"], "wire", key, source)
+    fraction = _num(table["power"], "power", "retention_leakage_fraction", source)
+    if fraction > 1:
+        raise ConfigError(source, "power.retention_leakage_fraction", f"a fraction in (0, 1], got {fraction}")
+
+
+class Technology:
+    """Prices of primitives at one target node, read once from a technology YAML.
+
+    `sram_cells` (itrs-lop / itrs-hp) picks the CACTI rows; `sram_energy` ('cacti' or
+    'horowitz') the per-access SRAM energy (area, leakage and timing are CACTI's either way).
+    """
+
+    def __init__(self, table: dict[str, Any], base_dir: Path, node_nm: int, source: str,
+                 sram_cells: str = "itrs-lop", sram_energy: str = "cacti"):
         self.source = source
         self.node_nm = node_nm
+        self.sram_cells = sram_cells
+        self.sram_energy = sram_energy
         self._scaling = table["scaling"]
         self._arith = table["arithmetic"]
         self._aladdin = table["aladdin"]
         self._seed_bits = int(table["iterative"]["seed_bits"])
         self._sram = table["sram"]
+        self._wire = table["wire"]
+        self.retention_fraction = float(table["power"]["retention_leakage_fraction"])
         self._offchip = table.get("offchip")  # optional: only a spilling macro needs it
-        self.sram_fits = fit_cacti(base_dir / self._sram["csv"], int(self._sram["node_nm"]), self._sram["cell_type"])
+        self._factor_at(node_nm, "area")  # a node the scaling table does not cover is refused here
+        rows = read_cacti_csv(base_dir / self._sram["csv"], source)
+        self.sram_fits = fit_cacti(rows, int(self._sram["node_nm"]), sram_cells)
+        self.timing_node_nm = min(CSV_NODES, key=lambda n: (abs(n - node_nm), n))
+        self.timing_fits = fit_cacti(rows, self.timing_node_nm, sram_cells, TIMING_QUANTITIES)
+        if sram_energy == "horowitz" and not isinstance(self._sram.get("horowitz"), dict):
+            raise ConfigError(source, "sram.horowitz", "a section of Horowitz SRAM points (technology.sram_energy: horowitz)")
 
     @classmethod
-    def load(cls, path: Path, node_nm: int) -> "Technology":
+    def load(cls, path: Path, node_nm: int, sram_cells: str = "itrs-lop", sram_energy: str = "cacti") -> "Technology":
         """Read and check a technology YAML; ConfigError naming the file and key when it is malformed."""
         source = one_line(path)
         # the macro files' reader: one ConfigError line for any YAML flaw (tags, aliases, nesting)
         table = read_yaml_mapping(path, "technology YAML")
-        for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram"):
-            if not isinstance(table.get(section), dict):
-                raise ConfigError(source, section, "expected a section with its 'source' citation")
-            if not isinstance(table[section].get("source"), str):
-                raise ConfigError(source, f"{section}.source", "expected a citation string")
+        check_table(table, source)
         csv_name = table["sram"].get("csv")
         try:
             csv_found = isinstance(csv_name, str) and (Path(path).parent / csv_name).is_file()
@@ -120,9 +287,15 @@ class Technology:
         if not csv_found:
             raise ConfigError(source, "sram.csv", "expected an existing CACTI sweep CSV next to the table")
         try:
-            return cls(table, Path(path).parent, node_nm, str(path))
-        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+            return cls(table, Path(path).parent, node_nm, str(path), sram_cells, sram_energy)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError, np.linalg.LinAlgError) as exc:
             raise ConfigError(source, "", f"expected a complete technology table ({one_line(repr(exc))[:200]})") from None
+
+    @classmethod
+    def for_macro(cls, loaded) -> "Technology":
+        """The technology table of a LoadedMacro, at its node, cells and SRAM energy source."""
+        t = loaded.config.technology
+        return cls.load(loaded.tech_path, t.node_nm, t.sram_cells, t.sram_energy)
 
     # --- node scaling -------------------------------------------------------------------------
     def _factor_at(self, node_nm: float, kind: str) -> float:
@@ -132,7 +305,8 @@ class Technology:
         )
         nodes = [p[0] for p in points]
         if not nodes[-1] <= node_nm <= nodes[0]:
-            raise ConfigError(self.source, "scaling.nodes", f"expected a node within {nodes[-1]}..{nodes[0]} nm, got {node_nm}")
+            raise ConfigError(self.source, "scaling.nodes", f"expected a node within {nodes[-1]:g}..{nodes[0]:g} nm "
+                              f"(the cited scaling source's range), got {node_nm:g}")
         for (n_hi, v_hi), (n_lo, v_lo) in zip(points, points[1:]):
             if n_lo <= node_nm <= n_hi:
                 t = math.log(n_hi / node_nm) / math.log(n_hi / n_lo)
@@ -241,53 +415,101 @@ class Technology:
         return self._scaled(0.0, entry["area_um2"] * bits, entry["leakage_w"] * bits, float(self._aladdin["node_nm"]))
 
     # --- memories -------------------------------------------------------------------------------
-    def offchip_pj_per_bit(self) -> float:
-        """Energy (pJ) to read or write one bit of off-chip DRAM, from the `offchip` section.
-
-        Not node-scaled: the DRAM is not on the macro. ConfigError when the table has no
-        well-formed `offchip` section (a macro with sram.overflow: spill needs one).
-        """
+    def offchip_memory(self) -> OffchipMemory:
+        """The `offchip` section (a macro with sram.overflow: spill needs one); ConfigError if malformed."""
         entry = self._offchip
-        expected = ("expected a section with its 'source' citation, access_energy_pj > 0 and access_bits > 0 "
-                    "(prices the rows of sram.overflow: spill)")
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
-            raise ConfigError(self.source, "offchip", expected)
-        energy, bits = entry.get("access_energy_pj"), entry.get("access_bits")
-        numbers = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (energy, bits))
-        if not (numbers and math.isfinite(energy) and energy > 0 and isinstance(bits, int) and bits > 0):
-            raise ConfigError(self.source, "offchip", expected)
-        return energy / bits
+            raise ConfigError(self.source, "offchip", "expected a section with its 'source' citation, energy_pj_per_bit, "
+                              "bandwidth_gb_per_s and latency_ns (prices the rows of sram.overflow: spill)")
+        name = entry.get("memory") if isinstance(entry.get("memory"), str) else "DRAM"
+        return OffchipMemory(name, *(_num(entry, "offchip", k, self.source)
+                                     for k in ("energy_pj_per_bit", "bandwidth_gb_per_s", "latency_ns")))
 
-    def sram_array(self, capacity_bits: int, width_bits: int, ports: int) -> SramPrice:
-        """An SRAM of capacity_bits read/written `width_bits` at a time, with `ports` ports (>= 1).
+    def offchip_pj_per_bit(self) -> float:
+        """Energy (pJ) to read or write one bit of off-chip DRAM (not node-scaled)."""
+        return self.offchip_memory().energy_pj_per_bit
 
-        Tiling keeps the fit inside the CACTI sweep: words wider than max_width_bits are split
-        into equal column slices read together; slices larger than max_capacity_bytes into row
-        tiles of which one is accessed. Arrays below the sweep's smallest capacity or width are
-        priced per bit at the smallest swept point (CACTI's floor: 1 KB and
-        4 * width bytes). Ports: 1 -> the 1rw fit, 2 -> 1r1w, more ->
-        each extra port adds the fitted (1r1w - 1rw) increment.
+    def wire_ns_per_mm(self) -> float:
+        """Delay of a repeated wire, ns per mm (node-independent, see the table's `wire` section)."""
+        return float(self._wire["delay_ps_per_mm"]) * 1e-3
+
+    def wire_pj_per_bit_mm(self) -> float:
+        """Energy to move one bit one mm on a repeated wire at the target node (pJ)."""
+        return float(self._wire["energy_pj_per_bit_mm"]) * self.energy_scale(float(self._wire["node_nm"]))
+
+    def sram_range(self) -> tuple[int, int, int, int]:
+        """(min, max capacity in bytes, min, max width in bits) of the CACTI sweep."""
+        c = self._sram
+        return (int(c["min_capacity_bytes"]), int(c["max_capacity_bytes"]), int(c["min_width_bits"]),
+                int(c["max_width_bits"]))
+
+    def _port_fit(self, fits: dict, quantity: str, cap_bytes: float, width: float, ports: int) -> float:
+        one = fits["1rw"][quantity](cap_bytes, width)
+        two = fits["1r1w"][quantity](cap_bytes, width)
+        return one if ports == 1 else two + (ports - 2) * (two - one)
+
+    def sram_timing_ns(self, capacity_bytes: float, width_bits: float, ports: int) -> tuple[float, float]:
+        """(access, cycle) time in ns of one array, fitted at the CSV node nearest the target node.
+
+        Below 22 nm the 22 nm fit is kept (no cited delay scaling in the table): an upper bound.
         """
-        cfg = self._sram
-        cap_bytes = capacity_bits / 8.0
-        slices = max(1, math.ceil(width_bits / int(cfg["max_width_bits"])))
-        slice_width, slice_bytes = width_bits / slices, cap_bytes / slices
-        tiles = max(1, math.ceil(slice_bytes / int(cfg["max_capacity_bytes"])))
-        tile_bytes = slice_bytes / tiles
-        fit_width = max(slice_width, float(cfg["min_width_bits"]))
-        fit_bytes = max(tile_bytes, float(cfg["min_capacity_bytes"]), 4.0 * fit_width)  # CACTI floor
-        width_share, bytes_share = slice_width / fit_width, tile_bytes / fit_bytes
+        fit_bytes, fit_width = self._fit_point(capacity_bytes, width_bits)
+        return (self._port_fit(self.timing_fits, "access_time_ns", fit_bytes, fit_width, ports),
+                self._port_fit(self.timing_fits, "cycle_time_ns", fit_bytes, fit_width, ports))
+
+    def _fit_point(self, capacity_bytes: float, width_bits: float) -> tuple[float, float]:
+        """The swept point an array is fitted at: its own, or CACTI's floor (1 KB, 4 x width bytes, 64 bits)."""
+        lo_cap, _, lo_width, _ = self.sram_range()
+        width = max(width_bits, float(lo_width))
+        return max(capacity_bytes, float(lo_cap), 4.0 * width), width
+
+    def _horowitz_read_pj(self, capacity_bytes: float, width_bits: float) -> float:
+        """Horowitz's 64-bit read points: power law in capacity through the nearest two, linear in width."""
+        h = self._sram["horowitz"]
+        points = sorted((float(p["capacity_bytes"]), float(p["read_energy_pj"])) for p in h["points"])
+        lo, hi = (points[0], points[1]) if capacity_bytes <= points[1][0] else (points[-2], points[-1])
+        for a, b in zip(points, points[1:]):
+            if a[0] <= capacity_bytes <= b[0]:
+                lo, hi = a, b
+        t = math.log(capacity_bytes / lo[0]) / math.log(hi[0] / lo[0])
+        energy = math.exp(math.log(lo[1]) + t * (math.log(hi[1]) - math.log(lo[1])))
+        return energy * width_bits / float(h["width_bits"]) * self.energy_scale(float(h["node_nm"]))
+
+    def sram_tile(self, tile_bytes: float, width_bits: float, ports: int) -> SramPrice:
+        """One tile (one array of the sweep's kind): per-access energies (pJ), area (um^2), leakage (W).
+
+        A tile below CACTI's floor (1 KB, 4 x width bytes, 64 bits) is priced per bit at the
+        floor. Ports: 1 -> the 1rw fit, 2 -> 1r1w, more -> each extra port adds the fitted
+        (1r1w - 1rw) increment.
+        """
+        fit_bytes, fit_width = self._fit_point(tile_bytes, width_bits)
+        width_share, bytes_share = width_bits / fit_width, tile_bytes / fit_bytes
+        node = float(self._sram["node_nm"])
+        e, a = self.energy_scale(node), self.area_scale(node)
 
         def fitted(quantity: str) -> float:
-            one = self.sram_fits["1rw"][quantity](fit_bytes, fit_width)
-            two = self.sram_fits["1r1w"][quantity](fit_bytes, fit_width)
-            return one if ports == 1 else two + (ports - 2) * (two - one)
+            return self._port_fit(self.sram_fits, quantity, fit_bytes, fit_width, ports)
 
-        node = float(cfg["node_nm"])
-        e, a = self.energy_scale(node), self.area_scale(node)
-        return SramPrice(
-            read_pj=fitted("read_energy_pj") * width_share * slices * e,
-            write_pj=fitted("write_energy_pj") * width_share * slices * e,
-            area_um2=fitted("area_mm2") * 1e6 * bytes_share * slices * tiles * a,
-            leakage_w=fitted("leakage_mw") * 1e-3 * bytes_share * slices * tiles * e,
-        )
+        if self.sram_energy == "horowitz":
+            read = write = self._horowitz_read_pj(fit_bytes, fit_width) * width_share
+        else:
+            read = fitted("read_energy_pj") * width_share * e
+            write = fitted("write_energy_pj") * width_share * e
+        return SramPrice(read_pj=read, write_pj=write,
+                         area_um2=fitted("area_mm2") * 1e6 * bytes_share * a,
+                         leakage_w=fitted("leakage_mw") * 1e-3 * bytes_share * e)
+
+    def sram_array(self, capacity_bits: int, width_bits: int, ports: int) -> SramPrice:
+        """An untiled small memory (table SRAM, ROMs) of capacity_bits read `width_bits` at a time.
+
+        Words wider than the sweep's widest are equal column slices read together; slices larger
+        than its largest capacity are row tiles of which one is accessed (no inter-tile wiring:
+        the index SRAM's tiling, with its H-tree, is `axelsim.cost.tiles`).
+        """
+        _, max_cap, _, max_width = self.sram_range()
+        slices = max(1, math.ceil(width_bits / max_width))
+        slice_width, slice_bytes = width_bits / slices, capacity_bits / 8.0 / slices
+        tiles = max(1, math.ceil(slice_bytes / max_cap))
+        one = self.sram_tile(slice_bytes / tiles, slice_width, ports)
+        return SramPrice(one.read_pj * slices, one.write_pj * slices, one.area_um2 * slices * tiles,
+                         one.leakage_w * slices * tiles)

@@ -19,6 +19,7 @@ import numpy as np
 
 from axelsim.config.formats import FP16
 from axelsim.config.macro import MacroConfig
+from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
 from axelsim.hw import arith, rotator
 from axelsim.hw.controller import Machine, StageSpec
@@ -63,7 +64,7 @@ class BaselineMachine(Machine):
             self.ledger.count("kv_sram", "write", len(x[sl]), layer, "write_path")
             self.ledger.event("sram_write_bits", len(x[sl]) * m.head_dim * 16, layer, "write_path")
 
-        spec = StageSpec("kv_sram", ("kv_sram_write", 0), m.sram.write_latency_cycles, 1,
+        spec = StageSpec("kv_sram", ("kv_sram_write", 0), self.timing.write_latency_cycles, 1,
                          bank_ids=bank, calendar=self.write_cal, work=store)
         return int(self.run_stream("write", layer, np.full(len(x), ready, dtype=np.int64), [spec],
                                    f"write L{layer} t{token}").done.max())
@@ -127,7 +128,7 @@ class BaselineMachine(Machine):
                       ("inverse_rotator", ("inverse_rotator", pipe), rl, rii, None)] + stages
         issue = max(1, *(ii for *_, ii, _ in stages))
         specs = [StageSpec("index_sram" if self.kind == "dequant" else "kv_sram", ("sram_read", pipe),
-                           m.sram.read_latency_cycles, issue, bank_ids=kbank, calendar=self.read_cal, work=read)]
+                           self.timing.read_latency_cycles, issue, bank_ids=kbank, calendar=self.read_cal, work=read)]
         specs += [StageSpec(u, key, lat, ii, work=w) for u, key, lat, ii, w in stages]
         timing = self.run_stream("read", layer, np.full(n_keys, ready, dtype=np.int64), specs, f"scores L{layer}")
         done = int(timing.done.max())
@@ -163,7 +164,7 @@ class BaselineMachine(Machine):
 
         lanes = -(-h * d // m.value_path.bin_lanes)
         specs = [StageSpec("index_sram" if self.kind == "dequant" else "kv_sram", ("sram_read_v", pipe),
-                           m.sram.read_latency_cycles, lanes, bank_ids=vbank, calendar=self.read_cal, work=read),
+                           self.timing.read_latency_cycles, lanes, bank_ids=vbank, calendar=self.read_cal, work=read),
                  StageSpec("value_unit", ("value_mac", pipe), lanes + 1, lanes, work=accumulate)]
         vt = self.run_stream("value", layer, np.full(n, ready, dtype=np.int64), specs, f"values L{layer}")
         g = arith.div_one_by(v_fmt, totals)
@@ -176,11 +177,13 @@ class BaselineMachine(Machine):
 
 def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layers=None, kv_heads=None,
                       queries=None, fidelity: str = "burst", prefill: str = "simulate",
-                      record_waveform: bool = False, progress=None, source: Optional[str] = None) -> SimResult:
+                      record_waveform: bool = False, progress=None, source: Optional[str] = None,
+                      timing: Optional[SramTiming] = None) -> SimResult:
     """Replay the trace through baseline `kind` ('fp16' or 'dequant'); same fields as simulate().
 
     signs (SignRom or [n_layers, d] int8) is needed by 'dequant'; 'fp16' ignores it.
     source: the macro file, named by configuration errors (default: the macro's name).
+    timing: the row store's timing (CostModel.for_baseline(...).timing()); None: SramTiming.ideal.
     """
     source = source or macro.name
     if kind not in KINDS:
@@ -194,7 +197,8 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = BaselineMachine(macro, sign_table, np.asarray(codebook.rom_centroids, dtype=np.float64),
-                              np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap)
+                              np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap,
+                              timing or SramTiming.ideal(macro))
     machine.kind = kind
     scores, outputs, served = replay(machine, trace, layer_ids, prefill, progress)
     instances = {**_instances(macro), "kv_sram": macro.sram.banks, "dot_product": macro.read_path.pipelines,
@@ -202,4 +206,5 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         instances, served, d)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, instances=instances,
-                     fidelity=fidelity, prefill=prefill, clock_hz=macro.clock_hz, **summary)
+                     fidelity=fidelity, prefill=prefill, clock_hz=macro.clock_hz, timing=machine.timing,
+                     rows_used=amap.rows_needed, **summary)

@@ -19,6 +19,7 @@ from axelsim.config.formats import FP16
 from axelsim.config.macro import MacroConfig
 from axelsim.hw import arith, kernels, lookup, norm_unit, quantizer, rotator, table, value_unit
 from axelsim.hw.pipeline import Stage, StreamTiming, run_burst, run_keys
+from axelsim.cost.tiles import SramTiming
 from axelsim.hw.sram import AddressMap, BankCalendar, IndexSram, unpack_index_rows
 from axelsim.hw.units import Ledger
 
@@ -43,6 +44,8 @@ class StageSpec:
     """Key mode: the stage's datapath for items [lo, hi), usually a serial kernel with its arrays
     bound (kernels.bind: the compiled entry point, arrays pre-bound), cheaper per item than `work`;
     None: `work` is used."""
+    latencies: Optional[np.ndarray] = None
+    """Per-item latencies (spilled rows read off chip), else None."""
 
 
 @dataclass
@@ -64,6 +67,7 @@ class Machine:
     fidelity: str
     ledger: Ledger
     amap: AddressMap
+    timing: SramTiming
     free_at: dict = field(default_factory=dict)
     intervals: list = field(default_factory=list)
     stall_total: int = 0
@@ -77,8 +81,10 @@ class Machine:
         self.fmt = {k: m.formats.get(k) for k in ("input", "rotator", "table", "accumulator",
                                                   "score", "softmax", "value")}
         self.sram = IndexSram(self.amap, m.row_bits)
-        self.read_cal = BankCalendar(m.sram.banks, m.sram.read_ports)
-        self.write_cal = BankCalendar(m.sram.banks, m.sram.write_ports)
+        # one calendar entry per bank plus the off-chip channel of spilled rows (index `banks`)
+        busy = [self.timing.bank_ii_cycles] * m.sram.banks + [self.timing.offchip_ii_cycles]
+        self.read_cal = BankCalendar(m.sram.banks + 1, m.sram.read_ports, busy=busy)
+        self.write_cal = BankCalendar(m.sram.banks + 1, m.sram.write_ports, busy=busy)
         self.softmax = value_unit.Softmax(self.fmt["softmax"], m.head_dim)
         self.kern = kernels.SERIAL if self.fidelity == "key" else kernels.PARALLEL
         self.codes = {k: kernels.fmt_code(v) for k, v in self.fmt.items()}
@@ -103,7 +109,7 @@ class Machine:
         n = ready.size
         key = self.fidelity == "key"
         stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1],
-                        s.bank_ids, s.calendar, s.work if key else None, s.item if key else None)
+                        s.bank_ids, s.calendar, s.work if key else None, s.item if key else None, s.latencies)
                   for s in specs]
         if self.fidelity == "key":
             timing = run_keys(ready, stages)
@@ -165,6 +171,15 @@ class Machine:
         """A cycle no future index-SRAM write precedes (the single write port user's release)."""
         return self.free_at.get(("index_sram_write", 0), 0)
 
+    def sram_access(self, bank: np.ndarray, row: np.ndarray, on_chip_latency: int) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """Calendar ids (spilled rows use the off-chip channel, id `banks`) and per-item latencies
+        (None when no row is spilled) of a stream of index-SRAM accesses."""
+        spilled = row >= self.amap.rows_per_bank
+        if not spilled.any():
+            return bank, None
+        ids = np.where(spilled, self.macro.sram.banks, bank)
+        return ids, np.where(spilled, self.timing.offchip_latency_cycles, on_chip_latency).astype(np.int64)
+
     # ---- write path ------------------------------------------------------------------------
     def _write_arrays(self, n: int) -> dict:
         d, levels = self.macro.head_dim, self.macro.levels
@@ -223,6 +238,7 @@ class Machine:
             self.ledger.count("offchip", "write", spilled, layer, "write_path")
             self.ledger.event("sram_write_bits", n * m.row_bits, layer, "write_path")
 
+        ids, lats = self.sram_access(bank, row, self.timing.write_latency_cycles)
         nl, nii = norm_unit.norm_timing(m)
         rl, rii = rotator.rotator_timing(m)
         ql, qii = quantizer.quantizer_timing(m)
@@ -232,8 +248,8 @@ class Machine:
                  StageSpec("quantizer", ("quantizer", 0), ql, qii, work=quantize,
                            count=lambda sl: self.ledger.count("quantizer", f"cmp.{rot}",
                                                               n * m.head_dim * (m.levels - 1), layer, "write_path")),
-                 StageSpec("index_sram", ("index_sram_write", 0), m.sram.write_latency_cycles, 1,
-                           bank_ids=bank, calendar=self.write_cal, work=store, count=count_store)]
+                 StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
+                           bank_ids=ids, calendar=self.write_cal, work=store, count=count_store, latencies=lats)]
         timing = self.run_stream("write", layer, np.full(n, ready, dtype=np.int64), specs,
                                  f"write L{layer} t{token}")
         return int(timing.done.max())
@@ -404,7 +420,7 @@ class Machine:
                                                layer, "read_path"),
                   lambda sl: self.ledger.count("lookup_pipeline", f"mul.{sc.name}", h * n, layer, "read_path")]
         timing = lookup.lookup_stage_timing(m, h)
-        stages = [("index_sram", ("index_sram_read", pipe), m.sram.read_latency_cycles, read, count_read)]
+        stages = [("index_sram", ("index_sram_read", pipe), self.timing.read_latency_cycles, read, count_read)]
         stages += [("table_sram" if name == "table_sram" else "lookup_pipeline", (name, pipe), lat, w, cnt)
                    for (name, lat, _), w, cnt in zip(timing, (look, tree, norm_mul), counts)]
         iis = [1] + [ii for _, _, ii in timing]
@@ -416,7 +432,8 @@ class Machine:
         specs = [StageSpec(unit, key, lat, ii, work=None if (w is norm_mul and items) else w, count=cnt,
                            item=items.get(w))
                  for (unit, key, lat, w, cnt), ii in zip(stages, iis)]
-        specs[0].bank_ids, specs[0].calendar = bank, self.read_cal
+        specs[0].bank_ids, specs[0].latencies = self.sram_access(bank, row, self.timing.read_latency_cycles)
+        specs[0].calendar = self.read_cal
         result = self.run_stream("read", layer, np.full(n, ready, dtype=np.int64), specs, "scores " + label,
                                  burst_work=fused)
         self.last_done = int(result.done.max())
@@ -477,8 +494,10 @@ class Machine:
 
         stream = value_unit.stream_timing(m, h)
         issue_ii = max(1, *(ii for _, _, ii in stream))
-        specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), m.sram.read_latency_cycles, issue_ii,
-                           bank_ids=bank, calendar=self.read_cal, work=read, count=count_read, item=rd.get("item"))]
+        ids, lats = self.sram_access(bank, row, self.timing.read_latency_cycles)
+        specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), self.timing.read_latency_cycles, issue_ii,
+                           bank_ids=ids, calendar=self.read_cal, work=read, count=count_read, item=rd.get("item"),
+                           latencies=lats)]
         specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=None if (w is accumulate and items) else w,
                             count=cnt, item=items.get(w))
                   for (name, lat, ii), w, cnt in zip(stream, (exps, accumulate), (count_exps, count_bins))]

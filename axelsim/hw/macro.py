@@ -10,6 +10,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from axelsim.config.macro import MacroConfig
+from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
 from axelsim.hw.controller import PHASES, Machine
 from axelsim.hw.sram import AddressMap
@@ -49,6 +50,10 @@ class SimResult:
     clock_hz: float = 1.0e9
     preload_wall_s: float = 0.0
     """Host wall time spent storing the preloaded KV cache (seconds; not simulated time)."""
+    timing: Optional[SramTiming] = None
+    """The index SRAM timing the run used (latencies, bank II, and where each came from)."""
+    rows_used: int = 0
+    """Rows each bank holds for this trace (on-macro and spilled): the SRAM's occupancy."""
 
 
 def _sign_table(signs, layers: list[int], dim: int) -> dict:
@@ -235,12 +240,15 @@ def _instances(macro: MacroConfig) -> dict:
 
 def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, queries=None,
              fidelity: str = "burst", prefill: str = "simulate", record_waveform: bool = False,
-             progress: Optional[Callable[[int, int], None]] = None, source: Optional[str] = None) -> SimResult:
+             progress: Optional[Callable[[int, int], None]] = None, source: Optional[str] = None,
+             timing: Optional[SramTiming] = None) -> SimResult:
     """Replay `trace` through the macro; see docs/cycle_model.md for the schedule.
 
     signs: a SignRom or an int8 array [n_layers, d]; fidelity 'key' | 'burst' (identical
     results); prefill 'simulate' (time every write) | 'preloaded' (all keys stored before cycle 0).
     source: the macro file, named by configuration errors (default: the macro's name).
+    timing: the index SRAM's latencies and bank II (CostModel.timing: derived from the
+    technology table); None: `SramTiming.ideal` (the macro's explicit keys, else one cycle).
     """
     source = source or macro.name
     if fidelity not in ("key", "burst"):
@@ -255,16 +263,18 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     codebook = lloyd_max_codebook(macro.head_dim, macro.bits)
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
+    timing = timing or SramTiming.ideal(macro)
     machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
                       np.asarray(codebook.rom_centroids, dtype=np.float64),
-                      np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap)
+                      np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing)
     scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, decode_cycles=list(machine.decode_cycles),
                      rows_needed=amap.rows_needed,
                      instances=_instances(macro), fidelity=fidelity, prefill=prefill,
-                     clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, **summary)
+                     clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, timing=timing,
+                     rows_used=amap.rows_needed, **summary)
 
 
 def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress) -> tuple:

@@ -45,6 +45,9 @@ class Stage:
     item: Optional[Callable[[int, int], None]] = None
     """Key mode: the stage's datapath for items [lo, hi), called as item(i, i + 1) (cheaper per
     item than `work(slice(i, i + 1))`)."""
+    latencies: Optional[np.ndarray] = None
+    """Per-item latency (int64 [n]) where items differ (an SRAM stage whose spilled rows come
+    from off-chip memory); None: `latency` for every item."""
 
 
 @dataclass
@@ -80,7 +83,7 @@ def run_burst(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
             start, waited = stage.calendar.reserve_run(arrive, stage.ii, stage.free_at, stage.bank_ids)
             stall_bank[s] = waited
         starts[s] = start
-        arrive = start + stage.latency
+        arrive = start + (stage.latency if stage.latencies is None else stage.latencies)
     return StreamTiming(starts, arrive, stall_bank, stall_busy)
 
 
@@ -159,6 +162,7 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
         reserve = head.calendar.reserve_one if head.calendar is not None else None
         banks = head.bank_ids.tolist() if reserve is not None else None
         head_latency, head_ii, record = head.latency, head.ii, rows[members[0]].append
+        per_item = head.latencies.tolist() if head.latencies is not None else None
         head_next = head.free_at
         # the unit's later stages, each [latency, ii, next accept, record start]
         tail = [[stages[s].latency, stages[s].ii, stages[s].free_at, rows[s].append] for s in members[1:]]
@@ -186,7 +190,7 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
                 events.append((g, i, env.now))
             record(start)
             head_next = start + head_ii
-            t = start + head_latency
+            t = start + (head_latency if per_item is None else per_item[i])
             for st in tail:
                 if t < st[2]:
                     t = st[2]
@@ -213,7 +217,7 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
     arrive0 = int(ready[0])
     for s, stage in enumerate(stages):
         stall_busy[s] = max(0, stage.free_at - arrive0)
-        arrive0 = int(starts[s, 0]) + stage.latency
+        arrive0 = int(starts[s, 0]) + (stage.latency if stage.latencies is None else int(stage.latencies[0]))
     return StreamTiming(starts, np.array(done, dtype=np.int64), stall_bank, stall_busy)
 
 

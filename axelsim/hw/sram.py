@@ -94,21 +94,37 @@ class IndexSram:
 
 
 @numba.njit(cache=True)
-def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, out):
+def _free(cal, mask, row, t, busy):
+    for k in range(busy):
+        if cal[row, (t + k) & mask] != 0:
+            return False
+    return True
+
+
+@numba.njit(cache=True)
+def _take(cal, mask, row, t, busy):
+    for k in range(busy):
+        cal[row, (t + k) & mask] = 1
+
+
+@numba.njit(cache=True)
+def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, busy, out):
     prev = free_at - ii
     waited = 0
     for i in range(arrive.size):
         want = max(arrive[i], prev + ii)
         t = want
-        base = bank_ids[i] * ports
+        bank = bank_ids[i]
+        base = bank * ports
+        hold = busy[bank]
         while True:
             port = -1
             for p in range(ports):
-                if cal[base + p, t & mask] == 0:
+                if _free(cal, mask, base + p, t, hold):
                     port = p
                     break
             if port >= 0:
-                cal[base + port, t & mask] = 1
+                _take(cal, mask, base + port, t, hold)
                 break
             t += 1
         waited += t - want
@@ -118,12 +134,12 @@ def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, out):
 
 
 @numba.njit(cache=True)
-def _reserve_one(cal, mask, ports, bank, want):
+def _reserve_one(cal, mask, ports, bank, want, hold):
     t = want
     while True:
         for p in range(ports):
-            if cal[bank * ports + p, t & mask] == 0:
-                cal[bank * ports + p, t & mask] = 1
+            if _free(cal, mask, bank * ports + p, t, hold):
+                _take(cal, mask, bank * ports + p, t, hold)
                 return t
         t += 1
 
@@ -139,15 +155,17 @@ def _entry_point(kernel, signature: str):
         return kernel
 
 
-_RESERVE_ONE = _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64)")
+_RESERVE_ONE = _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64, int64)")
 """Key mode reserves one access at a time: the compiled call without the dispatcher."""
 
 
 class BankCalendar:
     """Occupancy of every port of every bank over a sliding window of cycles (one kind of port).
 
-    An access occupies one port of its bank for one cycle (pipelined SRAM; the data arrives
-    `latency` cycles later). Two requests to one bank in one cycle with one port: the later
+    An access occupies one port of its bank for `busy[bank]` consecutive cycles (the bank's
+    initiation interval, `sram.bank_ii_cycles`; the data arrives `latency` cycles after the
+    access starts). `busy` has one entry per bank; bank index `banks - 1` may stand for the
+    off-chip channel of spilled rows (its own busy time). Two requests to one bank in one cycle with one port: the later
     reserved (the younger stream, in program order) waits for the next free cycle. Streams
     reserve in program order, which equals a per-cycle arbiter giving the older stream priority.
 
@@ -157,9 +175,12 @@ class BankCalendar:
     an internal fault (RuntimeError), never a silent wrap.
     """
 
-    def __init__(self, banks: int, ports: int, window: int = 1024):
+    def __init__(self, banks: int, ports: int, window: int = 1024, busy=None):
         self.banks = banks
         self.ports = ports
+        self.busy = np.ones(banks, dtype=np.int64) if busy is None else np.asarray(busy, dtype=np.int64)
+        self.hold_max = int(self.busy.max())
+        self.busy_list = self.busy.tolist()
         self.cal = np.zeros((banks * ports, window), dtype=np.uint8)
         self.base = 0
         self.horizon_used = 0
@@ -205,11 +226,11 @@ class BankCalendar:
             return out, 0
         first = max(int(arrive[0]), free_at)
         self._check(first)
-        bound = max(int(arrive.max()), free_at, self.horizon_used) + n * (ii + 1) + 2
+        bound = max(int(arrive.max()), free_at, self.horizon_used) + n * (ii + self.hold_max) + self.hold_max + 2
         self._ensure(bound)
         waited = _reserve_run(self.cal, self.window - 1, self.ports, arrive.astype(np.int64), ii, free_at,
-                              bank_ids.astype(np.int64), out)
-        self.horizon_used = max(self.horizon_used, int(out.max()) + 1)
+                              bank_ids.astype(np.int64), self.busy, out)
+        self.horizon_used = max(self.horizon_used, int(out.max()) + self.hold_max)
         return out, int(waited)
 
     def reserve_one(self, bank: int, want: int) -> int:
@@ -218,10 +239,11 @@ class BankCalendar:
             self._check(want)
         cal = self.cal
         top = want if want > self.horizon_used else self.horizon_used
-        if top + 2 - self.base >= cal.shape[1]:
-            self._ensure(top + 2)
+        hold = self.busy_list[bank]
+        if top + self.hold_max + 2 - self.base >= cal.shape[1]:
+            self._ensure(top + self.hold_max + 2)
             cal = self.cal
-        t = _RESERVE_ONE(cal, cal.shape[1] - 1, self.ports, bank, want)
-        if t >= self.horizon_used:
-            self.horizon_used = t + 1
+        t = _RESERVE_ONE(cal, cal.shape[1] - 1, self.ports, bank, want, hold)
+        if t + hold > self.horizon_used:
+            self.horizon_used = t + hold
         return t

@@ -52,6 +52,17 @@ UNITS: dict[str, str] = {
     "ops.butterflies.*, ops.divisions.*, ops.square_roots.*, ops.exps.*": "operations executed",
     "ops.norm_saturations.*": "stored vectors whose norm saturated at 65504",
     "energy_pj.*": "picojoules",
+    "energy_pj.by_state.*": "picojoules: dynamic, leakage of active tiles and logic, of idle (retention) tiles, of off (gated) tiles",
+    "energy_pj.leakage_share": "fraction of energy_pj.total that is leakage (0..1)",
+    "sram.capacity_bits, sram.occupied_bits, sram.spilled_bits, sram.tile_width_bits": "bits",
+    "sram.occupancy": "fraction of rows per bank holding data (0..1)",
+    "sram.tile_bytes": "bytes",
+    "sram.tiles, sram.tiles_holding_data, sram.tiles_off": "tiles (CACTI arrays) of the row store",
+    "sram.node_nm": "nanometres",
+    "sram.wire_mm, sram.timing.wire_mm": "millimetres (H-tree, port to farthest tile)",
+    "sram.timing.access_ns, sram.timing.cycle_ns, sram.timing.wire_ns": "nanoseconds",
+    "sram.timing.*_cycles": "clock cycles of the macro clock",
+    "sram.timing.source.*": "derived (technology table) | overridden (macro key) | ideal (no table)",
     "area_um2.*": "square micrometres",
     "memory_bytes.*": "bytes",
     "kv_compression_x": "ratio FP16 KV bytes / AXELRAM KV bytes",
@@ -90,9 +101,17 @@ def query_count(trace) -> int:
     return trace.n_layers * trace.q_heads * trace.n_queries
 
 
-def energy_section(cost: CostModel, actions: Mapping[str, Mapping[str, int]], time_s: float, trace) -> dict[str, Any]:
-    """Energy in pJ: totals, per query vector, per token position, and by component and action."""
-    energy = cost.energy_pj(actions, time_s, trace.n_layers)
+def energy_section(cost: CostModel, result, trace) -> dict[str, Any]:
+    """Energy in pJ: totals, per query vector, per token position, by power state, and by
+    component and action."""
+    actions, time_s = result.actions, result.time_s
+    store, memory = cost.row_store(trace.n_layers)
+    accesses = sum(actions.get(store, {}).get(a, 0) for a in ("read", "write"))
+    timing = getattr(result, "timing", None)
+    busy = accesses * (timing.bank_ii_cycles if timing is not None else 1)
+    used = getattr(result, "rows_used", 0)
+    rows_used = min(used, memory.words) if used else memory.words
+    energy = cost.energy_pj(actions, time_s, trace.n_layers, rows_used=rows_used, busy_cycles=busy)
     components = sorted(set(energy["dynamic"]) | set(energy["leakage"]))
     by_component = {}
     for name in components:
@@ -107,8 +126,42 @@ def energy_section(cost: CostModel, actions: Mapping[str, Mapping[str, int]], ti
         "leakage_total": energy["leakage_total"],
         "per_query": energy["total"] / query_count(trace),
         "per_token": energy["total"] / trace.tokens,
+        "by_state": {"dynamic": energy["dynamic_total"], "leakage_active": energy["leakage_by_state"]["active"],
+                     "leakage_idle": energy["leakage_by_state"]["idle"], "leakage_off": energy["leakage_by_state"]["off"]},
+        "leakage_share": energy["leakage_total"] / energy["total"] if energy["total"] else 0.0,
         "by_component": by_component,
     }
+
+
+def sram_section(cost: CostModel, result, trace) -> dict[str, Any]:
+    """The row store: capacity against occupancy, tiles by power state, and its timing with the
+    source of every value (derived / overridden / ideal)."""
+    store, memory = cost.row_store(trace.n_layers)
+    geo = cost.geometry(memory)
+    used = getattr(result, "rows_used", 0)
+    rows_used = min(used, memory.words) if used else memory.words
+    holding = geo.banks * geo.tiles_holding(rows_used)
+    spilled_rows = max(0, used - memory.words) * memory.arrays
+    section = {
+        "unit": store,
+        "node_nm": cost.config.technology.node_nm,
+        "sram_cells": cost.config.technology.sram_cells,
+        "sram_energy": cost.config.technology.sram_energy,
+        "capacity_bits": memory.bits,
+        "occupied_bits": rows_used * memory.arrays * memory.word_bits,
+        "spilled_bits": spilled_rows * memory.word_bits,
+        "occupancy": rows_used / memory.words if memory.words else 0.0,
+        "tile_bytes": geo.tile_bytes,
+        "tile_width_bits": geo.tile_width_bits,
+        "tiles": geo.tiles,
+        "tiles_holding_data": holding,
+        "gating": cost.config.power.gating,
+        "tiles_off": geo.tiles - holding if cost.config.power.gating != "none" else 0,
+        "wire_mm": cost.wire_mm(),
+    }
+    if getattr(result, "timing", None) is not None:
+        section["timing"] = result.timing.as_report()
+    return section
 
 
 def area_section(cost: CostModel, n_layers: int) -> dict[str, Any]:
@@ -220,9 +273,10 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "timeline": result.timeline,
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
-        "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
+        "energy_pj": energy_section(cost, result, trace),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
+        "sram": sram_section(cost, result, trace),
         "kv_compression_x": compression,
         "numerics": numerics,
         "baselines": baselines,
@@ -254,8 +308,9 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str,
         "time_s": result.time_s,
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
-        "energy_pj": energy_section(cost, result.actions, result.time_s, trace),
+        "energy_pj": energy_section(cost, result, trace),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
+        "sram": sram_section(cost, result, trace),
         "numerics": reference_metrics(loaded.config, trace, result.scores, result.outputs),
     }
