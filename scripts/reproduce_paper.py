@@ -591,8 +591,9 @@ def _sens_stats(data: dict, bits: str) -> dict:
 
 
 def _ppl_results(ppl_dir: Path) -> Optional[dict]:
-    """The bit-exact perplexity JSON if present (the macro's arithmetic), else the QDQ one."""
-    for path in (ppl_dir.parent / "ppl_bitexact" / "ppl.json", ppl_dir / "ppl.json"):
+    """The perplexity JSON of record (QDQ: 10 seeds x 12 windows, calibrated), else the bit-exact
+    one (the macro's arithmetic, fewer and shorter windows; docs/sensitivity.md compares them)."""
+    for path in (ppl_dir / "ppl.json", ppl_dir.parent / "ppl_bitexact" / "ppl.json"):
         if path.exists():
             return {**json.loads(path.read_text()), "_file": rel(path)}
     return None
