@@ -54,15 +54,15 @@ UNITS: dict[str, str] = {
     "energy_pj.*": "picojoules",
     "energy_pj.by_state.*": "picojoules: dynamic, leakage of active tiles and logic, of idle (retention) tiles, of off (gated) tiles",
     "energy_pj.leakage_share": "fraction of energy_pj.total that is leakage (0..1)",
-    "sram.capacity_bits, sram.occupied_bits, sram.spilled_bits, sram.tile_width_bits": "bits",
-    "sram.occupancy": "fraction of rows per bank holding data (0..1)",
-    "sram.tile_bytes": "bytes",
-    "sram.tiles, sram.tiles_holding_data, sram.tiles_off": "tiles (CACTI arrays) of the row store",
-    "sram.node_nm": "nanometres",
-    "sram.wire_mm, sram.timing.wire_mm": "millimetres (H-tree, port to farthest tile)",
-    "sram.timing.access_ns, sram.timing.cycle_ns, sram.timing.wire_ns": "nanoseconds",
-    "sram.timing.*_cycles": "clock cycles of the macro clock",
-    "sram.timing.source.*": "derived (technology table) | overridden (macro key) | ideal (no table)",
+    "sram_tiles.capacity_bits, .occupied_bits, .spilled_bits, .tile_width_bits": "bits",
+    "sram_tiles.occupancy": "fraction of rows per bank holding data (0..1)",
+    "sram_tiles.tile_bytes": "bytes",
+    "sram_tiles.tiles, .tiles_holding_data, .tiles_off": "tiles (CACTI arrays) of the row store",
+    "sram_tiles.node_nm": "nanometres",
+    "sram_tiles.wire_mm, sram_tiles.timing.wire_mm": "millimetres (H-tree, port to farthest tile)",
+    "sram_tiles.timing.access_ns, .cycle_ns, .wire_ns": "nanoseconds",
+    "sram_tiles.timing.*_cycles": "clock cycles of the macro clock",
+    "sram_tiles.timing.source.*": "derived (technology table) | overridden (macro key) | ideal (no table)",
     "area_um2.*": "square micrometres",
     "memory_bytes.*": "bytes",
     "kv_compression_x": "ratio FP16 KV bytes / AXELRAM KV bytes",
@@ -133,7 +133,7 @@ def energy_section(cost: CostModel, result, trace) -> dict[str, Any]:
     }
 
 
-def sram_section(cost: CostModel, result, trace) -> dict[str, Any]:
+def sram_tiles_section(cost: CostModel, result, trace) -> dict[str, Any]:
     """The row store: capacity against occupancy, tiles by power state, and its timing with the
     source of every value (derived / overridden / ideal)."""
     store, memory = cost.row_store(trace.n_layers)
@@ -276,7 +276,7 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "energy_pj": energy_section(cost, result, trace),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
-        "sram": sram_section(cost, result, trace),
+        "sram_tiles": sram_tiles_section(cost, result, trace),
         "kv_compression_x": compression,
         "numerics": numerics,
         "baselines": baselines,
@@ -311,6 +311,6 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str,
         "energy_pj": energy_section(cost, result, trace),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
-        "sram": sram_section(cost, result, trace),
+        "sram_tiles": sram_tiles_section(cost, result, trace),
         "numerics": reference_metrics(loaded.config, trace, result.scores, result.outputs),
     }
