@@ -51,6 +51,19 @@ def _component_total(value: Any) -> float:
     return float(value.get("total", 0.0)) if isinstance(value, dict) else float(value)
 
 
+def _state_line(report) -> list[str]:
+    """Energy by power state and the row store's tiles (absent in reports without them)."""
+    states, tiles = report["energy_pj"].get("by_state"), report.get("sram_tiles")
+    if not states or not tiles:
+        return []
+    t = tiles.get("timing", {})
+    return [f"  states     dynamic {scaled(states['dynamic'], 'pJ')}   leakage active {scaled(states['leakage_active'], 'pJ')}"
+            f"   idle {scaled(states['leakage_idle'], 'pJ')}   off {scaled(states['leakage_off'], 'pJ')}"
+            f"   ({tiles['tiles_holding_data']}/{tiles['tiles']} tiles of {_count(tiles['tile_bytes'])} B hold data, "
+            f"gating {tiles['gating']}; read {t.get('read_latency_cycles')} / write {t.get('write_latency_cycles')} cycles, "
+            f"bank II {t.get('bank_ii_cycles')}, {'derived' if set(t.get('source', {}).values()) <= {'derived'} else 'some overridden'})"]
+
+
 def _top_line(breakdown: dict[str, Any], total: float) -> str:
     totals = {name: _component_total(value) for name, value in breakdown.items()}
     return "   ".join(f"{name} {_share(value, total)}" for name, value in top_components(totals))
@@ -95,6 +108,7 @@ def format_summary(report: dict[str, Any]) -> str:
         f"leakage {scaled(energy['leakage_total'], 'pJ')})   per query {scaled(energy['per_query'], 'pJ')}"
         f"   per token {scaled(energy['per_token'], 'pJ')}",
         f"  top        {_top_line(energy['by_component'], energy['total'])}",
+        *_state_line(report),
         f"area         {scaled(area['total'], 'um2')}   top: {_top_line(area['by_component'], area['total'])}",
         f"memory       KV {scaled(memory['kv_storage'], 'bytes')} ({report['kv_compression_x']:.2f}x smaller than FP16)"
         f"   codebook ROM {_count(memory['codebook_rom'])} B   sign ROM {_count(memory['sign_rom'])} B"
