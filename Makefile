@@ -11,7 +11,7 @@ venv: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,capture,dist,rtl]'
+	$(BIN)/pip install --quiet -e '.[test,capture,dist,pandas,rtl]'
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -408,3 +408,68 @@ def trace_info(path: str | os.PathLike) -> dict[str, Any]:
     from axelsim.trace import trace_info as _info
 
     return _info(load_trace(path))
+
+
+# --------------------------------------------------------------------------- notebook helpers
+
+
+def figures(result: dict[str, Any], out_dir: Optional[str | os.PathLike] = None) -> dict[str, Any]:
+    """matplotlib Figures of a `simulate` report (energy_area, cycles, timeline, error_vs_bits)
+    or of a `compare` result (compare), by name; with `out_dir`, also written there as PNG and SVG."""
+    from axelsim.report import plots
+
+    if "designs" in result:
+        drawn = {"compare": plots.compare_figure(compare_designs(result))}
+    else:
+        drawn = plots.run_figures(result)
+    if out_dir is not None:
+        check_writable(out_dir, folder=True)
+        for stem, figure in drawn.items():
+            plots.save_figure(figure, out_dir, stem)
+    return drawn
+
+
+def table(result: dict[str, Any] | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tidy rows (one dict per design, headline keys with their unit in the name, docs/report.md):
+    a `simulate` report gives its row and one per baseline; a `compare` result one per design and
+    baseline; a list of sweep rows (SweepOutcome.rows) is returned as is."""
+    from axelsim.report.figures import headline
+
+    if not isinstance(result, dict):
+        return [dict(row) for row in result]
+    named = compare_designs(result) if "designs" in result else {
+        (result.get("macro") or {}).get("name", "design"): result,
+        **{f"baseline {kind}": section for kind, section in (result.get("baselines") or {}).items()}}
+    return [{"design": name, **headline(report)} for name, report in named.items()]
+
+
+def layer_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tidy rows, one per replayed layer: cycles by phase, operations, numerics (report.figures.LAYER_KEYS)."""
+    from axelsim.report.figures import layer_rows
+
+    return layer_rows(report)
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write tidy rows as CSV (atomically; columns in the first row's order); returns the path."""
+    import csv
+
+    from axelsim import io
+
+    target = check_writable(path)
+    columns = list(rows[0]) if rows else []
+    with io.atomic_path(target) as temp:
+        with open(temp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+    return target
+
+
+def to_dataframe(rows: Sequence[dict[str, Any]]):
+    """Tidy rows as a pandas DataFrame (needs the optional extra: pip install 'axelsim[pandas]')."""
+    try:
+        import pandas
+    except ImportError:
+        raise ConfigError("to_dataframe", "pandas", "the [pandas] extra installed (pip install 'axelsim[pandas]')") from None
+    return pandas.DataFrame(list(rows))

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_selection(run)
     run.add_argument("--json", type=Path, metavar="OUT", help="write the full report (docs/report.md) as JSON")
     run.add_argument("--plots", type=Path, metavar="DIR", help="write PNG and SVG plots into DIR")
+    run.add_argument("--layer-csv", type=Path, metavar="OUT.csv",
+                     help="write one CSV row per replayed layer (cycles, operations, numerics; docs/api.md)")
     run.add_argument("--bit-study", type=_index_list, metavar="B..",
                      help="also measure the golden model's error at these bit-widths (default with --plots: 2-4)")
     run.add_argument("--waveform", type=Path, metavar="OUT.vcd|OUT.json",
@@ -290,12 +292,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
-    _check_outputs(files=[args.json], folders=[args.plots])
+    _check_outputs(files=[args.json, args.layer_csv], folders=[args.plots])
     study = args.bit_study if args.bit_study is not None else ([2, 3, 4] if args.plots else [])
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
                           **_selection(args))
     print(format_summary(report))
     _write_outputs(args, report, lambda: plot_run(report, args.plots))
+    if args.layer_csv:
+        api.write_csv(api.layer_table(report), args.layer_csv)
+        print(f"layers   {args.layer_csv}")
     if args.waveform:
         print(f"waveform {args.waveform}")
     return EXIT_OK

@@ -69,3 +69,30 @@ def top_components(breakdown: dict[str, float], count: int = 3) -> list[tuple[st
     """
     items = [(name, float(value)) for name, value in breakdown.items() if value is not None]
     return sorted(items, key=lambda item: (-item[1], item[0]))[:count]
+
+
+LAYER_KEYS: tuple[str, ...] = ("layer", "cycles_write", "cycles_precompute", "cycles_read", "cycles_value",
+                               "active_cycles_write", "active_cycles_precompute", "active_cycles_read",
+                               "active_cycles_value", "multiplications_total", "additions_total",
+                               "table_lookups_total", "sram_read_bits_total", "sram_write_bits_total", "bit_exact",
+                               "score_rel_rmse", "attn_kl_nats", "top1_agreement", "output_rel_rmse")
+"""Columns of the per-layer table (units in the names, as docs/report.md `layers.<L>`)."""
+
+
+def layer_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One tidy row per replayed layer of a report: phase cycles (attributed and in flight),
+    counted operations and the numerics of that layer."""
+    rows = []
+    for layer, entry in (report.get("layers") or {}).items():
+        row: dict[str, Any] = {"layer": int(layer)}
+        for phase in ("write", "precompute", "read", "value"):
+            row[f"cycles_{phase}"] = lookup(entry, ("cycles", phase))
+            row[f"active_cycles_{phase}"] = lookup(entry, ("active_cycles", phase))
+        for kind in ("multiplications", "additions", "table_lookups", "sram_read_bits", "sram_write_bits"):
+            row[f"{kind}_total"] = lookup(entry, ("ops", kind, "total"))
+        numerics = entry.get("numerics") or {}
+        for key, name in (("bit_exact", "bit_exact"), ("score_rel_rmse", "score_rel_rmse"), ("attn_kl", "attn_kl_nats"),
+                          ("top1_agreement", "top1_agreement"), ("output_rel_rmse", "output_rel_rmse")):
+            row[name] = numerics.get(key)
+        rows.append({key: row.get(key) for key in LAYER_KEYS})
+    return rows

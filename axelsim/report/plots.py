@@ -23,6 +23,21 @@ PHASES = ("write", "precompute", "read", "value")
 REFERENCE_LABEL = "paper's macro"
 
 
+def save_figure(figure: Figure, out_dir: str | Path, stem: str) -> list[Path]:
+    """Write a figure as OUT/stem.png and OUT/stem.svg (atomically); returns the paths."""
+    return _save(figure, Path(out_dir), stem)
+
+
+def run_figures(report: dict[str, Any]) -> dict[str, Figure]:
+    """The figures of one run by file stem (what `plot_run` writes), for a notebook."""
+    figures = {"energy_area": breakdown_figure(report), "cycles": cycles_figure(report)}
+    if lookup(report, ("timeline", "units")):
+        figures["timeline"] = timeline_figure(report)
+    if report.get("numerics_by_bits"):
+        figures["error_vs_bits"] = error_vs_bits_figure(report["numerics_by_bits"])
+    return figures
+
+
 def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
     """Write `figure` as OUT/stem.png and OUT/stem.svg (atomically); returns the paths."""
     FigureCanvasAgg(figure)
@@ -54,15 +69,14 @@ def plot_run(report: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """All plots of one run: energy and area by component, cycles by phase and utilisation,
     and score error against bit-width when the report holds a bit-width study."""
     out_dir = Path(out_dir)
-    paths = plot_breakdown(report, out_dir) + plot_cycles(report, out_dir)
-    if lookup(report, ("timeline", "units")):
-        paths += plot_timeline(report, out_dir)
-    if report.get("numerics_by_bits"):
-        paths += plot_error_vs_bits(report["numerics_by_bits"], out_dir)
-    return paths
+    return [path for stem, figure in run_figures(report).items() for path in _save(figure, out_dir, stem)]
 
 
 def plot_breakdown(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    return _save(breakdown_figure(report), out_dir, "energy_area")
+
+
+def breakdown_figure(report: dict[str, Any]) -> Figure:
     """Energy (dynamic and leakage side by side, pJ) and area (µm²) by component, log scale
     (the index SRAM dominates both; the logic units would be invisible on a linear axis)."""
     energy = lookup(report, ("energy_pj", "by_component")) or {}
@@ -86,7 +100,7 @@ def plot_breakdown(report: dict[str, Any], out_dir: Path) -> list[Path]:
     total_area = lookup(report, ("area_um2", "total"))
     right.set_title(f"area by component, total {scaled(total_area, 'um2')}" if total_area else "area by component")
     figure.suptitle(_title(report))
-    return _save(figure, out_dir, "energy_area")
+    return figure
 
 
 def _energy_total(entry: dict[str, Any]) -> float:
@@ -99,6 +113,10 @@ def _energy_total_text(report: dict[str, Any]) -> str:
 
 
 def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    return _save(cycles_figure(report), out_dir, "cycles")
+
+
+def cycles_figure(report: dict[str, Any]) -> Figure:
     """Cycles by phase (each cycle once, by priority, plus idle: the bars add up to the total;
     beside them the cycles each phase was in flight, which overlap) and each unit's utilisation."""
     cycles = report.get("cycles") or {}
@@ -125,7 +143,7 @@ def plot_cycles(report: dict[str, Any], out_dir: Path) -> list[Path]:
     right.set_xlabel("utilisation (busiest stage's occupied cycles / total cycles)")
     right.set_title("unit utilisation")
     figure.suptitle(_title(report))
-    return _save(figure, out_dir, "cycles")
+    return figure
 
 
 def timeline_figure(report: dict[str, Any]) -> Figure:
@@ -155,6 +173,10 @@ def plot_timeline(report: dict[str, Any], out_dir: Path) -> list[Path]:
 
 
 def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[Path]:
+    return _save(error_vs_bits_figure(study), out_dir, "error_vs_bits")
+
+
+def error_vs_bits_figure(study: dict[str, dict[str, Any]]) -> Figure:
     """Score and output relative RMSE (log scale) and top-1 agreement against the bit-width.
 
     `study` maps bit-width (as a string or int) to a numerics section (docs/report.md).
@@ -182,7 +204,7 @@ def plot_error_vs_bits(study: dict[str, dict[str, Any]], out_dir: Path) -> list[
     extra = twin.get_legend_handles_labels()
     axis.legend(handles[0] + extra[0], handles[1] + extra[1], loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3)
     axis.set_title("score error against bit-width")
-    return _save(figure, out_dir, "error_vs_bits")
+    return figure
 
 
 def _title(report: dict[str, Any]) -> str:
@@ -206,9 +228,12 @@ def _title(report: dict[str, Any]) -> str:
 
 
 def plot_compare(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    return _save(compare_figure(reports), Path(out_dir), "compare")
+
+
+def compare_figure(reports: dict[str, dict[str, Any]]) -> Figure:
     """Energy per query, area and memory of several designs side by side (baselines, named
     'baseline ...', in grey)."""
-    out_dir = Path(out_dir)
     names = list(reports)
     rows = [headline(reports[name]) for name in names]
     panels = (("energy_pj_per_query", "energy per query (nJ)", 1e-3), ("area_um2_total", "area (mm²)", 1e-6),
@@ -224,7 +249,7 @@ def plot_compare(reports: dict[str, dict[str, Any]], out_dir: str | Path) -> lis
     for axis in axes[1:]:
         axis.set_yticklabels([])
     figure.suptitle("designs side by side")
-    return _save(figure, out_dir, "compare")
+    return figure
 
 
 # --------------------------------------------------------------------------- sweeps
