@@ -50,7 +50,6 @@ def stand_in_result(trace, scale=1, actions=None, golden=None):
         phase_active={"write": 1, "precompute": 1, "read": 1, "value": 1},
         timeline={"bin_cycles": 1, "bins": 0, "units": {}},
         decode_cycles=[100] * queries,
-        rows_needed=2 * tokens,
         scores={layer: g.scores for layer, g in (golden or {}).items()},
         outputs={layer: g.outputs for layer, g in (golden or {}).items()},
         multiplications_per_query={"axelram": d * 8 + tokens, "conventional": d * tokens,

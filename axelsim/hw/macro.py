@@ -42,8 +42,6 @@ class SimResult:
     """Per unit, the busy fraction of each time bin (see `timeline`)."""
     decode_cycles: list = field(default_factory=list)
     """Per query position, the cycles of its decode step (Machine.decode_cycles)."""
-    rows_needed: int = 0
-    """Index-SRAM rows per bank the trace's K and V take under the macro's mapping."""
     instances: dict = field(default_factory=dict)
     fidelity: str = "burst"
     prefill: str = "simulate"
@@ -271,7 +269,6 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, decode_cycles=list(machine.decode_cycles),
-                     rows_needed=amap.rows_needed,
                      instances=_instances(macro), fidelity=fidelity, prefill=prefill,
                      clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, timing=timing,
                      rows_used=amap.rows_needed, **summary)

@@ -27,10 +27,6 @@ UNITS: dict[str, str] = {
     "decode.latency_s_mean": "seconds per decode step",
     "decode.tokens_per_s": "tokens per second for one sequence (1 / mean decode step)",
     "decode.layers_replayed": "layers in the replayed selection (the step covers these only)",
-    "sram.banks, sram.rows_per_bank, sram.capacity_rows, sram.rows_needed_per_bank, sram.spilled_rows": "rows (banks: count)",
-    "sram.row_bits": "bits",
-    "sram.capacity_bytes, sram.occupied_bytes": "bytes",
-    "sram.occupancy": "fraction 0..1 of each bank's rows the trace's K and V take",
     "clock_hz": "hertz",
     "ops.multiplications.*, ops.additions.*, ops.comparisons.*": "operations executed (counted by the units)",
     "ops.table_lookups.*": "table SRAM entry reads",
@@ -210,24 +206,6 @@ def ops_section(ops: Mapping[str, Mapping[str, int]]) -> dict[str, dict[str, int
     return {kind: {path: int(count) for path, count in ops[kind].items()} for kind in kinds}
 
 
-def sram_section(config, trace, rows_needed: int) -> dict[str, Any]:
-    """The index SRAM's capacity against what the trace occupies (rows per bank, bytes)."""
-    sram = config.sram
-    capacity_rows = sram.banks * sram.rows_per_bank
-    used = min(rows_needed, sram.rows_per_bank)
-    return {
-        "banks": sram.banks,
-        "rows_per_bank": sram.rows_per_bank,
-        "row_bits": config.row_bits,
-        "capacity_rows": capacity_rows,
-        "capacity_bytes": capacity_rows * config.row_bits / 8,
-        "rows_needed_per_bank": int(rows_needed),
-        "occupied_bytes": sram.banks * used * config.row_bits / 8,
-        "occupancy": used / sram.rows_per_bank,
-        "spilled_rows": sram.banks * max(0, rows_needed - sram.rows_per_bank),
-    }
-
-
 def decode_section(decode_cycles, clock_hz: float, trace) -> dict[str, Any]:
     """Decode step of each query position (its token's K/V writes and its queries over every
     replayed layer and head): mean and max latency, and the tokens per second one sequence
@@ -264,7 +242,6 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "node_nm": config.technology.node_nm,
         "time_s": result.time_s,
         "decode": decode_section(result.decode_cycles, config.clock_hz, trace),
-        "sram": sram_section(config, trace, result.rows_needed),
         "cycles": cycles_section(result.cycles),
         "utilisation": utilisation(result.unit_stats),
         "stall_cycles_by_cause": stall_causes(result.unit_stats),

@@ -219,7 +219,7 @@ def _title(report: dict[str, Any]) -> str:
         parts.append(scaled(macro["clock_hz"], "Hz"))
     sram = report.get("sram")
     if sram:
-        parts.append(f"SRAM {scaled(sram['capacity_bytes'], 'bytes')}, trace {scaled(sram['occupied_bytes'], 'bytes')}"
+        parts.append(f"SRAM {scaled(sram['capacity_bits'] / 8, 'bytes')}, trace {scaled(sram['occupied_bits'] / 8, 'bytes')}"
                      f" = {100 * sram['occupancy']:.1f}%")
     return f"{macro.get('name', '?')} ({', '.join(parts)}) on {trace.get('name', '?')}"
 

@@ -137,11 +137,11 @@ def _derived_line(derived: dict[str, Any]) -> str:
 
 
 def _sram_line(sram: dict[str, Any]) -> str:
-    line = (f"sram         {sram['banks']} banks x {_count(sram['rows_per_bank'])} rows x {sram['row_bits']} bits = "
-            f"{scaled(sram['capacity_bytes'], 'bytes')}; trace occupies {scaled(sram['occupied_bytes'], 'bytes')} "
-            f"({_percent(sram['occupancy'])})")
-    if sram.get("spilled_rows"):
-        line += f", {_count(sram['spilled_rows'])} rows spilled off-macro"
+    """Capacity against the trace's occupancy, from the report's `sram` section."""
+    line = (f"sram         {scaled(sram['capacity_bits'] / 8, 'bytes')} index SRAM; trace occupies "
+            f"{scaled(sram['occupied_bits'] / 8, 'bytes')} ({_percent(sram['occupancy'])})")
+    if sram.get("spilled_bits"):
+        line += f", {scaled(sram['spilled_bits'] / 8, 'bytes')} spilled off-macro"
     return line
 
 
