@@ -35,6 +35,9 @@ def test_top_level_names_and_the_api_module():
     import axelsim
 
     assert axelsim.api.simulate is axelsim.simulate and callable(axelsim.load_macro)
+    from axelsim import sweep  # the module, not api.sweep
+
+    assert callable(sweep.plan_sweep)
     with pytest.raises(AttributeError):
         axelsim.no_such_name  # noqa: B018
 
