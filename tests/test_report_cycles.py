@@ -49,7 +49,7 @@ def test_decode_latency_tokens_per_second_and_sram_occupancy(report):
     assert decode["steps"] == 4 and decode["layers_replayed"] == 2
     assert decode["tokens_per_s"] == pytest.approx(report["clock_hz"] / decode["latency_cycles_mean"])
     assert 0 < decode["latency_cycles_mean"] <= decode["latency_cycles_max"] <= report["cycles"]["total"]
-    sram, macro = report["sram"], report["macro"]
+    sram, macro = report["sram_tiles"], report["macro"]
     vectors = 2 * 3 * 256 * 2  # layers x KV heads x tokens x (K, V), one row of d*b + 16 bits each
     assert sram["occupied_bits"] >= vectors * (64 * 3 + 16)
     assert sram["occupancy"] == pytest.approx(sram["occupied_bits"] / sram["capacity_bits"], rel=0.05)

@@ -217,7 +217,7 @@ def _title(report: dict[str, Any]) -> str:
         parts.append(f"{node} nm")
     if isinstance(macro.get("clock_hz"), (int, float)):
         parts.append(scaled(macro["clock_hz"], "Hz"))
-    sram = report.get("sram")
+    sram = report.get("sram_tiles")
     if sram:
         parts.append(f"SRAM {scaled(sram['capacity_bits'] / 8, 'bytes')}, trace {scaled(sram['occupied_bits'] / 8, 'bytes')}"
                      f" = {100 * sram['occupancy']:.1f}%")

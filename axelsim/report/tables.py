@@ -84,8 +84,8 @@ def format_summary(report: dict[str, Any]) -> str:
     derived = (report.get("inputs") or {}).get("derived") or {}
     if derived:
         lines.append(f"auto         {_derived_line(derived)}")
-    if "sram" in report:
-        lines.append(_sram_line(report["sram"]))
+    if "sram_tiles" in report:
+        lines.append(_sram_line(report["sram_tiles"]))
     lines += [
         f"cycles       {_count(cycles['total'])} = {scaled(report['time_s'], 's')}   "
         + "  ".join(f"{phase} {_share(cycles[phase], cycles['total'])}" for phase in PHASES)
