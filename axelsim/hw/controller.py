@@ -321,6 +321,10 @@ class Machine:
 
         rl, rii = rotator.rotator_timing(m)
         tl, tii = table.table_timing(m)
+        # write-after-read on the pipeline's table copy: the new table is written only once the
+        # previous job's last key has been looked up (found by the RTL twin, docs/rtl_validation.md)
+        gen = ("table_generator", 0)
+        self.free_at[gen] = max(self.free_at.get(gen, 0), self.free_at.get(("table_sram", pipe), 0))
         pre = self.run_stream("precompute", layer, np.full(h, ready, dtype=np.int64),
                               [StageSpec("rotator", ("rotator", 0), rl, rii, work=rot_query),
                                StageSpec("table_generator", ("table_generator", 0), tl, tii, work=make_table)],

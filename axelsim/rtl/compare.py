@@ -1,0 +1,143 @@
+"""The RTL twin against the golden model (bits) and the cycle model (cycles per unit and item).
+
+The cycle model is only read here, after both ran: its schedule (every stream's per-item
+start cycles per stage, recorded from `hw.controller.Machine.run_stream`) is compared with
+the cycles at which the RTL units took and released each item.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from axelsim.config.macro import MacroConfig
+from axelsim.errors import ConfigError
+from axelsim.numerics.codebook import lloyd_max_codebook
+from axelsim.numerics.golden import NumericsSpec, golden_layer
+from axelsim.rtl.harness import UNITS, RtlRun, simulate_rtl
+
+STAGE_OF = {"norm_unit": "norm_unit", "rotator": "rotator", "quantizer": "quantizer",
+            "index_sram_write": "index_sram_write", "table_generator": "table_generator",
+            "index_sram_read": "index_sram_read", "table_sram": "table_sram", "adder_tree": "adder_tree",
+            "norm_multiplier": "norm_multiplier"}
+"""RTL unit -> the cycle model's stage key name (Machine.run_stream StageSpec.key[0])."""
+
+
+def rtl_macro(macro: MacroConfig) -> MacroConfig:
+    """The macro the RTL twin builds: the value path is not built in RTL, so it is switched off
+    (for the cycle model too, so both describe the same machine)."""
+    if macro.value_path.enabled:
+        return macro.model_copy(update={"value_path": macro.value_path.model_copy(update={"enabled": False})})
+    return macro
+
+
+def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str) -> tuple[dict, int]:
+    """Run the cycle model and record, per stage key name, the (start, done) cycles of every
+    item in program order; returns (schedule, total cycles)."""
+    from axelsim.hw.controller import Machine
+    from axelsim.hw.macro import _sign_table, replay
+    from axelsim.hw.sram import AddressMap
+    from axelsim.hw.units import Ledger
+
+    class Recording(Machine):
+        def run_stream(self, phase, layer, ready, specs, label, burst_work=None):
+            timing = super().run_stream(phase, layer, ready, specs, label, burst_work)
+            for s, spec in enumerate(specs):
+                starts = timing.start[s].tolist()
+                self.schedule.setdefault(spec.key[0], []).extend((st, st + spec.latency) for st in starts)
+            return timing
+
+    cb = lloyd_max_codebook(macro.head_dim, macro.bits)
+    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
+    machine = Recording(macro, _sign_table(signs, layer_ids, macro.head_dim), np.asarray(cb.rom_centroids),
+                        np.asarray(cb.rom_boundaries), "burst", Ledger(), amap)
+    machine.schedule = {}
+    replay(machine, trace, layer_ids, "simulate", None)
+    total = max((done for items in machine.schedule.values() for _, done in items), default=0)
+    return machine.schedule, total
+
+
+@dataclass
+class Comparison:
+    """Results of one RTL check (JSON-ready through `to_dict`)."""
+
+    bit_exact: dict
+    cycles: dict
+    total_cycles_rtl: int
+    total_cycles_model: int
+    overruns: int
+    cycles_simulated: int
+
+    def to_dict(self) -> dict:
+        return {"bit_exact": all(self.bit_exact.values()), "bit_exact_by_unit": self.bit_exact,
+                "cycles_equal": all(c["equal"] for c in self.cycles.values()),
+                "cycles_by_unit": self.cycles, "total_cycles_rtl": self.total_cycles_rtl,
+                "total_cycles_model": self.total_cycles_model,
+                "end_to_end_cycle_error": (self.total_cycles_model - self.total_cycles_rtl) / max(self.total_cycles_rtl, 1),
+                "overruns": self.overruns, "cycles_simulated": self.cycles_simulated}
+
+
+def golden_results(macro: MacroConfig, signs, trace, layer_ids: list[int]) -> dict:
+    spec = NumericsSpec.build(macro.head_dim, macro.bits, signs, macro.formats)
+    out = {}
+    for slot, L in enumerate(layer_ids):
+        v = trace.v(L) if trace.has_values else None
+        out[slot] = golden_layer(spec, np.asarray(trace.k(L)), None if v is None else np.asarray(v),
+                                 np.asarray(trace.q(L)), np.asarray(trace.q_positions), L)
+    return out
+
+
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal as values, NaN equal to NaN, +0 distinct from -0."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return False
+    both_nan = np.isnan(a) & np.isnan(b)
+    return bool(np.all(both_nan | ((a == b) & (np.signbit(a) == np.signbit(b)))))
+
+
+def compare_bits(run: RtlRun, golden: dict) -> dict:
+    """Per unit: the RTL's stored rows (quantizer indices, norm unit's FP16 norms) and scores
+    against the golden model, bit for bit."""
+    idx_ok = norm_ok = True
+    for (slot, h, tok, kv), (idx, norm, _sat) in run.rows.items():
+        g = golden[slot]
+        gi, gn = (g.k_indices, g.k_norms) if kv == 0 else (g.v_indices, g.v_norms)
+        idx_ok &= bool(np.array_equal(idx, gi[h, tok]))
+        norm_ok &= _same_bits(norm, float(gn[h, tok]))
+    score_ok = bool(run.scores)
+    for (slot, h, qi), scores in run.scores.items():
+        want = golden[slot].scores[h, qi, :scores.size]
+        score_ok &= _same_bits(scores, want)
+    return {"norm_unit": norm_ok and bool(run.rows), "quantizer": idx_ok and bool(run.rows),
+            "norm_multiplier": score_ok}
+
+
+def compare_cycles(run: RtlRun, schedule: dict) -> dict:
+    """Per unit: every item's (entered, left) cycles in the RTL against the cycle model's."""
+    out = {}
+    for unit in UNITS:
+        rtl = [(s, d) for _, s, d in run.timing.get(unit, [])]
+        model = [tuple(x) for x in schedule.get(STAGE_OF[unit], [])]
+        diff = [abs(a[1] - b[1]) for a, b in zip(rtl, model)]
+        out[unit] = {"items": len(rtl), "items_model": len(model), "equal": rtl == model,
+                     "max_abs_diff_cycles": max(diff, default=0),
+                     "first_left_rtl": rtl[0][1] if rtl else None, "first_left_model": model[0][1] if model else None,
+                     "last_left_rtl": rtl[-1][1] if rtl else None, "last_left_model": model[-1][1] if model else None}
+    return out
+
+
+def check(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str, vcd_path=None) -> tuple[Comparison, RtlRun]:
+    """Simulate the RTL on the slice and compare it with the golden and cycle models."""
+    mac = rtl_macro(macro)
+    if trace.head_dim != mac.head_dim:
+        raise ConfigError(source, "head_dim", f"the trace's head_dim {trace.head_dim}, got {mac.head_dim}")
+    cb = lloyd_max_codebook(mac.head_dim, mac.bits)
+    sign_table = {L: np.asarray(signs.vector(L), dtype=np.int8) for L in layer_ids}
+    run = simulate_rtl(mac, sign_table, trace, layer_ids, cb.rom_centroids, cb.rom_boundaries, vcd_path)
+    golden = golden_results(mac, signs, trace, layer_ids)
+    schedule, total_model = hw_schedule(mac, signs, trace, layer_ids, source)
+    comp = Comparison(compare_bits(run, golden), compare_cycles(run, schedule), run.total_cycles, total_model,
+                      run.overruns, run.cycles_simulated)
+    return comp, run

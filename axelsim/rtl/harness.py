@@ -1,0 +1,405 @@
+"""Run the RTL units cycle by cycle (Amaranth simulator) over a trace slice.
+
+The datapath is the RTL of axelsim.rtl.units. The controller and the buffers between units
+are behavioural (this testbench): it replays the trace in SPEC.md program order (positions
+ascending; at p the K and V vectors of every KV head, layer by layer; then every query at p)
+and moves each item into a unit when three things hold in that cycle: the item has left the
+unit before (its `out_valid` was seen), every older item of that unit has entered it (in-order
+issue, program order), and the unit accepts (its initiation interval since the last item
+passed; a score stream's first stage issues at the stream's slowest unit's interval, so no
+later stage backs up). A query job is ready when every write so far is done. Nothing here
+reads the cycle model; `compare.py` does, afterwards.
+
+Recorded per unit and item: the cycle it entered and the cycle it left (its `out_valid`).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+from amaranth.hdl import Cat, Elaboratable, Module, Signal
+from amaranth.sim import Simulator
+
+from axelsim.config.macro import MacroConfig
+from axelsim.rtl.fp import FP16, FP32
+from axelsim.rtl.units import (Formats, IndexSram, LookupPipeline, NormUnit, Quantizer, Rotator,
+                               TableGenerator)
+
+UNITS = ("norm_unit", "rotator", "quantizer", "index_sram_write", "table_generator", "index_sram_read",
+         "table_sram", "adder_tree", "norm_multiplier")
+"""Stage names, as the cycle model's stream stages are keyed."""
+
+_NP = {16: (np.float16, np.uint16), 32: (np.float32, np.uint32)}
+
+
+def to_bits(values, width: int) -> list[int]:
+    fdt, udt = _NP[width]
+    return [int(b) for b in np.asarray(values, dtype=fdt).reshape(-1).view(udt)]
+
+
+def pack(words, width: int) -> int:
+    """Words (LSB first) into one integer of len(words) * width bits."""
+    value = 0
+    for i, w in enumerate(words):
+        value |= int(w) << (i * width)
+    return value
+
+
+def unpack(value: int, width: int, count: int) -> list[int]:
+    mask = (1 << width) - 1
+    return [(value >> (i * width)) & mask for i in range(count)]
+
+
+def from_bits(bits, width: int) -> np.ndarray:
+    fdt, udt = _NP[width]
+    return np.asarray(bits, dtype=udt).view(fdt).astype(np.float64)
+
+
+class MacroTop(Elaboratable):
+    """All RTL units of one macro (one lookup pipeline), side by side; the testbench wires them."""
+
+    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int):
+        self.norm = NormUnit(macro, boundaries)
+        self.rotator = Rotator(macro)
+        self.quantizer = Quantizer(macro)
+        self.sram = IndexSram(macro, sram_depth)
+        self.table = TableGenerator(macro, centroids)
+        self.lookup = LookupPipeline(macro)
+
+        # flat ports: one testbench write per vector instead of one per word
+        self.flat_in = {"norm.x": self.norm.x, "rotator.x": self.rotator.x, "quantizer.y": self.quantizer.y,
+                        "quantizer.t": self.quantizer.thresholds, "table.r": self.table.r}
+        self.flat_out = {"norm.t": self.norm.thresholds, "rotator.y": self.rotator.y, "quantizer.idx": self.quantizer.idx}
+        self.flat = {k: Signal(sum(len(s) for s in v), name=k.replace(".", "_"))
+                     for k, v in {**self.flat_in, **self.flat_out}.items()}
+
+    def elaborate(self, platform):
+        m = Module()
+        for key, words in self.flat_in.items():
+            m.d.comb += Cat(*words).eq(self.flat[key])
+        for key, words in self.flat_out.items():
+            m.d.comb += self.flat[key].eq(Cat(*words))
+        for name in ("norm", "rotator", "quantizer", "sram", "table", "lookup"):
+            m.submodules[name] = getattr(self, name)
+        for mine, theirs in zip(self.lookup.table, self.table.table):  # the table SRAM feeds the lookups
+            m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
+        return m
+
+
+def row_location(macro: MacroConfig, kv_heads: int, tokens: int, slot: int, head: int, token: int, kv: int) -> tuple[int, int]:
+    """(bank, row) of a stored vector, per sram.mapping (docs/config.md)."""
+    banks = macro.sram.banks
+    stream = slot * kv_heads + head
+    if macro.sram.mapping == "token_interleaved":
+        per = -(-tokens // banks)
+        return token % banks, (stream * 2 + kv) * per + token // banks
+    return stream % banks, ((stream // banks) * 2 + kv) * tokens + token
+
+
+def sram_depth(macro: MacroConfig, n_layers: int, kv_heads: int, tokens: int) -> int:
+    """Rows per bank the slice needs (the behavioural SRAM is built this deep)."""
+    rows = 0
+    for slot in range(n_layers):
+        for h in range(kv_heads):
+            for t in range(tokens):
+                for kv in (0, 1):
+                    rows = max(rows, row_location(macro, kv_heads, tokens, slot, h, t, kv)[1] + 1)
+    return rows
+
+
+@dataclass
+class Item:
+    """One item in flight: a vector to write, a query to prepare, or a key to score."""
+
+    kind: str
+    label: tuple
+    data: dict = field(default_factory=dict)
+
+
+@dataclass
+class RtlRun:
+    """What the RTL simulation produced."""
+
+    timing: dict
+    """unit -> list of (label, entered cycle, left cycle), in program order."""
+    rows: dict
+    """(slot, kv_head, token, kv) -> (indices uint8 [d], stored norm float64, saturated)."""
+    scores: dict
+    """(slot, q_head, query number) -> float64 [p + 1] scores."""
+    total_cycles: int
+    overruns: int
+    cycles_simulated: int
+    overrun_units: list = field(default_factory=list)
+    """(unit, cycle) of every item that arrived while its unit was busy (a scheduling error)."""
+
+
+class Testbench:
+    """The behavioural controller and buffers around MacroTop (see the module docstring)."""
+
+    def __init__(self, macro: MacroConfig, top: MacroTop, signs: dict, trace, layer_ids: list[int]):
+        self.macro, self.top, self.signs, self.trace, self.layer_ids = macro, top, signs, trace, layer_ids
+        self.f = Formats(macro)
+        self.queues = {u: deque() for u in ("norm_unit", "rotator", "quantizer", "index_sram_write",
+                                            "table_generator", "index_sram_read", "table_sram")}
+        self.next_ok = {u: 0 for u in UNITS}
+        self.timing = {u: [] for u in UNITS}
+        self.inflight: dict[str, deque] = {u: deque() for u in UNITS}
+        self.rows: dict = {}
+        self.scores: dict = {}
+        self.overruns = 0
+        self.driven: dict = {}
+        self.overrun_units: list = []
+        self.writes_done = 0
+        self.write_done = 0
+        self.last_done = 0
+        self.mac_lookup_ii = top.lookup_issue_ii
+        self.program = self._program()
+
+    # ---- program order ----------------------------------------------------------------------
+    def _program(self) -> list:
+        tr, mac = self.trace, self.macro
+        qpos = np.asarray(tr.q_positions, dtype=np.int64)
+        group = tr.q_heads // tr.kv_heads
+        steps = []
+        for p in range(int(qpos.max()) + 1 if qpos.size else 0):
+            for slot, L in enumerate(self.layer_ids):
+                k = np.asarray(tr.k(L), dtype=np.float64)
+                v = np.asarray(tr.v(L), dtype=np.float64) if tr.has_values else None
+                for h in range(tr.kv_heads):
+                    steps.append(("write", (slot, h, p, 0), k[h, p]))
+                    if v is not None:
+                        steps.append(("write", (slot, h, p, 1), v[h, p]))
+            for qi in np.flatnonzero(qpos == p):
+                for slot, L in enumerate(self.layer_ids):
+                    q = np.asarray(tr.q(L), dtype=np.float64)
+                    for kvh in range(tr.kv_heads):
+                        for h in range(kvh * group, (kvh + 1) * group):
+                            steps.append(("query", (slot, h, int(qi), kvh, p), q[h, qi]))
+        return steps
+
+    def _enqueue_program(self):
+        """Every item into its first unit's queue, in program order. The rotator serves writes
+        (after their norm) and queries (once every older write is stored) in program order."""
+        self.rot_order: deque = deque()
+        older_writes = 0
+        for kind, label, vec in self.program:
+            item = Item(kind, label, {"x": pack(to_bits(vec, self.f.input.width), self.f.input.width),
+                                      "layer": self.layer_ids[label[0]]})
+            if kind == "write":
+                item.data["ready"] = 0
+                self.queues["norm_unit"].append(item)
+                older_writes += 1
+            else:
+                item.data["ready"] = None
+                item.data["older_writes"] = older_writes
+            self.rot_order.append(item)
+
+    # ---- one cycle ------------------------------------------------------------------------------
+    async def run(self, ctx):
+        t = self.top
+        self._enqueue_program()
+        cycle = 0
+        limit = 200000
+        arrived_rot: dict = {}
+        while cycle < limit:
+            self._collect(ctx, cycle, arrived_rot)
+            if self._finished():
+                break
+            self._issue(ctx, cycle, arrived_rot)
+            await ctx.tick()
+            cycle += 1
+        self.cycles_simulated = cycle
+        self.total_cycles = self.last_done
+
+    def _finished(self) -> bool:
+        return (not self.rot_order and all(not q for q in self.queues.values())
+                and all(not q for q in self.inflight.values()))
+
+    def _left(self, unit: str, cycle: int) -> Item:
+        item, start = self.inflight[unit].popleft()
+        self.timing[unit].append((item.label, start, cycle))
+        self.last_done = max(self.last_done, cycle)
+        return item
+
+    def _collect(self, ctx, cycle, arrived_rot):
+        t, d = self.top, self.macro.head_dim
+        if ctx.get(t.norm.out_valid):
+            item = self._left("norm_unit", cycle)
+            item.data["thr"] = ctx.get(t.flat["norm.t"])
+            item.data["stored"] = ctx.get(t.norm.stored)
+            item.data["sat"] = ctx.get(t.norm.saturated)
+            item.data["ready"] = cycle
+            arrived_rot[id(item)] = cycle
+        if ctx.get(t.rotator.out_valid):
+            item = self._left("rotator", cycle)
+            item.data["y"] = ctx.get(t.flat["rotator.y"])
+            item.data["ready"] = cycle
+            self.queues["quantizer" if item.kind == "write" else "table_generator"].append(item)
+        if ctx.get(t.quantizer.out_valid):
+            item = self._left("quantizer", cycle)
+            packed = ctx.get(t.flat["quantizer.idx"])
+            item.data["idx"] = unpack(packed, self.macro.bits, d)
+            row = packed | (item.data["stored"] << (d * self.macro.bits))
+            item.data["row"] = row
+            item.data["ready"] = cycle
+            self.queues["index_sram_write"].append(item)
+        if ctx.get(t.sram.w_done):
+            item = self._left("index_sram_write", cycle)
+            slot, h, p, kv = item.label
+            self.rows[(slot, h, p, kv)] = (np.array(item.data["idx"], dtype=np.uint8),
+                                           float(from_bits([item.data["stored"]], 16)[0]), bool(item.data["sat"]))
+            self.writes_done += 1
+            self.write_done = max(self.write_done, cycle)
+        if ctx.get(t.table.out_valid):
+            item = self._left("table_generator", cycle)
+            self._start_scores(item, cycle)
+        if ctx.get(t.sram.r_done):
+            item = self._left("index_sram_read", cycle)
+            item.data["row"] = ctx.get(t.sram.rdata)
+            item.data["ready"] = cycle
+            self.queues["table_sram"].append(item)
+        if ctx.get(t.lookup.leaves_valid):
+            item = self._left("table_sram", cycle)
+            self.inflight["adder_tree"].append((item, cycle))
+        if ctx.get(t.lookup.tree_valid):
+            item = self._left("adder_tree", cycle)
+            self.inflight["norm_multiplier"].append((item, cycle))
+        if ctx.get(t.lookup.out_valid):
+            item = self._left("norm_multiplier", cycle)
+            key = item.label[:3]
+            self.scores.setdefault(key, {})[item.label[3]] = ctx.get(t.lookup.score)
+
+    def _start_scores(self, query: Item, cycle: int):
+        slot, h, qi, kvh, p = query.label
+        for tok in range(p + 1):
+            bank, row = row_location(self.macro, self.trace.kv_heads, self.trace.tokens, slot, kvh, tok, 0)
+            self.queues["index_sram_read"].append(
+                Item("key", (slot, h, qi, tok), {"bank": bank, "row": row, "ready": cycle, "first": tok == 0}))
+
+    def _can(self, unit: str, cycle: int) -> Optional[Item]:
+        q = self.queues[unit]
+        if q and q[0].data["ready"] is not None and q[0].data["ready"] <= cycle and self.next_ok[unit] <= cycle:
+            return q[0]
+        return None
+
+    def _enter(self, unit: str, cycle: int, ii: int) -> Item:
+        item = self.queues[unit].popleft()
+        self.inflight[unit].append((item, cycle))
+        self.next_ok[unit] = cycle + ii
+        return item
+
+    def _issue(self, ctx, cycle, arrived_rot):
+        t, mac = self.top, self.macro
+        sets = []
+        # norm unit
+        item = self._can("norm_unit", cycle)
+        valid = item is not None
+        if valid:
+            self._enter("norm_unit", cycle, t.norm_ii)
+            sets.append((t.flat["norm.x"], item.data["x"]))
+        sets.append((t.norm.in_valid, int(valid)))
+        # rotator: program order over writes (after their norm) and queries (after all writes so far)
+        valid = False
+        if self.rot_order and self.next_ok["rotator"] <= cycle:
+            head = self.rot_order[0]
+            if head.kind == "write":
+                ok = id(head) in arrived_rot and arrived_rot[id(head)] <= cycle
+            else:
+                ok = self._query_ready(head, cycle)
+            if ok:
+                self.rot_order.popleft()
+                self.inflight["rotator"].append((head, cycle))
+                self.next_ok["rotator"] = cycle + 1
+                sets.append((t.flat["rotator.x"], head.data["x"]))
+                sets.append((t.rotator.signs, self._sign_word(head.data["layer"])))
+                valid = True
+        sets.append((t.rotator.in_valid, int(valid)))
+        # quantizer
+        item = self._can("quantizer", cycle)
+        if item is not None:
+            self._enter("quantizer", cycle, t.quant_ii)
+            sets += [(t.flat["quantizer.y"], item.data["y"]), (t.flat["quantizer.t"], item.data["thr"])]
+        sets.append((t.quantizer.in_valid, int(item is not None)))
+        # SRAM write port
+        item = self._can("index_sram_write", cycle)
+        if item is not None:
+            self._enter("index_sram_write", cycle, 1)
+            slot, h, p, kv = item.label
+            bank, row = row_location(mac, self.trace.kv_heads, self.trace.tokens, slot, h, p, kv)
+            sets += [(t.sram.wbank, bank), (t.sram.wrow, row), (t.sram.wdata, item.data["row"])]
+        sets.append((t.sram.w_valid, int(item is not None)))
+        # table generator: writes the table only after the previous job's last lookup (write after read)
+        readers_busy = any(self.queues[u] or self.inflight[u] for u in ("index_sram_read", "table_sram"))
+        item = None if readers_busy else self._can("table_generator", cycle)
+        if item is not None:
+            self._enter("table_generator", cycle, t.table_ii)
+            sets.append((t.flat["table.r"], item.data["y"]))
+        sets.append((t.table.in_valid, int(item is not None)))
+        # SRAM read port: a score stream issues at its slowest unit's interval
+        item = self._can("index_sram_read", cycle)
+        if item is not None:
+            self._enter("index_sram_read", cycle, self.mac_lookup_ii)
+            sets += [(t.sram.rbank, item.data["bank"]), (t.sram.rrow, item.data["row"])]
+        sets.append((t.sram.r_valid, int(item is not None)))
+        # lookup pipeline
+        item = self._can("table_sram", cycle)
+        if item is not None:
+            self._enter("table_sram", cycle, t.lookup_ii)
+            sets.append((t.lookup.row, item.data["row"]))
+        sets.append((t.lookup.in_valid, int(item is not None)))
+        for sig, value in sets:  # only changes: every set settles the design
+            if self.driven.get(id(sig)) != value:
+                ctx.set(sig, value)
+                self.driven[id(sig)] = value
+        for unit, sig in (("norm_unit", t.norm.overrun), ("quantizer", t.quantizer.overrun),
+                          ("table_generator", t.table.overrun), ("table_sram", t.lookup.overrun)):
+            if ctx.get(sig):
+                self.overruns += 1
+                self.overrun_units.append((unit, cycle))
+
+    def _query_ready(self, query: Item, cycle: int) -> bool:
+        """A query job is ready when every write before it in program order is stored."""
+        if query.data["ready"] is None and self.writes_done >= query.data["older_writes"]:
+            query.data["ready"] = self.write_done
+        return query.data["ready"] is not None and query.data["ready"] <= cycle
+
+    def _sign_word(self, layer: int) -> int:
+        word = 0
+        for i, s in enumerate(self.signs[layer]):
+            if s < 0:
+                word |= 1 << i
+        return word
+
+
+def simulate_rtl(macro: MacroConfig, signs: dict, trace, layer_ids: list[int], centroids, boundaries,
+                 vcd_path: Optional[str] = None) -> RtlRun:
+    """Build MacroTop for the slice and run it; signs {layer: int8 [d]}."""
+    depth = sram_depth(macro, len(layer_ids), trace.kv_heads, trace.tokens)
+    top = MacroTop(macro, centroids, boundaries, depth)
+    top.norm_ii = max(-(-macro.head_dim // macro.write_path.norm_squarers),
+                      -(-(macro.levels - 1) // macro.write_path.threshold_multipliers))
+    top.quant_ii = -(-macro.head_dim // (macro.write_path.comparators // (macro.levels - 1)))
+    top.table_ii = -(-macro.head_dim * macro.levels // macro.read_path.table_multipliers)
+    top.lookup_ii = -(-macro.head_dim // macro.read_path.lookups_per_cycle)
+    top.lookup_issue_ii = top.lookup_ii
+    bench = Testbench(macro, top, signs, trace, layer_ids)
+    sim = Simulator(top)
+    sim.add_clock(1e-9)
+    sim.add_testbench(bench.run)
+    if vcd_path:
+        with sim.write_vcd(vcd_path):
+            sim.run()
+    else:
+        sim.run()
+    scores = {}
+    for key, per_tok in bench.scores.items():
+        n = max(per_tok) + 1
+        scores[key] = from_bits([per_tok[i] for i in range(n)], bench.f.score.width)
+    return RtlRun(bench.timing, bench.rows, scores, bench.total_cycles, bench.overruns, bench.cycles_simulated,
+                  bench.overrun_units)
+
+
+__all__ = ["MacroTop", "RtlRun", "simulate_rtl", "UNITS", "row_location", "to_bits", "from_bits", "FP16", "FP32"]

@@ -1,0 +1,102 @@
+"""The RTL twin (d = 16, b = 3, a few tokens, two query heads) against the golden model (bits) and
+the cycle model (the cycle each item enters and leaves each unit), plus the comparison's own
+failure paths and the CLI's bad-input lines. Runs in make test (the rtl extra is installed)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("amaranth", reason="the rtl extra (amaranth) is not installed: pip install -e '.[rtl]'")
+
+from axelsim import api  # noqa: E402
+from axelsim.cli import main  # noqa: E402
+from axelsim.hw.macro import simulate  # noqa: E402
+from axelsim.rtl.compare import compare_bits, compare_cycles  # noqa: E402
+from test_hw_helpers import random_trace, signs_for, small_macro  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MACRO = ROOT / "macros" / "rtl" / "axelram_d16.yaml"
+TRACE = ROOT / "traces" / "rtl_d16.safetensors"
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory):
+    """One RTL run of the shipped small slice, with the raw run kept for the failure tests."""
+    from axelsim.config.load import load_macro
+    from axelsim.rtl import compare
+
+    out = tmp_path_factory.mktemp("rtl")
+    loaded = load_macro(MACRO)
+    view = api.load_trace(TRACE)
+    comp, run = compare.check(loaded.config, api.sign_rom(loaded, view), view, list(view.layer_indices), str(MACRO))
+    golden = compare.golden_results(compare.rtl_macro(loaded.config), api.sign_rom(loaded, view), view,
+                                    list(view.layer_indices))
+    schedule, _ = compare.hw_schedule(compare.rtl_macro(loaded.config), api.sign_rom(loaded, view), view,
+                                      list(view.layer_indices), str(MACRO))
+    return comp.to_dict(), run, golden, schedule, out
+
+
+def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):
+    report, run, _, _, _ = checked
+    assert report["bit_exact_by_unit"] == {"norm_unit": True, "quantizer": True, "norm_multiplier": True}
+    assert report["cycles_equal"], {u: c for u, c in report["cycles_by_unit"].items() if not c["equal"]}
+    assert report["total_cycles_rtl"] == report["total_cycles_model"] > 0
+    assert report["overruns"] == 0
+    # every item reached every unit: 6 positions x K,V = 12 writes; 2 heads x (3 + 6) keys scored
+    counts = {u: c["items"] for u, c in report["cycles_by_unit"].items()}
+    assert counts["index_sram_write"] == 12 and counts["norm_multiplier"] == 18 and counts["table_generator"] == 4
+    assert len(run.scores) == 4 and all(np.isfinite(s).all() for s in run.scores.values())
+
+
+def test_comparison_detects_a_late_item_and_a_wrong_bit(checked):
+    _, run, golden, schedule, _ = checked
+    shifted = copy.deepcopy(schedule)
+    start, done = shifted["adder_tree"][3]
+    shifted["adder_tree"][3] = (start, done + 1)
+    cycles = compare_cycles(run, shifted)
+    assert not cycles["adder_tree"]["equal"] and cycles["adder_tree"]["max_abs_diff_cycles"] == 1
+    assert cycles["rotator"]["equal"]
+    bad = copy.deepcopy(run)
+    key = next(iter(bad.rows))
+    idx, norm, sat = bad.rows[key]
+    bad.rows[key] = (idx ^ np.uint8(1), norm, sat)
+    key = next(iter(bad.scores))
+    bad.scores[key] = bad.scores[key].copy()
+    bad.scores[key][0] = np.nextafter(np.float32(bad.scores[key][0]), np.float32(np.inf))
+    bits = compare_bits(bad, golden)
+    assert bits == {"norm_unit": True, "quantizer": False, "norm_multiplier": False}
+
+
+def test_cycle_model_waits_for_the_last_lookup_before_rewriting_the_table():
+    # Two query heads, one pipeline: head 1's table may be written only after head 0's last key
+    # left the table SRAM (the write-after-read hazard the RTL twin exposed).
+    macro = small_macro(16, 2, read_path=dict(table_multipliers=16, lookups_per_cycle=4))
+    result = simulate(macro, signs_for(1, 16), random_trace(3, q_heads=2, tokens=6, values=False),
+                      prefill="preloaded", record_waveform=True)
+    tables = sorted((a for a in result.waveform if a.unit == "table_generator"), key=lambda a: a.start)
+    lookups = sorted((a for a in result.waveform if a.unit == "table_sram"), key=lambda a: a.start)
+    assert len(tables) == 2 and len(lookups) == 2
+    assert tables[1].start >= lookups[0].end
+
+
+def test_cli_rtl_bad_input_is_one_line(tmp_path, capsys):
+    code = main(["rtl", str(MACRO), "--trace", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "missing.safetensors" in err
+    big = ROOT / "traces" / "smollm2_austen_full.safetensors"
+    code = main(["rtl", str(ROOT / "macros" / "axelram_d64.yaml"), "--trace", str(big), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--queries" in err
+
+
+def test_cli_rtl_without_the_extra_says_so(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "amaranth", None)  # import amaranth now raises ImportError
+    code = main(["rtl", str(MACRO), "--trace", str(TRACE), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "rtl extra" in err
