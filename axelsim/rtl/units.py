@@ -225,7 +225,8 @@ class Rotator(Elaboratable):
 
 
 class Quantizer(Elaboratable):
-    """idx_i = #{j : y_i >= t_j} on `comparators` comparators (comparators / (L-1) coordinates per cycle)."""
+    """idx_i = #{j : y_i >= t_j} (write_path.ties 'upper'; 'lower': y_i > t_j) on `comparators`
+    comparators (comparators / (L-1) coordinates per cycle)."""
 
     def __init__(self, macro: MacroConfig):
         self.macro, self.f = macro, Formats(macro)
@@ -243,8 +244,14 @@ class Quantizer(Elaboratable):
         d, nthr = mac.head_dim, mac.levels - 1
         ch = Chunked(m, "cmp", self.in_valid, self.y + self.thresholds, d, mac.write_path.comparators // nthr)
 
+        upper = mac.write_path.ties == "upper"  # y >= t, or y > t (= y >= t and not t >= y)
+
+        def above(mm, y, t, nm):
+            ge = fp_ge(mm, y, t, rot, nm)
+            return ge if upper else ge & ~fp_ge(mm, t, y, rot, f"{nm}_r")
+
         def count(mm, ops, nm):
-            ge = [fp_ge(mm, ops[0], ops[1 + j], rot, f"{nm}_{j}") for j in range(nthr)]
+            ge = [above(mm, ops[0], ops[1 + j], f"{nm}_{j}") for j in range(nthr)]
             total = Signal(mac.bits + 1, name=f"{nm}_n")
             mm.d.comb += total.eq(sum(ge))
             return total[:mac.bits]
