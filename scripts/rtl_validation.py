@@ -53,7 +53,7 @@ def render(runs: list[dict], skipped: list[str], command: str) -> str:
              "score bit for bit with the golden model; `cycles_equal` compares the cycle every item",
              "entered and left every unit with the cycle model's schedule (hw, recorded from its",
              "streams); the end-to-end error is (model - RTL) / RTL total cycles.", "",
-             "| d | b | bit_exact (norm, quantizer, scores) | cycles_equal (9 units) | total cycles RTL / model | end-to-end error | overruns | wall s |",
+             "| d | b | bit_exact (norm, quantizer, scores) | cycles_equal (9 units) | total cycles RTL / model | end-to-end error | overruns | wall s (host, shared machine: not a benchmark) |",
              "|---|---|---|---|---|---|---|---|"]
     for r in runs:
         be = r["bit_exact_by_unit"]
