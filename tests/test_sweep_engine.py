@@ -206,11 +206,12 @@ def test_unreachable_scheduler_is_a_user_error(tmp_path, monkeypatch):
 def test_sweep_plots_are_written_and_not_empty(tmp_path):
     outcome = sweep.run_sweep(plan(write_sweep(tmp_path)), tmp_path / "out", evaluate=fake_evaluate, progress=False)
     names = sorted(path.name for path in outcome.plots)
-    assert names == sorted(f"{stem}.{ext}" for stem in ("pareto_energy_area", "pareto_energy_accuracy", "error_vs_bits")
+    assert names == sorted(f"{stem}.{ext}" for stem in ("pareto_energy_area", "pareto_energy_accuracy", "pareto_energy_latency",
+                                                                   "error_vs_bits")
                            for ext in ("png", "svg"))
     for path in outcome.plots:
         assert path.stat().st_size > 5000
-    assert "paper" in (tmp_path / "out" / "pareto_energy_area.svg").read_text()
+    assert "reference point" in (tmp_path / "out" / "pareto_energy_area.svg").read_text()
 
 
 def test_pareto_front_keeps_only_undominated_points():

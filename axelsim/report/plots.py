@@ -20,7 +20,9 @@ from axelsim.report.tables import scaled
 
 FORMATS = ("png", "svg")
 PHASES = ("write", "precompute", "read", "value")
-REFERENCE_LABEL = "paper's macro"
+REFERENCE_LABEL = "reference point (the sweep's base macro)"
+_SCALES = {"energy_pj_per_query": (1e-3, "energy per query (nJ)"), "area_um2_total": (1e-6, "area (mm²)"),
+           "time_s": (1e6, "latency of the run (µs)")}
 
 
 def save_figure(figure: Figure, out_dir: str | Path, stem: str) -> list[Path]:
@@ -265,16 +267,20 @@ def pareto_front(points: Iterable[tuple[float, float]]) -> list[tuple[float, flo
 
 
 def plot_sweep(rows: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Pareto fronts of energy per query against area and against score error, with the
-    paper's macro (the sweep's reference point) marked; error against bit-width if bits vary."""
+    """Pareto fronts of energy per query against area, score error and latency (points
+    labelled by id on the latency plot), the sweep's reference point ringed when it is in the
+    sweep; rejected points are counted in each title. Error against bit-width if bits vary."""
     out_dir = Path(out_dir)
     good = [row for row in rows if row.get("status") == "ok"]
+    rejected = len(rows) - len(good)
     paths = []
     for y_key, y_label, stem in (
-        ("area_um2_total", "area (µm²)", "pareto_energy_area"),
+        ("area_um2_total", None, "pareto_energy_area"),
         ("score_rel_rmse", "score relative RMSE", "pareto_energy_accuracy"),
+        ("time_s", None, "pareto_energy_latency"),
     ):
-        paths += _pareto_plot(good, "energy_pj_per_query", "energy per query (pJ)", y_key, y_label, out_dir, stem)
+        paths += _pareto_plot(good, "energy_pj_per_query", y_key, y_label, out_dir, stem, rejected,
+                              labels=stem == "pareto_energy_latency")
     if "set.bits" in (good[0] if good else {}):
         study = {}
         for row in good:
@@ -293,30 +299,53 @@ def _colour_key(rows: list[dict[str, Any]]) -> str | None:
     return max(usable, key=lambda key: counts[key]) if usable else None  # the first of equals
 
 
-def _pareto_plot(rows, x_key, x_label, y_key, y_label, out_dir: Path, stem: str) -> list[Path]:
+def _pareto_plot(rows, x_key, y_key, y_label, out_dir: Path, stem: str, rejected: int = 0,
+                 labels: bool = False) -> list[Path]:
     usable = [row for row in rows if isinstance(row.get(x_key), (int, float)) and isinstance(row.get(y_key), (int, float))]
+    x_scale, x_label = _SCALES.get(x_key, (1.0, x_key))
+    y_scale, default_label = _SCALES.get(y_key, (1.0, y_key))
+    y_label = y_label or default_label
     figure = Figure(figsize=(7, 5))
     axis = figure.subplots()
-    xy = [(float(row[x_key]), float(row[y_key])) for row in usable]
+    xy = [(float(row[x_key]) * x_scale, float(row[y_key]) * y_scale) for row in usable]
+    markers = "os^Dvp*h"
     if xy:
         colour_key = _colour_key(usable)
+        bit_values = sorted({row.get("set.bits") for row in usable if row.get("set.bits") is not None})
         groups = sorted({str(row.get(colour_key)) for row in usable}) if colour_key else [None]
         for index, group in enumerate(groups):
             members = [row for row in usable if colour_key is None or str(row.get(colour_key)) == group]
-            label = "design points" if group is None else f"{colour_key[4:]} = {group}"
-            axis.scatter([row[x_key] for row in members], [row[y_key] for row in members], s=22,
-                         color=f"C{(index + 2) % 10}", label=label)
+            for bits in bit_values or [None]:
+                chosen = [row for row in members if bits is None or row.get("set.bits") == bits]
+                if not chosen:
+                    continue
+                label = "design points" if group is None else f"{colour_key[4:]} = {group}"
+                if bits is not None and colour_key != "set.bits":
+                    label += f", bits = {bits}"
+                marker = markers[bit_values.index(bits) % len(markers)] if bits is not None else "o"
+                axis.scatter([row[x_key] * x_scale for row in chosen], [row[y_key] * y_scale for row in chosen], s=26,
+                             marker=marker, color=f"C{(index + 2) % 10}", label=label, zorder=3)
         front = pareto_front(xy)
         axis.step([p[0] for p in front], [p[1] for p in front], where="post", color="tab:blue", label="Pareto front")
+        if labels:
+            for row, (x, y) in zip(usable, xy):
+                axis.annotate(str(row.get("point_id", ""))[:6], (x, y), fontsize=7, xytext=(3, 3),
+                              textcoords="offset points")
     for row in usable:
         if row.get("is_reference"):
-            axis.scatter([row[x_key]], [row[y_key]], marker="*", s=250, color="tab:red", zorder=5, label=REFERENCE_LABEL)
+            # a ring, drawn over the point without hiding it
+            axis.scatter([row[x_key] * x_scale], [row[y_key] * y_scale], marker="o", s=220, facecolors="none",
+                         edgecolors="tab:red", linewidths=2, zorder=5, label=REFERENCE_LABEL)
             break
     axis.set_xlabel(x_label)
     axis.set_ylabel(y_label)
+    axis.ticklabel_format(useOffset=False, style="plain", axis="x")
     if xy and min(p[1] for p in xy) > 0 and max(p[1] for p in xy) / min(p[1] for p in xy) > 20:
         axis.set_yscale("log")
+    else:
+        axis.ticklabel_format(useOffset=False, style="plain", axis="y")
     axis.grid(True, alpha=0.3)
-    axis.legend(loc="best")
-    axis.set_title(f"{x_label} against {y_label}: {len(xy)} points")
+    axis.legend(loc="best", fontsize=8)
+    axis.set_title(f"{x_label} against {y_label}: {len(xy)} points"
+                   + (f", {rejected} rejected by the macro (not drawn)" if rejected else ""), fontsize=10)
     return _save(figure, out_dir, stem)
