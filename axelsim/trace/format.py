@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import re
 import struct
@@ -27,7 +28,8 @@ import numpy as np
 from safetensors.numpy import save_file
 
 from axelsim.errors import TraceError
-from axelsim.io import atomic_path
+from axelsim.config.limits import MAX_HEADS, MAX_MODEL_LAYERS, MAX_TOKENS
+from axelsim.io import NotRegularFile, atomic_path, open_regular
 
 FORMAT_NAME = "axelsim-kv-trace"
 FORMAT_VERSION = "1"
@@ -37,6 +39,9 @@ REQUIRED_META = (
     "tokens", "dtype",
 )
 _INT_META = ("n_layers", "kv_heads", "q_heads", "head_dim", "tokens")
+_META_BOUNDS = {"n_layers": MAX_MODEL_LAYERS, "kv_heads": MAX_HEADS, "q_heads": MAX_HEADS, "head_dim": 1 << 16,
+                "tokens": MAX_TOKENS}
+"""Upper bounds of the metadata counts (axelsim.config.limits); head_dim: any the file may hold."""
 _SAFETENSORS_DTYPES = {
     "F16": np.dtype(np.float16), "F32": np.dtype(np.float32), "F64": np.dtype(np.float64),
     "I8": np.dtype(np.int8), "I16": np.dtype(np.int16), "I32": np.dtype(np.int32),
@@ -44,7 +49,7 @@ _SAFETENSORS_DTYPES = {
 }
 _MAX_HEADER_BYTES = 100_000_000  # the safetensors library's own cap
 _MAX_NDIM = 3  # trace tensors are [heads, positions, head_dim] or [Nq]
-_TENSOR_NAME = re.compile(r"^layers\.(\d+)\.(k|v|q)$")
+_TENSOR_NAME = re.compile(r"^layers\.(0|[1-9][0-9]{0,8})\.(k|v|q)$")  # no leading zeros, < 10^9
 _FINITE_CHUNK = 1 << 22  # elements per isfinite call: bounds the memory of the check
 
 
@@ -269,11 +274,13 @@ class _Selection:
         new_layers = self.layers
         if layers is not None:
             new_layers = tuple(sorted({int(x) for x in layers}))
-            if not new_layers or not set(new_layers) <= set(self.layers):
-                raise TraceError(source, "layers", f"layer numbers among {list(self.layers)}, got {list(new_layers)}")
+            absent = sorted(set(new_layers) - set(self.layers))
+            if not new_layers or absent:
+                raise TraceError(source, "layers", f"layer numbers the trace holds (--layers {_ranges(self.layers)}), "
+                                 f"got {_ranges(absent) if absent else 'none'}")
         kv, qh = self.kv_heads, self.q_heads
         if kv_heads is not None:
-            picks = _indices(source, "kv_heads", kv_heads, len(kv))
+            picks = _indices(source, "kv_heads", "KV head", "--heads", kv_heads, len(kv))
             group = len(qh) // len(kv)
             qh = qh[(picks[:, None] * group + np.arange(group)).reshape(-1)]
             kv = kv[picks]
@@ -285,23 +292,39 @@ class _Selection:
         kept = self.queries[all_positions[self.queries] < new_tokens]
         if queries is not None:
             if isinstance(queries, (int, np.integer)):
-                if queries < 1:
-                    raise TraceError(source, "queries", f"a positive number of queries, got {queries}")
+                if not 1 <= queries <= len(kept):
+                    raise TraceError(source, "queries", f"a number of queries from 1 to {len(kept)} (--queries; "
+                                     f"the queries the trace holds{' in the tokens kept' if tokens else ''}), "
+                                     f"got {int(queries)}")
                 picks = evenly_spaced(len(kept), int(queries))
             else:
-                picks = _indices(source, "queries", queries, len(kept))
+                picks = _indices(source, "queries", "query", "queries", queries, len(kept))
             kept = kept[picks]
         if len(kept) == 0:
             raise TraceError(source, "tokens", f"a range holding at least one query (first at {all_positions[0]})")
         return _Selection(new_layers, kv, qh, kept, new_tokens)
 
 
-def _indices(source: str, where: str, picks: Iterable[int], count: int) -> np.ndarray:
-    """Sorted unique indices in 0..count-1, or TraceError."""
-    arr = np.unique(np.asarray(list(picks), dtype=np.int64))
-    if arr.size == 0 or arr[0] < 0 or arr[-1] >= count:
-        raise TraceError(source, where, f"indices in 0..{count - 1}, got {list(arr)}")
-    return arr
+def _indices(source: str, where: str, what: str, option: str, picks: Iterable[int], count: int) -> np.ndarray:
+    """Sorted unique indices in 0..count-1, or TraceError in plain numbers ('KV head numbers in 0..2')."""
+    wanted = sorted({int(x) for x in picks})
+    bad = [x for x in wanted if not 0 <= x < count]
+    if not wanted or bad:
+        raise TraceError(source, where, f"{what} numbers in 0..{count - 1} ({option}; the trace holds {count}), "
+                         f"got {_ranges(bad) if bad else 'none'}")
+    return np.asarray(wanted, dtype=np.int64)
+
+
+def _ranges(numbers: Iterable[int], limit: int = 8) -> str:
+    """Ascending integers as short text: '0-29', '0, 3, 5-7', at most `limit` runs then '...'."""
+    runs: list[list[int]] = []
+    for x in numbers:
+        if runs and x == runs[-1][1] + 1:
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs[:limit])
+    return text + (f", ... ({len(runs) - limit} more runs)" if len(runs) > limit else "")
 
 
 def evenly_spaced(count: int, n: int) -> np.ndarray:
@@ -324,11 +347,14 @@ def validate_arrays(source: str, meta: Mapping[str, str], arrays: Mapping[str, n
     """Check metadata, tensor names, shapes, dtypes, positions and finiteness; TraceError if not."""
     dims = _validate_meta(source, meta)
     layers, has_values = _validate_names(source, arrays)
+    if layers[-1] >= MAX_MODEL_LAYERS:
+        raise TraceError(source, f"layers.{layers[-1]}.k", f"a layer number below {MAX_MODEL_LAYERS} "
+                         "(axelsim.config.limits.MAX_MODEL_LAYERS)")
     if dims["n_layers"] != len(layers):
         raise TraceError(source, "metadata.n_layers", f"{len(layers)} (the layers present), got {dims['n_layers']}")
     model_layers = meta.get("model_layers")
     if model_layers is not None:
-        depth = _positive_int(source, "model_layers", model_layers)
+        depth = _positive_int(source, "model_layers", model_layers, MAX_MODEL_LAYERS)
         if layers[-1] >= depth:
             raise TraceError(source, f"layers.{layers[-1]}.k", f"a layer number below model_layers={depth}")
     positions = _validate_positions(source, arrays.get("q_positions"), dims["tokens"])
@@ -361,20 +387,19 @@ def _validate_meta(source: str, meta: Mapping[str, str]) -> dict[str, int]:
         raise TraceError(source, "metadata.version", f"{FORMAT_VERSION!r}, got {meta['version']!r}")
     if meta["dtype"] not in FLOAT_DTYPES:
         raise TraceError(source, "metadata.dtype", f"one of {sorted(FLOAT_DTYPES)}, got {meta['dtype']!r}")
-    dims = {key: _positive_int(source, key, meta[key]) for key in _INT_META}
+    dims = {key: _positive_int(source, key, meta[key], _META_BOUNDS[key]) for key in _INT_META}
     if dims["q_heads"] % dims["kv_heads"]:
         raise TraceError(source, "metadata.q_heads",
                          f"a multiple of kv_heads={dims['kv_heads']}, got {dims['q_heads']}")
     return dims
 
 
-def _positive_int(source: str, key: str, text: str) -> int:
-    try:
-        value = int(text)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1 or str(value) != str(text).strip():
-        raise TraceError(source, f"metadata.{key}", f"a positive integer, got {text!r}")
+def _positive_int(source: str, key: str, text: str, bound: int) -> int:
+    """A metadata count: a decimal integer from 1 to `bound`; TraceError naming the key if not."""
+    digits = str(text).strip()
+    value = int(digits) if digits.isdecimal() and len(digits) <= 12 else 0
+    if not 1 <= value <= bound or str(value) != digits:
+        raise TraceError(source, f"metadata.{key}", f"an integer from 1 to {bound}, got {_printable(repr(text))[:60]}")
     return value
 
 
@@ -416,24 +441,28 @@ def all_finite(arr: np.ndarray) -> bool:
 
 # ---- file I/O -------------------------------------------------------------------------------
 def load_trace(path: str | os.PathLike) -> Trace:
-    """Open and validate a trace file; tensors stay memory-mapped. Raises TraceError."""
+    """Open and validate a trace file; tensors stay memory-mapped. Raises TraceError.
+
+    The file is mapped once (one descriptor per trace, however many tensors it holds) and
+    every tensor is a read-only view into that one mapping.
+    """
     path = Path(path)
     source = _printable(path)
-    meta, entries, data_start, file_size = _read_header(path)
-    arrays = {name: _map_tensor(source, path, name, entry, data_start, file_size)
+    meta, entries, data_start, file_size, mapping = _read_header(path)
+    arrays = {name: _map_tensor(source, name, entry, data_start, file_size, mapping)
               for name, entry in entries.items()}
+    _check_layout(source, entries, file_size - data_start)
     validate_arrays(source, meta, arrays)
     return Trace(arrays, meta, path)
 
 
-def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int]:
-    """Metadata, tensor entries, offset of the data section and file size, or TraceError."""
+def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int, mmap.mmap | None]:
+    """Metadata, tensor entries, offset of the data section, file size and the file's mapping
+    (None when the data section is empty), or TraceError. Only a regular file is opened."""
     source = _printable(path)
     try:
-        if not path.is_file():
-            raise TraceError(source, "file", "an existing trace file (safetensors)")
-        size = path.stat().st_size
-        with path.open("rb") as fh:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(8)
             if len(head) < 8:
                 raise TraceError(source, "header", "a safetensors file (8-byte header length); file too short")
@@ -442,8 +471,14 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int]
                 raise TraceError(source, "header", f"a safetensors header of {n} bytes within a {size}-byte file "
                                  f"and at most {_MAX_HEADER_BYTES} (not a safetensors file, or truncated)")
             raw = fh.read(n)
-    except OSError as exc:  # a name longer than NAME_MAX, no permission, an I/O error, ...
-        raise TraceError(source, "file", f"a readable trace file ({exc.strerror or type(exc).__name__})") from None
+            mapping = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if size > 8 + n else None
+    except FileNotFoundError:
+        raise TraceError(source, "file", "an existing trace file (safetensors)") from None
+    except NotRegularFile as exc:
+        raise TraceError(source, "file", f"a trace file (safetensors): {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # a name longer than NAME_MAX, no permission, an I/O error, ...
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise TraceError(source, "file", f"a readable trace file ({reason})") from None
     if len(raw) != n:
         raise TraceError(source, "header", f"a {n}-byte header, the file ends after {len(raw)} (truncated)")
     try:
@@ -457,12 +492,39 @@ def _read_header(path: Path) -> tuple[dict[str, str], dict[str, dict], int, int]
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
         raise TraceError(source, "metadata", f"string-to-string metadata with format={FORMAT_NAME!r}")
-    return meta, header, 8 + n, size
+    return meta, header, 8 + n, size, mapping
 
 
-def _map_tensor(source: str, path: Path, name: str, entry: object, data_start: int,
-                file_size: int) -> np.ndarray:
-    """Memory-map one tensor after checking its dtype, shape and byte range.
+def _check_layout(source: str, entries: Mapping[str, object], data_bytes: int) -> None:
+    """The safetensors layout rule: the tensors' byte ranges tile the data section exactly,
+    with no overlap, no gap and no trailing bytes (as the safetensors library requires).
+
+    Entries with malformed offsets are left to `_map_tensor`, which names them.
+    """
+    spans = []
+    for name, entry in entries.items():
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(x) for x in offsets) \
+                and offsets[0] <= offsets[1]:
+            spans.append((offsets[0], offsets[1], name))
+        else:
+            return
+    end = 0
+    for begin, stop, name in sorted(spans):
+        if begin != end:
+            problem = "overlaps the previous tensor" if begin < end else f"leaves a gap of {begin - end} bytes"
+            raise TraceError(source, _printable(name), f"data_offsets starting at byte {end}, right after the "
+                             f"previous tensor (got {begin}: {problem})")
+        end = stop
+    if end != data_bytes:
+        raise TraceError(source, "data", f"the tensors to fill the data section exactly: they end at byte {end}, "
+                         f"the file holds {data_bytes} bytes of data ({data_bytes - end} trailing)")
+
+
+def _map_tensor(source: str, name: str, entry: object, data_start: int, file_size: int,
+                mapping: mmap.mmap | None) -> np.ndarray:
+    """A read-only view of one tensor in the file's mapping, after checking its dtype, shape and
+    byte range.
 
     Every shape entry and offset must be a non-negative JSON integer before any arithmetic;
     sizes are exact Python integers compared with the file size (a huge shape cannot wrap).
@@ -494,10 +556,7 @@ def _map_tensor(source: str, path: Path, name: str, entry: object, data_start: i
             return np.zeros(shape, dtype=dtype)
         except ValueError:  # e.g. [0, 2**70]: empty, but beyond numpy's dimension limit
             raise TraceError(source, where, f"a shape numpy can hold, got {_printable(repr(shape))[:80]}") from None
-    try:
-        return np.memmap(path, dtype=dtype, mode="r", offset=data_start + begin, shape=tuple(shape))
-    except OSError as exc:
-        raise TraceError(source, where, f"a readable trace file ({exc.strerror or type(exc).__name__})") from None
+    return np.frombuffer(mapping, dtype=dtype, count=count, offset=data_start + begin).reshape(shape)
 
 
 def save_trace(trace: Trace, path: str | os.PathLike) -> Path:
