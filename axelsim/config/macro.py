@@ -13,8 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from axelsim.config.formats import NumberFormat, parse_format
-from axelsim.config.limits import (MAX_BANKS, MAX_CLOCK_HZ, MAX_LANES, MAX_LATENCY_CYCLES, MAX_PORTS, MAX_ROW_BITS,
-                                   MAX_ROWS_PER_BANK, MAX_SEED, MIN_CLOCK_HZ)
+from axelsim.config.limits import MAX_CLOCK_HZ, MAX_LANES, MAX_SEED, MIN_CLOCK_HZ
 
 
 class StrictModel(BaseModel):
