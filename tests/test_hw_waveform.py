@@ -35,3 +35,14 @@ def test_chrome_json_one_event_per_activity(result, tmp_path):
 def test_bad_suffix_is_a_user_error(result, tmp_path):
     with pytest.raises(ConfigError):
         write_waveform(result, tmp_path / "w.txt")
+
+
+def test_waveform_file_mode_is_0644_like_other_outputs(tmp_path):
+    import stat
+    from types import SimpleNamespace
+
+    from axelsim.hw.waveform import write_waveform
+
+    for name in ("w.vcd", "w.json"):
+        path = write_waveform(SimpleNamespace(waveform=[], clock_hz=1e9), tmp_path / name)
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -8,11 +8,10 @@ works on a stream, 0 otherwise (VCD); one complete event per stream activity (JS
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from axelsim.errors import ConfigError
+from axelsim.io import atomic_path
 
 
 def _signals(activity) -> dict:
@@ -62,13 +61,6 @@ def write_waveform(result, path) -> Path:
         raise ConfigError(str(path), "--waveform", "a file name ending in .vcd or .json")
     clock = getattr(result, "clock_hz", 1.0e9)
     text = vcd_text(result.waveform, clock) if suffix == ".vcd" else json.dumps(chrome_trace(result.waveform))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temp:  # created 0644 like every other output (mkstemp alone gives 0600)
+        temp.write_text(text)
     return path
