@@ -38,6 +38,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+import bench_chip
 import bench_cycle
 import bench_process
 from bench_rows import Row, Target, headline
@@ -361,7 +362,7 @@ ROWS = [
         show=("seconds_per_decode_step", "lookups_per_s", "numpy_over_golden")),
 ]
 
-MODULES = (bench_process, sys.modules[__name__], bench_cycle)
+MODULES = (bench_process, sys.modules[__name__], bench_cycle, bench_chip)
 """Where the rows come from, in table order (each module's ROWS)."""
 
 
