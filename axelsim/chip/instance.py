@@ -95,17 +95,23 @@ class ShareRunner:
         self._prefills: dict[tuple, tuple[int, dict]] = {}
         self.simulated = 0
         self.requested = 0
+        from axelsim.cost import CostModel
+
+        cost = CostModel.from_macro(loaded) if kind == "axelram" else CostModel.for_baseline(kind, loaded)
+        self.timing = cost.timing(spills=loaded.config.sram.overflow == "spill", source=str(loaded.path))
+        """The row store's timing derived from the technology table (as `axelsim run` uses it)."""
 
     def _simulate(self, trace: Trace, prefill: str):
         config = self.loaded.config
         if self.kind == "axelram":
             from axelsim.hw.macro import simulate
 
-            return simulate(config, self.signs, trace, fidelity="burst", prefill=prefill, source=str(self.loaded.path))
+            return simulate(config, self.signs, trace, fidelity="burst", prefill=prefill, source=str(self.loaded.path),
+                            timing=self.timing)
         from axelsim.hw.baselines import simulate_baseline
 
         return simulate_baseline(self.kind, config, trace, self.signs, fidelity="burst", prefill=prefill,
-                                 source=str(self.loaded.path))
+                                 source=str(self.loaded.path), timing=self.timing)
 
     def _prefill(self, data: ShareData, trace: Trace, served) -> tuple[int, dict]:
         """Cycles and actions of writing the whole range (timed writes minus the preloaded replay).
