@@ -32,10 +32,11 @@ def checked(tmp_path_factory):
     out = tmp_path_factory.mktemp("rtl")
     loaded = load_macro(MACRO)
     view = api.load_trace(TRACE)
-    comp, run = compare.check(loaded.config, api.sign_rom(loaded, view), view, list(view.layer_indices), str(MACRO))
-    golden = compare.golden_results(compare.rtl_macro(loaded.config), api.sign_rom(loaded, view), view,
+    mac = compare.resolved_macro(loaded)
+    comp, run = compare.check(mac, api.sign_rom(loaded, view), view, list(view.layer_indices), str(MACRO))
+    golden = compare.golden_results(mac, api.sign_rom(loaded, view), view,
                                     list(view.layer_indices))
-    schedule, _ = compare.hw_schedule(compare.rtl_macro(loaded.config), api.sign_rom(loaded, view), view,
+    schedule, _ = compare.hw_schedule(mac, api.sign_rom(loaded, view), view,
                                       list(view.layer_indices), str(MACRO))
     return comp.to_dict(), run, golden, schedule, out
 

@@ -6,8 +6,9 @@ d = 128), shared by the keys, values and queries of that layer.
 
 from __future__ import annotations
 
+
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -100,8 +101,8 @@ def paper_sign_roms(seed: int, n_layers: int, dim: int) -> tuple["SignRom", "Sig
     roms = []
     for tensor in ("k", "v"):
         vectors = np.stack([paper_sign_vector(paper_seed(seed, layer, tensor), dim) for layer in range(n_layers)])
-        vectors.setflags(write=False)
-        roms.append(SignRom(vectors, f"paper rule, seed {seed}, {tensor} vectors", f"<paper seed {seed} {tensor}>"))
+        rom = SignRom.from_vectors(vectors, f"paper rule, seed {seed}, {tensor} vectors")
+        roms.append(replace(rom, source=f"<paper seed {seed} {tensor}>"))
     return roms[0], roms[1]
 
 

@@ -32,9 +32,29 @@ def rtl_macro(macro: MacroConfig) -> MacroConfig:
     return macro
 
 
+def resolved_macro(loaded) -> MacroConfig:
+    """`rtl_macro` of a loaded macro with its index SRAM timing made explicit: the latencies and
+    bank II that `axelsim run` derives from the technology table (or the macro's overriding keys)
+    become config keys, so the RTL and the cycle model are built from the same numbers."""
+    from axelsim.cost import CostModel
+
+    timing = CostModel.from_macro(loaded).timing(spills=loaded.config.sram.overflow == "spill",
+                                                 source=str(loaded.path))
+    mac = rtl_macro(loaded.config)
+    if timing.bank_ii_cycles != 1:
+        raise ConfigError(str(loaded.path), "sram.bank_ii_cycles",
+                          f"a bank II of 1 cycle for the RTL twin (its banks take one access per cycle), "
+                          f"got {timing.bank_ii_cycles} at this clock and tile size")
+    sram = mac.sram.model_copy(update={"read_latency_cycles": timing.read_latency_cycles,
+                                       "write_latency_cycles": timing.write_latency_cycles,
+                                       "bank_ii_cycles": timing.bank_ii_cycles})
+    return mac.model_copy(update={"sram": sram})
+
+
 def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str) -> tuple[dict, int]:
     """Run the cycle model and record, per stage key name, the (start, done) cycles of every
     item in program order; returns (schedule, total cycles)."""
+    from axelsim.cost.tiles import SramTiming
     from axelsim.hw.controller import Machine
     from axelsim.hw.macro import _sign_table, replay
     from axelsim.hw.sram import AddressMap
@@ -51,7 +71,7 @@ def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: 
     cb = lloyd_max_codebook(macro.head_dim, macro.bits)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = Recording(macro, _sign_table(signs, layer_ids, macro.head_dim), np.asarray(cb.rom_centroids),
-                        np.asarray(cb.rom_boundaries), "burst", Ledger(), amap)
+                        np.asarray(cb.rom_boundaries), "burst", Ledger(), amap, SramTiming.ideal(macro))
     machine.schedule = {}
     replay(machine, trace, layer_ids, "simulate", None)
     total = max((done for items in machine.schedule.values() for _, done in items), default=0)
@@ -129,7 +149,9 @@ def compare_cycles(run: RtlRun, schedule: dict) -> dict:
 
 
 def check(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str, vcd_path=None) -> tuple[Comparison, RtlRun]:
-    """Simulate the RTL on the slice and compare it with the golden and cycle models."""
+    """Simulate the RTL on the slice and compare it with the golden and cycle models.
+
+    macro: with explicit SRAM timing keys (`resolved_macro`); a key left null is one cycle on both sides."""
     mac = rtl_macro(macro)
     if trace.head_dim != mac.head_dim:
         raise ConfigError(source, "head_dim", f"the trace's head_dim {trace.head_dim}, got {mac.head_dim}")

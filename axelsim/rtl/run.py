@@ -9,7 +9,7 @@ from typing import Optional
 
 from axelsim.config.macro import MacroConfig
 from axelsim.numerics.codebook import lloyd_max_codebook
-from axelsim.rtl.compare import check, rtl_macro
+from axelsim.rtl.compare import check, resolved_macro
 from axelsim.rtl.harness import MacroTop, sram_depth
 from axelsim.rtl.synth import NAND2_AREA_UM2, rtlil_text, synthesize, write_verilog
 
@@ -61,12 +61,12 @@ def area_table(top: MacroTop, loaded) -> dict:
 def run_rtl(loaded, signs, view, out: Path, synth: bool = False, source: Optional[str] = None) -> dict:
     """The whole `axelsim rtl` run (see the module docstring)."""
     started = time.perf_counter()
-    mac = rtl_macro(loaded.config)
+    mac = resolved_macro(loaded)
     layer_ids = list(view.layer_indices)
     src = source or str(loaded.path)
     top = build_top(mac, len(layer_ids), view.kv_heads, view.tokens)
     files = write_sources(top, out, verilog=synth)
-    comp, run = check(loaded.config, signs, view, layer_ids, src, vcd_path=None)
+    comp, run = check(mac, signs, view, layer_ids, src, vcd_path=None)
     report = {"macro": loaded.config.name, "head_dim": mac.head_dim, "bits": mac.bits,
               "value_path_built": False, "trace": str(view.path or view.name),
               "layers": layer_ids, "kv_heads": view.kv_heads, "q_heads": view.q_heads,
