@@ -21,6 +21,7 @@ from axelsim.chip.instance import ShareData, ShareRunner
 from axelsim.chip.merge import MergeUnit, instance_stats
 from axelsim.chip.models import ModelShape
 from axelsim.chip.plan import Plan, Share, make_plan
+from axelsim.chip.power import leakage_by_state
 from axelsim.chip.step import decode_step, prefill
 from axelsim.config.chip import LoadedChip
 from axelsim.config.formats import parse_format
@@ -191,26 +192,32 @@ def run_design(kind: str, chip: LoadedChip, workload: Workload, plan: Plan, repl
     price = _Pricer(cost)
     clock = macro.clock_hz
     latency_s = step.latency_cycles / clock
-    leaking = plan.used_instances if config.power_gating == "unused_instances" else plan.instances
+    bank_ii = runner.timing.bank_ii_cycles
+    states = leakage_by_state(cost, plan, results, config.power_gating, latency_s, bank_ii, "decode")
     tokens = workload.batch
     dynamic = sum(price(results[s.index].service_actions) + (price(results[s.index].write_actions)
                                                               if s.hi == plan.context else 0.0) for s in plan.shares)
     energy = {
         "macro_dynamic": dynamic,
-        "macro_leakage": leak_w * leaking * latency_s * 1e12,
+        "macro_leakage": states["pj"]["active"] + states["pj"]["idle"],
         "interconnect": step.network.traffic.bit_mm * config.interconnect.energy_pj_per_bit_mm,
         "merge": merge_pj + merge_leak * latency_s * 1e12,
         "host_io": (step.host_in.bits + step.host_out.bits) * config.host.energy_pj_per_bit,
         "offchip": step.offchip.bits * config.offchip.energy_pj_per_bit + step.offchip_rows * row_write_pj,
     }
+    total_pj = sum(energy.values())
+    merge_leak_pj = merge_leak * latency_s * 1e12
+    by_state = {"dynamic": total_pj - energy["macro_leakage"] - merge_leak_pj,
+                "leakage_active": states["pj"]["active"] + merge_leak_pj, "leakage_idle": states["pj"]["idle"],
+                "leakage_off": states["pj"]["off"]}
     pre_s = pre.latency_cycles / clock
+    pre_states = leakage_by_state(cost, plan, results, config.power_gating, pre_s, bank_ii, "prefill")
     written = workload.batch * plan.context
     pre_energy = (sum(price(results[s.index].prefill_actions) for s in plan.shares)
-                  + leak_w * leaking * pre_s * 1e12 + merge_leak * pre_s * 1e12
+                  + pre_states["pj"]["active"] + pre_states["pj"]["idle"] + merge_leak * pre_s * 1e12
                   + pre.network.traffic.bit_mm * config.interconnect.energy_pj_per_bit_mm
                   + pre.host_in.bits * config.host.energy_pj_per_bit
                   + pre.offchip.bits * config.offchip.energy_pj_per_bit)
-    total_pj = sum(energy.values())
     links = step.network.links.values()
     util_den = max(step.latency_cycles, 1)
     section = {
@@ -222,6 +229,8 @@ def run_design(kind: str, chip: LoadedChip, workload: Workload, plan: Plan, repl
             "tokens_per_s": tokens / latency_s if latency_s else 0.0,
             "energy_j_per_token": total_pj * 1e-12 / tokens,
             "energy_j_per_token_by_component": {name: pj * 1e-12 / tokens for name, pj in energy.items()},
+            "energy_j_per_token_by_state": {name: pj * 1e-12 / tokens for name, pj in by_state.items()},
+            "leakage_share": (by_state["leakage_active"] + by_state["leakage_idle"]) / total_pj if total_pj else 0.0,
             "layer_end_cycles": step.layer_end_cycles,
             "traffic_bits": {"host_in": step.host_in.bits, "host_out": step.host_out.bits,
                              "offchip": step.offchip.bits, **dict(step.network.traffic.by_kind)},
@@ -247,6 +256,10 @@ def run_design(kind: str, chip: LoadedChip, workload: Workload, plan: Plan, repl
             "host_out": step.host_out.busy_cycles / util_den,
             "offchip": step.offchip.busy_cycles / util_den,
         },
+        "power": {"gating": config.power_gating, "macro_power_gating": macro.power.gating,
+                  "instances_gated": states["instances_gated"], "tiles_total": states["tiles_total"],
+                  "tiles_powered": states["tiles_powered"], "tiles_off": states["tiles_off"],
+                  "retention_leakage_fraction": cost.tech.retention_fraction},
         "simulation": {"shares": runner.requested, "shares_simulated": runner.simulated},
     }
     section["_results"] = (results, merged)

@@ -101,8 +101,17 @@ class ChipConfig(StrictModel):
     merge: MergeConfig = MergeConfig()
     host: HostConfig = HostConfig()
     offchip: OffchipConfig = OffchipConfig()
-    power_gating: Literal["none", "unused_instances"] = "unused_instances"
-    """unused_instances: instances that hold no KV data are power-gated (no leakage)."""
+    power_gating: Literal["none", "unused_instances", "empty_tiles", "idle_tiles"] = "empty_tiles"
+    """Power states of the instances, each policy including the one before: none: every instance
+    leaks whole all the time; unused_instances: instances holding no KV data are gated whole;
+    empty_tiles: also the row-store tiles of an instance holding no row are gated (the macro's
+    power.gating: empty_tiles); idle_tiles: also the tiles holding data sit in retention except
+    while their bank is accessed (power.gating: idle_tiles), so an instance leaks at retention
+    between its heads' turns. Sets the instances' power.gating (docs/chip.md)."""
+
+
+MACRO_GATING = {"none": "none", "unused_instances": "none", "empty_tiles": "empty_tiles", "idle_tiles": "idle_tiles"}
+"""The instance macro's power.gating under each chip power_gating policy."""
 
 
 def _positive(value: Any, source: str, where: str) -> None:
@@ -150,8 +159,13 @@ def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None, head
         _set_dotted(tree, str(key), value, source)
     config = chip_from_dict(tree, source)
     macro_path, _ = _existing_file(chip_path, config.macro.file, "macro.file", "macro YAML")
+    gating = MACRO_GATING[config.power_gating]
+    given = config.macro.overrides.get("power.gating", gating)
+    if given != gating:
+        raise _error(source, "macro.overrides.power.gating", f"no override, or {gating!r} (set by "
+                     f"power_gating: {config.power_gating}), got {given!r}")
     try:
-        macro = load_macro(macro_path, config.macro.overrides, head_dim)
+        macro = load_macro(macro_path, {**config.macro.overrides, "power.gating": gating}, head_dim)
     except Exception as error:  # name the chip file too: the override may be the fault
         from axelsim.errors import ConfigError
 
