@@ -39,6 +39,10 @@ def format_chip(report: dict[str, Any]) -> str:
     total = sum(parts.values()) or 1.0
     lines.append("")
     lines.append("axelram energy/token: " + ", ".join(f"{k} {v / total:.0%}" for k, v in parts.items()))
+    states, power = report["decode"]["energy_j_per_token_by_state"], report["power"]
+    lines.append(f"power    {power['gating']}: " + ", ".join(f"{k} {v * 1e3:.4g} mJ" for k, v in states.items())
+                 + f" per token; {power['instances_gated']} instances gated, {power['tiles_off']} of "
+                 f"{power['tiles_total']} tiles off")
     if "numerics" in report:
         n = report["numerics"]
         lines.append(f"numerics bit_exact {'YES' if n['bit_exact'] else 'NO'} (split {n['split']}, merged); "
