@@ -24,7 +24,8 @@ from axelsim.io import check_writable, output_error
 from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
-BASELINE_KINDS = ("fp16", "dequant")
+BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+"""The baselines of every report (docs/report.md); `dequant_inverse_rotate` was `dequant`."""
 
 
 def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None,
@@ -158,13 +159,15 @@ def sram_timing(loaded: LoadedMacro, kind: str = "axelram"):
 
 def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
                       progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
-    """One conventional macro ('fp16' or 'dequant') on the same trace: its report section."""
+    """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section."""
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
+    from axelsim.report.numerics import baseline_numerics
 
     result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
                                    source=str(loaded.path), timing=sram_timing(loaded, kind))
-    return baseline_section(kind, loaded, trace, result)
+    numerics = baseline_numerics(kind, loaded.config, signs, trace, result.scores, result.outputs)
+    return baseline_section(kind, loaded, trace, result, numerics)
 
 
 def check_waveform_path(path: str | os.PathLike) -> Path:

@@ -116,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_cmd_run)
 
     compare = _add_command(commands, "compare", "several macros and the baselines side by side",
-                           "Replay one trace through several macros and the two conventional baselines\n"
-                           "(FP16 dot-product macro, dequantize-and-inverse-rotate macro); one row each.",
+                           "Replay one trace through several macros and the conventional baselines of the\n"
+                           "first (fp16, dequant_rotated, kivi, dequant_inverse_rotate); one row each.",
                            _examples("axelsim compare macros/axelram_d64.yaml macros/axelram_b2.yaml "
                                      "--trace traces/smollm2_austen_full.safetensors",
                                      "axelsim compare macros/axelram_b*.yaml macros/axelram_paper.yaml "

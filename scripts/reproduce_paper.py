@@ -136,7 +136,7 @@ def paper_macro(bits: int = 3, node_nm: int = 45):
 
 
 def simulate_design(kind: str, loaded, trace, prefill: str):
-    """The cycle model of AXELRAM ('axelram') or a baseline ('fp16', 'dequant'): a SimResult."""
+    """The cycle model of AXELRAM ('axelram') or a baseline ('fp16', 'dequant_inverse_rotate', ...): a SimResult."""
     from axelsim.hw.baselines import simulate_baseline
     from axelsim.hw.macro import simulate
 
@@ -235,7 +235,7 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
     trace = paper_trace(T)
     loaded = {45: paper_macro(3, 45), 7: paper_macro(3, 7)}
     runs: dict = {}
-    for kind in ("axelram", "fp16", "dequant"):
+    for kind in ("axelram", "fp16", "dequant_inverse_rotate"):
         for prefill in ("simulate", "preloaded"):
             tick(f"paper point: {kind} ({prefill})")
             runs[kind, prefill] = simulate_design(kind, loaded[45], trace, prefill)
@@ -284,7 +284,7 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
     axel = ax_q.ops["multiplications"]["read_path"]
     tree_adds_per_key = (ax_q.ops["additions"]["read_path"] - d * int(math.log2(d))) / T
     read_bfly = ax_q.ops["butterflies"]["read_path"]
-    deq_inv = sum(n for a, n in runs["dequant", "preloaded"].actions.get("inverse_rotator", {}).items())
+    deq_inv = sum(n for a, n in runs["dequant_inverse_rotate", "preloaded"].actions.get("inverse_rotator", {}).items())
     try:
         from axelsim.hw.lookup import lookup_stage_timing
 
@@ -320,16 +320,16 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
             verdict(read_bfly == d // 2 * int(math.log2(d))), cmd, {"read_butterflies": read_bfly}),
     ]
     # Value path against the baselines (per query, from the preloaded runs).
-    vq = {k: runs[k, "preloaded"].ops for k in ("axelram", "fp16", "dequant")}
+    vq = {k: runs[k, "preloaded"].ops for k in ("axelram", "fp16", "dequant_inverse_rotate")}
     vm = {k: vq[k]["multiplications"]["value_path"] for k in vq}
     va = {k: vq[k]["additions"]["value_path"] for k in vq}
     vb = {k: vq[k]["butterflies"]["value_path"] for k in vq}
-    deq_value_rot = vq["dequant"]["butterflies"]
+    deq_value_rot = vq["dequant_inverse_rotate"]["butterflies"]
     rows.append(Row(
         "value path", f"Value side kept in the rotated domain (paper: not described; section 4), per query, T = {T}",
         "not described",
-        f"multiplications {fmt_int(vm['axelram'])} vs {fmt_int(vm['dequant'])} (dequantize baseline) and "
-        f"{fmt_int(vm['fp16'])} (FP16); additions {fmt_int(va['axelram'])} vs {fmt_int(va['dequant'])} / "
+        f"multiplications {fmt_int(vm['axelram'])} vs {fmt_int(vm['dequant_inverse_rotate'])} (dequantize baseline) and "
+        f"{fmt_int(vm['fp16'])} (FP16); additions {fmt_int(va['axelram'])} vs {fmt_int(va['dequant_inverse_rotate'])} / "
         f"{fmt_int(va['fp16'])}; inverse FWHT {vb['axelram']:g} butterflies per query (one transform)",
         "n/a", cmd, {"value_mults": vm, "value_adds": va, "value_butterflies": vb}))
     extra["value"] = (
@@ -338,7 +338,7 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
         f"(= {fmt_int(2 * T + d * L + d + 1)} by formula; counted {fmt_int(vm['axelram'])}); it still adds T d "
         f"times into the (coordinate, level) bins, so the additions stay of order T d "
         f"({fmt_int(va['axelram'])} counted vs {fmt_int(va['fp16'])} for FP16). The dequantize baseline's "
-        f"{fmt_int(vm['dequant'])} value-path multiplications include d per value to dequantize, and it runs "
+        f"{fmt_int(vm['dequant_inverse_rotate'])} value-path multiplications include d per value to dequantize, and it runs "
         f"{fmt_int(deq_value_rot['value_path'])} inverse-FWHT butterflies on the value path (a whole transform per value) "
         f"against AXELRAM's {vb['axelram']:g} (one transform per query).")
     # Cycles (the paper gives none).
@@ -348,14 +348,14 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
         f"{fmt_int(ax_q.cycles['value'])}, precompute {ax_q.cycles['precompute']}); write "
         f"{(ax_full.cycles['total'] - ax_q.cycles['total']) / T:.3g} cycles per token (K and V); FP16 baseline "
         f"query {fmt_int(runs['fp16', 'preloaded'].cycles['total'])}, dequantize baseline "
-        f"{fmt_int(runs['dequant', 'preloaded'].cycles['total'])}",
+        f"{fmt_int(runs['dequant_inverse_rotate', 'preloaded'].cycles['total'])}",
         "n/a", cmd, {"query_cycles": ax_q.cycles["total"], "fp16_query_cycles": runs["fp16", "preloaded"].cycles["total"],
                      "write_cycles_per_token": (ax_full.cycles["total"] - ax_q.cycles["total"]) / T}))
     # Energy and area at 45 nm and 7 nm, from the counted actions and the simulated times.
     energy_table = []
     values: dict = {}
     for node in (45, 7):
-        for kind in ("axelram", "fp16", "dequant"):
+        for kind in ("axelram", "fp16", "dequant_inverse_rotate"):
             cost = cost_model(kind, loaded[node])
             full, q = runs[kind, "simulate"], runs[kind, "preloaded"]
             e_query = cost.energy_pj(q.actions, q.time_s, 1)
@@ -378,14 +378,14 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
         "energy per stored token (K+V, one head) | of which dynamic | area (storage share) |\n"
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(energy_table))
     for node in (45, 7):
-        a, f16, dq = values[node, "axelram"], values[node, "fp16"], values[node, "dequant"]
+        a, f16, dq = values[node, "axelram"], values[node, "fp16"], values[node, "dequant_inverse_rotate"]
         rows.append(Row(
             "energy", f"Energy per query at T = {T}, {node} nm (paper: no energy figure; implied by fewer multiplications)",
             "not given",
             f"AXELRAM {fmt_pj(a['query_pj'])} ({fmt_pj(a['query_dynamic_pj'])} dynamic) vs FP16 {fmt_pj(f16['query_pj'])} "
             f"({fmt_pj(f16['query_dynamic_pj'])}) vs dequantize {fmt_pj(dq['query_pj'])} ({fmt_pj(dq['query_dynamic_pj'])}); "
             f"largest: {a['dominant_query']} ({100 * a['dominant_share']:.0f} %)",
-            "n/a", cmd + " and CostModel at technology.node_nm", {k: values[node, k] for k in ("axelram", "fp16", "dequant")}))
+            "n/a", cmd + " and CostModel at technology.node_nm", {k: values[node, k] for k in ("axelram", "fp16", "dequant_inverse_rotate")}))
         rows.append(Row(
             "energy", f"Energy per stored token (K and V of one head) and area, {node} nm", "not given",
             f"AXELRAM {fmt_pj(a['token_pj'])} ({fmt_pj(a['token_dynamic_pj'])} dynamic) vs FP16 {fmt_pj(f16['token_pj'])} "

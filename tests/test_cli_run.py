@@ -38,7 +38,8 @@ def test_run_writes_report_plots_and_waveform(tmp_path):
     assert report["trace"]["layer_indices"] == [0] and report["trace"]["queries"] == 2
     assert report["cycles"]["total"] > 0 and report["energy_pj"]["total"] > 0
     assert report["ops"]["multiplications"]["total"] > 0
-    assert set(report["baselines"]) == {"fp16", "dequant"}
+    assert set(report["baselines"]) == {"fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate"}
+    assert all(section["numerics"]["bit_exact"] for section in report["baselines"].values())
     assert set(report["numerics_by_bits"]) == {"2", "3"}
     assert report["numerics_by_bits"]["2"]["score_rel_rmse"] > report["numerics_by_bits"]["3"]["score_rel_rmse"]
     names = sorted(p.name for p in plots.iterdir())

@@ -195,7 +195,7 @@ def test_sram_inside_the_sweep_is_the_fit_and_outside_is_tiled(tech45):
 def test_baselines(paper):
     axel = CostModel.from_macro(paper)
     fp16 = CostModel.for_baseline("fp16", paper, axel.tech)
-    deq = CostModel.for_baseline("dequant", paper, axel.tech)
+    deq = CostModel.for_baseline("dequant_inverse_rotate", paper, axel.tech)
     inv = fp16.inventory(32)
     assert inv["kv_sram"]["memory_word_bits"] == 128 * 16 and inv["dot_product"]["mul.fp16"] == 128
     assert deq.inventory(32)["inverse_rotator"] == {"add.fp32": 128 * 7, "register_bits": 128 * 32}

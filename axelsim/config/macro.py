@@ -192,6 +192,33 @@ class ValuePathConfig(StrictModel):
     inverse_fwht_butterflies: int = Field(default=448, ge=1, le=MAX_LANES)
 
 
+class KiviConfig(StrictModel):
+    """The KIVI baseline (Liu et al., "KIVI: A Tuning-Free Asymmetric 2bit Quantization for KV
+    Cache", ICML 2024): keys per channel and values per token, asymmetric min/max codes."""
+
+    bits: int = Field(default=2, ge=1, le=8)
+    """Bits per quantized key or value coordinate (KIVI's 2-bit setting)."""
+    group_size: int = Field(default=32, ge=1)
+    """G: tokens per key group (one FP16 scale and zero per channel) and channels per value
+    group (one FP16 scale and zero per token; min(G, head_dim)); a power of two (KIVI: 32)."""
+    window: int = Field(default=128, ge=1)
+    """Recent tokens kept in FP16 (KIVI's residual length R: 128); a multiple of group_size."""
+    context_tokens: int = Field(default=4096, ge=1)
+    """The context the macro is sized for: its FP16 window SRAM holds `window` rows for every
+    `context_tokens` quantized rows (cost model only; the replay uses the trace's T)."""
+
+
+def kivi_channel_group(kivi: KiviConfig, head_dim: int) -> int:
+    """Channels per KIVI value group: group_size, or the whole vector when head_dim is smaller."""
+    return min(kivi.group_size, head_dim)
+
+
+class BaselinesConfig(StrictModel):
+    """Options of the conventional macros the report compares against (docs/cycle_model.md)."""
+
+    kivi: KiviConfig = KiviConfig()
+
+
 class TechnologyConfig(StrictModel):
     """Which technology table prices the components, and at which node."""
 
@@ -299,6 +326,7 @@ class MacroConfig(StrictModel):
     value_path: ValuePathConfig = ValuePathConfig()
     technology: TechnologyConfig = TechnologyConfig()
     power: PowerConfig = PowerConfig()
+    baselines: BaselinesConfig = BaselinesConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -397,6 +425,11 @@ def check_parallelism(macro: "MacroConfig") -> None:
          _fwht_lanes_ok(vp.inverse_fwht_butterflies, d), _fwht_expectation(d)),
         ("sram.row_bits", sram.row_bits, sram.row_bits is None or sram.row_bits >= macro.vector_bits,
          f"at least d*b + 16 = {macro.vector_bits} bits (one stored vector per row), or null"),
+        ("baselines.kivi.group_size", macro.baselines.kivi.group_size,
+         _power_of_two(macro.baselines.kivi.group_size), "a power of two"),
+        ("baselines.kivi.window", macro.baselines.kivi.window,
+         _divides(macro.baselines.kivi.group_size, macro.baselines.kivi.window),
+         f"a multiple of baselines.kivi.group_size = {macro.baselines.kivi.group_size}"),
     ]
     for where, value, ok, expected in rules:
         if where.startswith("value_path.") and not vp.enabled:

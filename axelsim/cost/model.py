@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Callable, Literal, Mapping
+from typing import Callable, Mapping
 
 from axelsim.config.formats import FP16, NumberFormat, parse_format
 from axelsim.config.load import LoadedMacro
-from axelsim.config.macro import MacroConfig
+from axelsim.config.macro import MacroConfig, kivi_channel_group
 from axelsim.cost import tiles
 from axelsim.cost.technology import Price, SramPrice, Technology
 
@@ -113,34 +113,112 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     return units
 
 
+BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+
+
+def _value_unit(c: MacroConfig, *, inverse_fwht: bool) -> Unit:
+    """A baseline's value unit: softmax as AXELRAM's, bin_lanes multiply-accumulators in the
+    value format (weight x value), one divider, the output multipliers; `inverse_fwht` adds
+    AXELRAM's inverse FWHT (the rotated-domain accumulation of dequant_rotated)."""
+    f, vp, d = c.formats, c.value_path, c.head_dim
+    soft, val = f.get("softmax"), f.get("value")
+    adders = vp.bin_lanes + (2 * vp.inverse_fwht_butterflies if inverse_fwht else 0)
+    return Unit(
+        _tally((f"exp.{soft}", vp.exp_units), (f"mul.{soft}", 1), (f"add.{soft}", 1), (f"cmp.{soft}", 1),
+               (f"mul.{val}", vp.bin_lanes + vp.centroid_multipliers + 1), (f"add.{val}", adders), (f"div.{val}", 1)),
+        register_bits=d * _bits(val),
+    )
+
+
+def kivi_row_bits(c: MacroConfig, kv: int) -> int:
+    """Bits of one KIVI row of keys (kv 0) or values (1): d codes plus its share of the FP16
+    scale and zero (32 bits per group: per channel and G tokens for keys, per token and
+    kivi_channel_group channels for values)."""
+    k = c.baselines.kivi
+    group = k.group_size if kv == 0 else kivi_channel_group(k, c.head_dim)
+    return c.head_dim * k.bits + 32 * c.head_dim // group
+
+
+def kivi_window_rows(c: MacroConfig) -> int:
+    """FP16 window rows per bank: `window` of every `context_tokens` rows the macro holds."""
+    k = c.baselines.kivi
+    return -(-c.sram.rows_per_bank * k.window // k.context_tokens)
+
+
 def baseline_units(kind: str, c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     """Conventional macros priced with the same table (docs/cost_model.md, 'Baselines').
 
     'fp16': FP16 K/V SRAM (rows of d*16 bits, same banks and rows) + d fp16 multipliers and an
-    adder tree per pipeline. 'dequant': the AXELRAM index SRAM and ROMs + a dequantizer (d
-    multipliers), an inverse FWHT and the same dot-product datapath. Both keep the value unit.
+    adder tree per pipeline. 'dequant_rotated': AXELRAM's write path, index SRAM and ROMs + d
+    multipliers (rotated query x centroid), the tree and a norm multiplier per pipeline.
+    'kivi': quantized rows (kivi_row_bits, same banks and rows), an FP16 window SRAM, a
+    quantizer (d lanes), a dequantizer (d FP16 multiply-adds) and the FP16 dot product.
+    'dequant_inverse_rotate': AXELRAM's rows + a dequantizer (d multipliers), an inverse FWHT
+    and the FP16 dot product. Each has its value unit (_value_unit).
     """
     d, f, sram, rp = c.head_dim, c.formats, c.sram, c.read_path
-    acc, rot = f.get("accumulator"), f.get("rotator")
-    dot = Unit(
-        _tally((f"mul.{FP16}", rp.pipelines * d), (f"add.{acc}", rp.pipelines * (d - 1))),
-        register_bits=rp.pipelines * _tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc)),
-    )
+    acc, rot, score = f.get("accumulator"), f.get("rotator"), f.get("score")
+    tree_regs = rp.pipelines * _tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc))
+    dot = Unit(_tally((f"mul.{FP16}", rp.pipelines * d), (f"add.{acc}", rp.pipelines * (d - 1))), register_bits=tree_regs)
+    value = {"value_unit": _value_unit(c, inverse_fwht=kind == "dequant_rotated")} if c.value_path.enabled else {}
     full = axelram_units(c, n_layers)
-    value = {"value_unit": full["value_unit"]} if "value_unit" in full else {}
+    write = {k: full[k] for k in ("norm_unit", "rotator", "quantizer", "index_sram", "codebook_rom", "sign_rom")}
+    ports = sram.read_ports + sram.write_ports
     if kind == "fp16":
-        kv = Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * 16, sram.read_ports + sram.write_ports, tiled=True))
+        kv = Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * 16, ports, tiled=True))
         return {"kv_sram": kv, "dot_product": dot, **value}
-    if kind == "dequant":
-        keep = {k: full[k] for k in ("norm_unit", "rotator", "quantizer", "index_sram", "codebook_rom", "sign_rom")}
+    if kind == "dequant_rotated":
+        mac = Unit(_tally((f"mul.{acc}", rp.pipelines * d), (f"add.{acc}", rp.pipelines * (d - 1)),
+                          (f"mul.{score}", rp.norm_multipliers)),
+                   register_bits=tree_regs + rp.pipelines * _bits(score))
+        return {**write, "dot_product": mac, **value}
+    if kind == "kivi":
+        k = c.baselines.kivi
+        scale_bits = 32 * d  # one scale/zero row: d FP16 pairs (G keys) or G rows of d/G pairs (values)
         return {
-            **keep,
+            "kv_sram": Unit({}, memory=Memory(sram.banks, kivi_window_rows(c), d * 16, ports)),
+            "quant_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, d * k.bits, ports, tiled=True)),
+            "scale_sram": Unit({}, memory=Memory(sram.banks, -(-sram.rows_per_bank // k.group_size), scale_bits, ports)),
+            "kivi_quantizer": Unit(_tally((f"cmp.{rot}", 3 * d), (f"add.{rot}", d + 1), (f"mul.{rot}", d + 1),
+                                          (f"div.{rot}", 1)), register_bits=k.group_size * d * 16),
+            "dequantizer": Unit(_tally((f"mul.{FP16}", rp.pipelines * d), (f"add.{FP16}", rp.pipelines * d)),
+                                register_bits=rp.pipelines * d * 16),
+            "dot_product": dot,
+            **value,
+        }
+    if kind == "dequant_inverse_rotate":
+        return {
+            **write,
             "dequantizer": Unit({f"mul.{rot}": rp.pipelines * d}, register_bits=rp.pipelines * d * _bits(rot)),
             "inverse_rotator": Unit({f"add.{rot}": rp.pipelines * d * c.log2_dim}, register_bits=rp.pipelines * d * _bits(rot)),
             "dot_product": dot,
             **value,
         }
-    raise ValueError(f"unknown baseline kind {kind!r}; expected 'fp16' or 'dequant'")
+    raise ValueError(f"unknown baseline kind {kind!r}; expected one of {', '.join(BASELINE_KINDS)}")
+
+
+def baseline_memory_bytes(kind: str, c: MacroConfig, n_layers: int, kv_heads: int, tokens: int) -> dict[str, float]:
+    """What a baseline stores for a trace, in bytes: kv_storage (K and V, K only without the
+    value path), per_vector (its mean over the stored vectors), codebook_rom, sign_rom, table (0)."""
+    d = c.head_dim
+    kinds = 2 if c.value_path.enabled else 1
+    streams = n_layers * kv_heads
+    rom = {"codebook_rom": float(2 * (2 * c.levels - 1)), "sign_rom": n_layers * d / 8}
+    if kind == "fp16":
+        bits, rom = float(streams * kinds * tokens * d * 16), {"codebook_rom": 0.0, "sign_rom": 0.0}
+    elif kind == "kivi":
+        k = c.baselines.kivi
+        quant_k = (tokens // k.window) * k.window
+        quant_v = max(0, tokens - k.window) if kinds == 2 else 0
+        fp16_rows = (tokens - quant_k) + (tokens - quant_v if kinds == 2 else 0)
+        bits = float(streams * (quant_k * kivi_row_bits(c, 0) + quant_v * kivi_row_bits(c, 1) + fp16_rows * d * 16))
+        rom = {"codebook_rom": 0.0, "sign_rom": 0.0}
+    else:
+        bits = float(streams * kinds * tokens * c.vector_bits)
+    vectors = streams * kinds * tokens
+    out = {"kv_storage": bits / 8, "per_vector": bits / 8 / vectors if vectors else 0.0, **rom, "table": 0.0}
+    out["total"] = out["kv_storage"] + out["codebook_rom"] + out["sign_rom"]
+    return out
 
 
 class CostModel:
@@ -158,7 +236,7 @@ class CostModel:
         return cls(loaded.config, Technology.for_macro(loaded), axelram_units, "axelram")
 
     @classmethod
-    def for_baseline(cls, kind: Literal["fp16", "dequant"], loaded: LoadedMacro, tech: Technology | None = None) -> "CostModel":
+    def for_baseline(cls, kind: str, loaded: LoadedMacro, tech: Technology | None = None) -> "CostModel":
         """A conventional macro with the same d, banks, rows, pipelines and node (see baseline_units)."""
         baseline_units(kind, loaded.config, 1)  # rejects an unknown kind before reading the table
         tech = tech or Technology.for_macro(loaded)

@@ -1,14 +1,25 @@
-"""The conventional baselines, modelled with the same stream engine, SRAM calendars and counters.
+"""The conventional macros the report compares AXELRAM against, on the same stream engine,
+SRAM calendars, counters and cost model; their datapaths are compiled kernels
+(axelsim.hw.baseline_kernels) and each has its own golden reference
+(axelsim.numerics.baselines). docs/cycle_model.md ("Baselines") gives the arithmetic and the
+timing of each:
 
-- `fp16`: keys and values stored as FP16 rows (d*16 bits) in `kv_sram`; per key d
-  multiplications p_i = rnd_acc(q_i k_i) and the pairwise adder tree (`dot_product`); values
-  accumulated as acc_i = rnd_V(acc_i + rnd_V(e_t v_t,i)), out = rnd_V(acc * rnd_V(1/E)).
-- `dequant`: AXELRAM's write path and index rows; per key the `dequantizer` forms
-  c_i = rnd_rot(gamma[idx_i] * norm) (d multiplications), the `inverse_rotator` one FWHT and
-  the exact s_i 2^-log2 d scaling, then the same dot product; values likewise dequantized.
-The softmax is AXELRAM's (same exp unit). Timing per key: row read (II = the bottleneck),
-then each unit at II = ceil(G d / read_path.lookups_per_cycle) (dequantizer, dot product) or the
-rotator formula (inverse rotator).
+- `fp16`: keys and values stored as FP16 rows; per key d products and the adder tree.
+- `dequant_rotated`: AXELRAM's write path and index rows; the query is rotated once; per key
+  the indices select FP16 centroids in the rotated domain, d multiply-accumulates with the
+  rotated query and one norm multiply; values accumulate in the rotated domain (d
+  multiply-accumulates per value), one inverse FWHT per query.
+- `kivi`: KIVI-style asymmetric quantization (Liu et al., ICML 2024): keys per channel over
+  groups of G tokens, values per token over groups of G channels, FP16 scale and zero per
+  group, the most recent tokens in FP16; dequantized on read, then the FP16 datapath.
+- `dequant_inverse_rotate` (named `dequant` in the first release): AXELRAM's rows, every key
+  and value dequantized and inverse-rotated (one FWHT each) before an FP16-style datapath.
+
+Writes between two query positions run as one burst (`write_positions`): the same closed-form
+recurrence as one stream per position and layer, with each such stream's interval, contention
+stall and activity recovered from it. Every stream is timed with the closed form (run_burst);
+`fidelity` 'key' gives the same cycles for AXELRAM by construction (tests/test_hw_macro.py), so
+the baselines use the closed form in both modes.
 """
 
 from __future__ import annotations
@@ -18,176 +29,530 @@ from typing import Optional
 import numpy as np
 
 from axelsim.config.formats import FP16
-from axelsim.config.macro import MacroConfig
+from axelsim.config.macro import MacroConfig, kivi_channel_group
 from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
-from axelsim.hw import arith, rotator
-from axelsim.hw.controller import Machine, StageSpec
-from axelsim.hw.datapath import fwht, pairwise_tree
-from axelsim.hw.macro import SimResult, _instances, _sign_table, replay, summarize
-from axelsim.hw.sram import AddressMap
+from axelsim.hw import arith, kernels, norm_unit, quantizer, rotator, value_unit
+from axelsim.hw import baseline_kernels as bk
+from axelsim.hw.controller import Interval, Machine, StageSpec
+from axelsim.hw.datapath import fwht
+from axelsim.hw.macro import SimResult, _sign_table, replay, summarize
+from axelsim.hw.pipeline import Stage, run_burst
+from axelsim.hw.sram import AddressMap, BankCalendar
 from axelsim.hw.units import Ledger
 from axelsim.numerics.codebook import lloyd_max_codebook
 
-KINDS = ("fp16", "dequant")
+KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+QUANTIZED = ("dequant_rotated", "dequant_inverse_rotate")
+"""Kinds that store AXELRAM's index rows (its write path)."""
+FP16_ROWS = ("fp16", "kivi")
+"""Kinds that write FP16 rows."""
+DEQUANT_LATENCY = 2
+"""KIVI dequantizer: one multiply, one add (cycles)."""
+KIVI_QUANT_LATENCY = 4
+"""KIVI quantizer after its min/max tree: subtract, multiply, round, clamp (cycles)."""
+
+
+def kivi_quantized_keys(n_keys: int, window: int) -> int:
+    """Keys of a query over n_keys that KIVI holds quantized: whole windows (a window of keys is
+    quantized per channel once complete), the rest FP16."""
+    return (n_keys // window) * window
+
+
+def kivi_quantized_values(n_keys: int, window: int) -> int:
+    """Values held quantized: all but the most recent `window` (one leaves the window per token)."""
+    return max(0, n_keys - window)
 
 
 class BaselineMachine(Machine):
-    """A Machine whose query jobs (and, for fp16, write streams) follow a baseline datapath."""
+    """A Machine whose writes, query jobs and value streams follow a baseline datapath."""
 
     kind: str = "fp16"
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.fp16_rows = np.zeros((self.amap.banks * self.amap.rows_needed, self.macro.head_dim))
+    def setup(self, kind: str, layers: list[int], kv_heads: int, tokens: int) -> None:
+        """Storage of the kind for `layers` x kv_heads x tokens (FP16 rows and KIVI codes)."""
+        self.kind = kind
+        d = self.macro.head_dim
+        self.codes["fp16"] = kernels.fmt_code(FP16)
+        self.cents = np.asarray(self.centroids, dtype=np.float64)
+        self.cents_scaled = np.ldexp(self.cents, -self.macro.log2_dim)  # exact: FP16 x 2^-log2 d
+        self.rows16: dict = {}
+        if kind in FP16_ROWS:
+            self.rows16 = {(L, kv): np.zeros((kv_heads, tokens, d), dtype=np.float32) for L in layers for kv in (0, 1)}
+        if kind == "kivi":
+            kc = self.macro.baselines.kivi
+            g = kc.group_size
+            self.kivi = kc
+            self.gc = gc = kivi_channel_group(kc, d)
+            self.k_codes = {L: np.zeros((kv_heads, tokens, d), dtype=np.uint8) for L in layers}
+            self.v_codes = {L: np.zeros((kv_heads, tokens, d), dtype=np.uint8) for L in layers}
+            self.k_scale = {L: np.zeros((kv_heads, -(-tokens // g), d)) for L in layers}
+            self.k_zero = {L: np.zeros((kv_heads, -(-tokens // g), d)) for L in layers}
+            self.v_scale = {L: np.zeros((kv_heads, tokens, d // gc)) for L in layers}
+            self.v_zero = {L: np.zeros((kv_heads, tokens, d // gc)) for L in layers}
+            self.quant_cal = BankCalendar(self.macro.sram.banks, self.macro.sram.write_ports,
+                                         busy=[self.timing.bank_ii_cycles] * self.macro.sram.banks)
 
     def read_floor(self) -> int:
         """Baseline read streams start at the controller's ready cycle: keep every reservation."""
         return 0
 
     def write_floor(self) -> int:
-        return self.free_at.get(("kv_sram_write", 0), 0) if self.kind == "fp16" else super().write_floor()
+        if self.kind in FP16_ROWS:
+            return self.free_at.get(("kv_sram_write", 0), 0)
+        return super().write_floor()
 
-    # ---- fp16 storage ---------------------------------------------------------------------
-    def write_stream(self, slot, layer, token, k, v, ready):
-        if self.kind == "dequant":
-            return super().write_stream(slot, layer, token, k, v, ready)
+    # ---- streams of many program-order streams at once -------------------------------------
+    def run_groups(self, phase: str, layers: np.ndarray, starts: np.ndarray, ready: np.ndarray,
+                   specs: list[StageSpec], label: str) -> np.ndarray:
+        """Consecutive streams of one stage chain (group g = items [starts[g], starts[g+1])) timed
+        as one burst; returns each group's done cycle. The recurrence is the one of a stream
+        per group (a group's first item waits for the previous group's last item + II, as it
+        waits for the unit's release between streams); per group this records the interval
+        and the contention stall of every stage after the first, as `run_stream` does."""
+        n = ready.size
+        stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1], s.bank_ids, s.calendar)
+                  for s in specs]
+        timing = run_burst(ready, stages)
+        ends = np.append(starts[1:], n) - 1
+        arrive = ready
+        for s, (spec, stage) in enumerate(zip(specs, stages)):
+            self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
+            self.ledger.add_busy(spec.unit, n * spec.ii, spec.key)
+            contention = np.zeros(len(starts), dtype=np.int64)
+            if s > 0:
+                release = np.empty(len(starts), dtype=np.int64)
+                release[0] = stage.free_at
+                release[1:] = timing.start[s, starts[1:] - 1] + spec.ii
+                contention = np.maximum(release - arrive[starts], 0)
+            banked = int(timing.stall_bank[s])
+            self.ledger.add_stall(spec.unit, "contention", int(contention.sum()))
+            self.ledger.add_stall(spec.unit, "bank_conflict", banked)
+            self.stall_total += int(contention.sum()) + banked
+            self.record_group_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], starts, contention, banked)
+            group_end = timing.start[s, ends] + spec.latency
+            self.ledger.add_spans(spec.unit, timing.start[s, starts], group_end)
+            if self.ledger.record:
+                for g, (lo, end) in enumerate(zip(starts, group_end)):
+                    self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, lo]), int(end),
+                                             f"{label} L{layers[g]}")
+            arrive = timing.start[s] + spec.latency
+        done = np.maximum.reduceat(timing.done, starts)
+        first = timing.start[0, starts]
+        self.intervals.extend(Interval(phase, int(L), int(a), int(b)) for L, a, b in zip(layers, first, done))
+        self.release_calendars()
+        return done
+
+    def record_group_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
+                           starts: np.ndarray, contention: np.ndarray, bank_waited: int) -> None:
+        """Machine.record_waits over the streams of one burst: each group's first item waits
+        [arrival, arrival + contention) for the unit; every item held for a bank port waits from
+        the cycle it could have issued to the cycle it did (the previous item of the burst is the
+        previous stream's last, as between streams)."""
+        held = contention > 0
+        if held.any():
+            first = arrive[starts[held]]
+            self.ledger.add_waits(unit, "contention", first, first + contention[held])
+        if bank_waited:
+            previous = np.concatenate(([free_at], start[:-1] + ii))
+            earliest = np.maximum(np.maximum(arrive, previous), free_at)
+            late = start > earliest
+            self.ledger.add_waits(unit, "bank_conflict", earliest[late], start[late])
+
+    # ---- write path ------------------------------------------------------------------------
+    def write_positions(self, layers: list[tuple[int, int]], first: int, last: int, ks: dict, vs: dict) -> int:
+        """Write keys (and values) of positions first..last of every (slot, layer) in program
+        order (position, then layer, then head, K before V); returns the last done cycle."""
+        if last < first:
+            return 0
         m = self.macro
-        vectors = k if v is None else np.stack([k, v], axis=1).reshape(-1, m.head_dim)
-        kinds = 1 if v is None else 2
-        heads, kv = np.repeat(np.arange(k.shape[0]), kinds), np.tile(np.arange(kinds), k.shape[0])
-        bank, row = self.amap.locate(slot, heads, token, kv)
-        x = arith.rnd(self.fmt["input"], vectors)
+        d = m.head_dim
+        positions = np.arange(first, last + 1)
+        hkv = next(iter(ks.values())).shape[0]
+        kinds = 2 if vs else 1
+        slots = np.array([s for s, _ in layers])
+        P, S, H, K = np.meshgrid(positions, slots, np.arange(hkv), np.arange(kinds), indexing="ij")
+        bank, row = self.amap.locate(S.reshape(-1), H.reshape(-1), P.reshape(-1), K.reshape(-1))
+        per = hkv * kinds
+        n_groups = positions.size * len(layers)
+        starts = np.arange(n_groups, dtype=np.int64) * per
+        group_layers = np.tile([L for _, L in layers], positions.size)
+        ready = np.zeros(n_groups * per, dtype=np.int64)
+        for slot, L in layers:
+            self.store_layer(slot, L, first, last, ks[L], vs.get(L))
+        if self.kind in FP16_ROWS:
+            specs = [StageSpec("kv_sram", ("kv_sram_write", 0), self.timing.write_latency_cycles, 1,
+                               bank_ids=bank, calendar=self.write_cal)]
+        else:
+            nl, nii = norm_unit.norm_timing(m)
+            rl, rii = rotator.rotator_timing(m)
+            ql, qii = quantizer.quantizer_timing(m)
+            specs = [StageSpec("norm_unit", ("norm_unit", 0), nl, nii), StageSpec("rotator", ("rotator", 0), rl, rii),
+                     StageSpec("quantizer", ("quantizer", 0), ql, qii),
+                     StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
+                               bank_ids=bank, calendar=self.write_cal)]
+        done = self.run_groups("write", group_layers, starts, ready, specs, "write")
+        last_done = int(done.max())
+        if self.kind == "kivi":
+            last_done = max(last_done, self.kivi_quantize_stream(layers, positions, done.reshape(positions.size, len(layers)),
+                                                                 hkv, bool(vs)))
+        return last_done
 
-        def store(sl):
-            self.fp16_rows[self.amap.flat(bank[sl], row[sl])] = arith.rnd(FP16, x[sl])
-            self.ledger.count("kv_sram", "write", len(x[sl]), layer, "write_path")
-            self.ledger.event("sram_write_bits", len(x[sl]) * m.head_dim * 16, layer, "write_path")
-
-        spec = StageSpec("kv_sram", ("kv_sram_write", 0), self.timing.write_latency_cycles, 1,
-                         bank_ids=bank, calendar=self.write_cal, work=store)
-        return int(self.run_stream("write", layer, np.full(len(x), ready, dtype=np.int64), [spec],
-                                   f"write L{layer} t{token}").done.max())
+    def store_layer(self, slot: int, layer: int, first: int, last: int, k: np.ndarray, v: Optional[np.ndarray]) -> None:
+        """The write datapath of one layer's positions first..last, and its counted actions."""
+        m, c = self.macro, self.codes
+        d = m.head_dim
+        for kv, data in ((0, k), (1, v)):
+            if data is None:
+                continue
+            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64)
+            hkv, n_tok = raw.shape[0], raw.shape[1]
+            n = hkv * n_tok
+            if self.kind in FP16_ROWS:
+                out = np.empty((n, d), dtype=np.float32)
+                bk.fp16_rows(raw.reshape(n, d), out, c["input"], c["fp16"])
+                self.rows16[(layer, kv)][:, first:last + 1] = out.reshape(hkv, n_tok, d)
+                self.ledger.count("kv_sram", "write", n, layer, "write_path")
+                self.ledger.event("sram_write_bits", n * d * 16, layer, "write_path")
+                continue
+            heads, tokens = np.meshgrid(np.arange(hkv), np.arange(first, last + 1), indexing="ij")
+            bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kv)
+            sat = np.empty(n, dtype=np.bool_)
+            kernels.write_burst(raw.reshape(n, d), self.signs[layer], self.boundaries, c["input"], c["rotator"],
+                                c["fp16"], self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
+                                self.amap.flat(bank, row), sat)
+            spilled = int(np.count_nonzero(row >= self.amap.rows_per_bank))
+            self.count_write(layer, n, spilled, int(np.count_nonzero(sat)))
 
     def preload(self, slot, layer, k, v):
-        if self.kind == "dequant":
+        """Every key and value of one layer stored before cycle 0, untimed and uncounted."""
+        if self.kind not in FP16_ROWS:
             return super().preload(slot, layer, k, v)
-        for kind, data in ((0, k), (1, v)):
-            if data is not None:
-                heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(data.shape[1]), indexing="ij")
-                bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
-                x = arith.rnd(FP16, arith.rnd(self.fmt["input"], data.reshape(-1, self.macro.head_dim)))
-                self.fp16_rows[self.amap.flat(bank, row)] = x
+        saved = self.ledger
+        self.ledger = Ledger()
+        try:
+            self.store_layer(slot, layer, 0, k.shape[1] - 1, k, v)
+            if self.kind == "kivi":
+                self.kivi_quantize_layer(layer, 0, k.shape[1] - 1, v is not None)
+        finally:
+            self.ledger = saved
 
-    # ---- per-key vectors -------------------------------------------------------------------
-    def key_vectors(self, layer, path, bank, row, sl, signs) -> np.ndarray:
-        """The vectors the dot product sees: stored FP16, or dequantized and inverse-rotated."""
-        m, rot = self.macro, self.fmt["rotator"]
+    # ---- KIVI write path: the quantizer ------------------------------------------------------
+    def kivi_quantize_layer(self, layer: int, first: int, last: int, has_values: bool) -> tuple[np.ndarray, list]:
+        """Quantize what leaves KIVI's FP16 window while positions first..last are written:
+        values t - W for t in first..last, key windows completed at t ((t + 1) % W == 0).
+        Returns (value tokens, key windows [(t0, t1)])."""
+        kc, c = self.kivi, self.codes
+        W, G, L = kc.window, kc.group_size, 1 << kc.bits
+        rot = c["rotator"]
+        v_tokens = np.arange(max(first - W, 0), max(last + 1 - W, 0))
+        windows = [(t + 1 - W, t + 1) for t in range(first, last + 1) if (t + 1) % W == 0]
+        hkv = self.k_codes[layer].shape[0]
+        for h in range(hkv):
+            if has_values and v_tokens.size:
+                t0, t1 = int(v_tokens[0]), int(v_tokens[-1]) + 1
+                x = np.ascontiguousarray(self.rows16[(layer, 1)][h, t0:t1], dtype=np.float64)
+                codes = np.empty(x.shape, dtype=np.uint8)
+                scale, zero = np.empty((t1 - t0, x.shape[1] // self.gc)), np.empty((t1 - t0, x.shape[1] // self.gc))
+                bk.kivi_quantize(x, 1, self.gc, L, rot, c["fp16"], codes, scale, zero)
+                self.v_codes[layer][h, t0:t1], self.v_scale[layer][h, t0:t1], self.v_zero[layer][h, t0:t1] = codes, scale, zero
+            for t0, t1 in windows:
+                x = np.ascontiguousarray(self.rows16[(layer, 0)][h, t0:t1], dtype=np.float64)
+                codes = np.empty(x.shape, dtype=np.uint8)
+                scale, zero = np.empty(((t1 - t0) // G, x.shape[1])), np.empty(((t1 - t0) // G, x.shape[1]))
+                bk.kivi_quantize(x, 0, G, L, rot, c["fp16"], codes, scale, zero)
+                self.k_codes[layer][h, t0:t1] = codes
+                self.k_scale[layer][h, t0 // G:t1 // G], self.k_zero[layer][h, t0 // G:t1 // G] = scale, zero
+        self.count_kivi_quantizer(layer, hkv * W * len(windows), hkv * (v_tokens.size if has_values else 0))
+        return v_tokens, windows
+
+    def count_kivi_quantizer(self, layer: int, keys: int, values: int) -> None:
+        """Actions of quantizing `keys` key rows (d / G groups per row: G tokens per channel) and
+        `values` value rows (d / G_c groups per row, G_c = kivi_channel_group)."""
+        m, kc = self.macro, self.kivi
+        d, G = m.head_dim, kc.group_size
+        rot = self.fmt["rotator"].name
+        vectors = keys + values
+        groups = keys * d // G + values * d // self.gc
+        key_scale_rows, value_scale_rows = keys // G, values
+        self.ledger.count("kv_sram", "read", vectors, layer, "write_path")
+        self.ledger.event("sram_read_bits", vectors * d * 16, layer, "write_path")
+        # per group: min and max over G (2 (G - 1) compares), max - min, x 1/(L - 1), 1/scale;
+        # per element: x - zero, x inv, and the clamp to [0, L - 1] (two compares)
+        self.ledger.count("kivi_quantizer", f"cmp.{rot}", 2 * groups * (G - 1) + 2 * vectors * d, layer, "write_path")
+        self.ledger.count("kivi_quantizer", f"add.{rot}", groups + vectors * d, layer, "write_path")
+        self.ledger.count("kivi_quantizer", f"mul.{rot}", groups + vectors * d, layer, "write_path")
+        self.ledger.count("kivi_quantizer", f"div.{rot}", groups, layer, "write_path")
+        self.ledger.event("divisions", groups, layer, "write_path")
+        self.ledger.count("quant_sram", "write", vectors, layer, "write_path")
+        self.ledger.count("scale_sram", "write", key_scale_rows + value_scale_rows, layer, "write_path")
+        self.ledger.event("sram_write_bits", vectors * d * kc.bits + (key_scale_rows * d + value_scale_rows * (d // self.gc)) * 32,
+                          layer, "write_path")
+
+    def kivi_quantize_stream(self, layers, positions, write_done: np.ndarray, hkv: int, has_values: bool) -> int:
+        """Datapath and timing of KIVI's quantizer for the positions just written: a value stream
+        (one row per KV head and position past the window) and a key stream (a window of rows
+        per KV head when one completes); each row is read from the FP16 window, quantized and
+        written; an item is ready when the write that pushed it out of the window is done."""
+        m, kc = self.macro, self.kivi
+        W, G = kc.window, kc.group_size
+        first, last = int(positions[0]), int(positions[-1])
+        for slot, L in layers:
+            self.kivi_quantize_layer(L, first, last, has_values)
+        tree = max(1, (G - 1).bit_length())
+        slots = np.array([slot for slot, _ in layers], dtype=np.int64)
+        layer_ids = np.array([L for _, L in layers], dtype=np.int64)
+        done = 0
+        for kind, latency in (("value", KIVI_QUANT_LATENCY + tree), ("key", KIVI_QUANT_LATENCY + tree + G)):
+            if kind == "value":
+                pick = np.flatnonzero(positions >= W) if has_values else np.array([], dtype=np.int64)
+                offsets = np.array([-W])
+            else:
+                pick = np.flatnonzero((positions + 1) % W == 0)
+                offsets = np.arange(1 - W, 1)
+            if pick.size == 0:
+                continue
+            # items in program order: position, layer, head, token
+            PI, LI, H, O = np.meshgrid(pick, np.arange(len(layers)), np.arange(hkv), offsets, indexing="ij")
+            PI, LI, H, O = (a.reshape(-1) for a in (PI, LI, H, O))
+            ready = write_done[PI, LI].astype(np.int64)
+            bank, row = self.amap.locate(slots[LI], H, positions[PI] + O, 1 if kind == "value" else 0)
+            per = len(layers) * hkv * offsets.size  # items per position; a group per (position, layer)
+            starts = np.arange(0, PI.size, per // len(layers), dtype=np.int64)
+            specs = [StageSpec("kv_sram", ("kv_sram_read", 0), self.timing.read_latency_cycles, 1,
+                               bank_ids=bank, calendar=self.read_cal),
+                     StageSpec("kivi_quantizer", ("kivi_quantizer", 0), latency, 1),
+                     StageSpec("quant_sram", ("quant_sram_write", 0), self.timing.write_latency_cycles, 1,
+                               bank_ids=bank, calendar=self.quant_cal)]
+            done = max(done, int(self.run_groups("write", layer_ids[LI[starts]], starts, ready, specs,
+                                                 f"quantize {kind}").max()))
+        return done
+
+    def count_write(self, layer: int, n: int, spilled: int, saturated: int) -> None:
+        """The AXELRAM write path's actions for n vectors (as Machine.write_stream counts them)."""
+        m, rot = self.macro, self.fmt["rotator"].name
+        self.count_write_norm(layer, n, saturated)
+        self.count_fwht("rotator", rot, layer, "write_path", n)
+        self.ledger.count("quantizer", f"cmp.{rot}", n * m.head_dim * (m.levels - 1), layer, "write_path")
+        self.ledger.count("index_sram", "write", n - spilled, layer, "write_path")
+        self.ledger.count("offchip", "write", spilled, layer, "write_path")
+        self.ledger.event("sram_write_bits", n * m.row_bits, layer, "write_path")
+
+    # ---- read path ---------------------------------------------------------------------------
+    def read_vectors(self, layer: int, path: str, slot: int, kv_head: int, kv: int, n: int) -> tuple:
+        """What the datapath after the row read sees for tokens 0..n-1 of one KV head, and the
+        read stage's counting; returns (data dict, stage unit name)."""
+        m = self.macro
+        d = m.head_dim
+        bank, row = self.amap.locate(slot, kv_head, np.arange(n), kv)
         if self.kind == "fp16":
-            c = len(bank[sl])
-            self.ledger.count("kv_sram", "read", c, layer, path)
-            self.ledger.event("sram_read_bits", c * m.head_dim * 16, layer, path)
-            return self.fp16_rows[self.amap.flat(bank[sl], row[sl])]
-        idx, norms = self.read_rows(layer, path, bank, row, sl, 1)
-        c = len(norms)
-        scaled = arith.mul(rot, self.centroids[idx], FP16, norms[:, None], FP16)
-        self.ledger.count("dequantizer", f"mul.{rot.name}", c * m.head_dim, layer, path)
-        u = fwht(rot, scaled)
-        self.count_fwht("inverse_rotator", rot.name, layer, path, c)
-        return np.ldexp(u * signs[None, :], -m.log2_dim)  # exact: sign flip and 2^-log2 d
+            self.ledger.count("kv_sram", "read", n, layer, path)
+            self.ledger.event("sram_read_bits", n * d * 16, layer, path)
+            return {"vectors": self.rows16[(layer, kv)][kv_head, :n]}, "kv_sram", bank
+        if self.kind == "kivi":
+            return self.kivi_read(layer, path, kv_head, kv, n), "kv_sram", bank
+        rd: dict = {}
+        read, count = self.read_stage(layer, path, bank, row, rd)
+        read(slice(0, n))
+        count(slice(0, n))
+        return rd, "index_sram", bank
+
+    def kivi_read(self, layer: int, path: str, kv_head: int, kv: int, n: int) -> dict:
+        """KIVI rows of tokens 0..n-1, dequantized by the dequantizer (d multiplies and adds per
+        quantized row, FP16), the recent window as stored; counts the reads and the dequantizer."""
+        kc, d = self.kivi, self.macro.head_dim
+        G = kc.group_size
+        out = np.empty((n, d))
+        if kv == 0:
+            nq = kivi_quantized_keys(n, kc.window)
+            bk.kivi_keys(self.k_codes[layer][kv_head], self.k_scale[layer][kv_head], self.k_zero[layer][kv_head],
+                         self.rows16[(layer, 0)][kv_head], nq, G, self.codes["fp16"], out)
+            scale_rows, scale_bits = -(-nq // G), d * 32
+        else:
+            nq = kivi_quantized_values(n, kc.window)
+            bk.kivi_values(self.v_codes[layer][kv_head], self.v_scale[layer][kv_head], self.v_zero[layer][kv_head],
+                           self.rows16[(layer, 1)][kv_head], nq, self.gc, self.codes["fp16"], out)
+            scale_rows, scale_bits = nq, (d // self.gc) * 32
+        self.ledger.count("kv_sram", "read", n - nq, layer, path)
+        self.ledger.count("quant_sram", "read", nq, layer, path)
+        self.ledger.count("scale_sram", "read", scale_rows, layer, path)
+        self.ledger.event("sram_read_bits", (n - nq) * d * 16 + nq * d * kc.bits + scale_rows * scale_bits, layer, path)
+        self.ledger.count("dequantizer", "mul.fp16", nq * d, layer, path)
+        self.ledger.count("dequantizer", "add.fp16", nq * d, layer, path)
+        return {"vectors": out, "quantized": nq}
 
     def query_job(self, slot, layer, kv_head, heads, q, n_keys, ready, has_values):
-        m, f = self.macro, self.fmt
+        m, f, c = self.macro, self.fmt, self.codes
         h, d = len(heads), m.head_dim
         pipe = self.pick_pipeline()
         signs = self.signs[layer]
-        qin = arith.rnd(f["input"], q)
-        tokens = np.arange(n_keys)
-        kbank, krow = self.amap.locate(slot, kv_head, tokens, 0)
+        label = f"L{layer} kv{kv_head} q{list(map(int, heads))}"
         acc, sc = f["accumulator"], f["score"]
+        qin = arith.rnd(f["input"], q)
+        if self.kind == "dequant_rotated":
+            # the query is rotated once, on the shared rotator (AXELRAM's precompute minus the table)
+            rl, rii = rotator.rotator_timing(m)
+            r = rotator.rotate(f["rotator"], qin, signs)
+            self.count_fwht("rotator", f["rotator"].name, layer, "read_path", h)
+            pre = self.run_stream("precompute", layer, np.full(h, ready, dtype=np.int64),
+                                  [StageSpec("rotator", ("rotator", 0), rl, rii)], "precompute " + label)
+            ready = int(pre.done.max())
+        data, read_unit, bank = self.read_vectors(layer, "read_path", slot, kv_head, 0, n_keys)
         scores = np.empty((h, n_keys))
-        keys = np.empty((n_keys, d))
-        in_fmt = FP16 if self.kind == "fp16" else f["rotator"]
-
-        def read(sl):
-            keys[sl] = self.key_vectors(layer, "read_path", kbank, krow, sl, signs)
-
-        def dot(sl):
-            prod = arith.mul(acc, qin[:, None, :], f["input"], keys[None, sl], in_fmt)
-            scores[:, sl] = arith.rnd(sc, pairwise_tree(acc, prod))
-            c = h * len(keys[sl])
-            self.ledger.count("dot_product", f"mul.{acc.name}", c * d, layer, "read_path")
-            self.ledger.count("dot_product", f"add.{acc.name}", c * (d - 1), layer, "read_path")
-
         lanes = -(-h * d // m.read_path.lookups_per_cycle)
         tree = -(-m.log2_dim // m.read_path.adder_tree_stages_per_cycle)
-        stages = [("dot_product", ("dot_product", pipe), lanes + tree, lanes, dot)]
-        if self.kind == "dequant":
-            rl, rii = rotator.rotator_timing(m)
-            stages = [("dequantizer", ("dequantizer", pipe), lanes, lanes, None),
-                      ("inverse_rotator", ("inverse_rotator", pipe), rl, rii, None)] + stages
-        issue = max(1, *(ii for *_, ii, _ in stages))
-        specs = [StageSpec("index_sram" if self.kind == "dequant" else "kv_sram", ("sram_read", pipe),
-                           self.timing.read_latency_cycles, issue, bank_ids=kbank, calendar=self.read_cal, work=read)]
-        specs += [StageSpec(u, key, lat, ii, work=w) for u, key, lat, ii, w in stages]
-        timing = self.run_stream("read", layer, np.full(n_keys, ready, dtype=np.int64), specs, f"scores L{layer}")
+        stages = []
+        if self.kind == "dequant_rotated":
+            bk.rotated_scores(r, data["idx"], data["norms"], self.cents_scaled, scores, c["accumulator"], c["score"],
+                              kernels.is_wide(f["rotator"], FP16), kernels.is_wide(acc, FP16))
+            self.ledger.count("codebook_rom", "read", n_keys * d, layer, "read_path")
+            self.ledger.count("dot_product", f"mul.{acc.name}", h * n_keys * d, layer, "read_path")
+            self.ledger.count("dot_product", f"mul.{sc.name}", h * n_keys, layer, "read_path")
+            tree += 1  # the norm multiplier after the tree
+        else:
+            if self.kind == "dequant_inverse_rotate":
+                keys = self.inverse_rotated(layer, "read_path", data, n_keys)
+                rl, rii = rotator.rotator_timing(m)
+                stages += [("dequantizer", lanes, lanes), ("inverse_rotator", rl, rii)]
+                key_fmt = f["rotator"]
+            else:
+                keys = data["vectors"]
+                key_fmt = FP16
+                if self.kind == "kivi":
+                    stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
+            bk.dot_scores(qin, np.ascontiguousarray(keys, dtype=np.float64), scores, c["accumulator"], c["score"],
+                          kernels.is_wide(f["input"], key_fmt))
+            self.ledger.count("dot_product", f"mul.{acc.name}", h * n_keys * d, layer, "read_path")
+        self.ledger.count("dot_product", f"add.{acc.name}", h * n_keys * (d - 1), layer, "read_path")
+        stages.append(("dot_product", lanes + tree, lanes))
+        issue = max(1, *(ii for _, _, ii in stages))
+        specs = [StageSpec(read_unit, ("sram_read", pipe), self.timing.read_latency_cycles, issue, bank_ids=bank,
+                           calendar=self.read_cal)]
+        specs += [StageSpec(u, (u, pipe), lat, ii) for u, lat, ii in stages]
+        timing = self.run_stream("read", layer, np.full(n_keys, ready, dtype=np.int64), specs, "scores " + label)
         done = int(timing.done.max())
+        self.last_done = done
         if not (has_values and m.value_path.enabled):
             return scores, None, done
-        return scores, self.values(layer, pipe, h, slot, kv_head, scores, signs, done), self.last_done
+        return scores, self.values(slot, layer, pipe, h, kv_head, scores, signs, done, label), self.last_done
 
-    def values(self, layer, pipe, h, slot, kv_head, scores, signs, ready):
+    def inverse_rotated(self, layer: int, path: str, data: dict, n: int) -> np.ndarray:
+        """dequant_inverse_rotate: rows -> centroids x norm -> inverse FWHT (counted)."""
         m, f = self.macro, self.fmt
+        out = np.empty((n, m.head_dim))
+        bk.inverse_rotate(data["idx"], data["norms"], self.cents, self.signs[layer].astype(np.float64), out,
+                          self.codes["rotator"], m.log2_dim)
+        self.ledger.count("dequantizer", f"mul.{f['rotator'].name}", n * m.head_dim, layer, path)
+        self.ledger.count("codebook_rom", "read", n * m.head_dim, layer, path)
+        self.count_fwht("inverse_rotator", f["rotator"].name, layer, path, n)
+        return out
+
+    # ---- value path ---------------------------------------------------------------------------
+    def values(self, slot, layer, pipe, h, kv_head, scores, signs, ready, label):
+        m, f, c = self.macro, self.fmt, self.codes
         s_fmt, v_fmt, d = f["softmax"], f["value"], m.head_dim
         n = scores.shape[1]
-        vbank, vrow = self.amap.locate(slot, kv_head, np.arange(n), 1)
-        z = self.softmax.scale(scores, f["score"])
-        e = self.softmax.exps(z, z.max(axis=1, keepdims=True))
-        vin = FP16 if self.kind == "fp16" else f["rotator"]
+        z = np.empty((h, n))
+        kernels.PARALLEL.scale_stage(scores, z, self.softmax.sigma, c["softmax"], self.wide["scale"], 0, n)
+        zmax = z.max(axis=1)
+        e = np.empty((h, n))
+        ex = self.softmax.exp
+        kernels.PARALLEL.exp_stage(z, zmax, e, c["softmax"], ex.log2e, ex.coeff_array, 0, n)
+        self.ledger.count("value_unit", f"mul.{s_fmt.name}", h * n, layer, "value_path")
+        self.ledger.count("value_unit", f"cmp.{s_fmt.name}", h * max(n - 1, 0), layer, "value_path")
+        self.ledger.count("value_unit", f"exp.{s_fmt.name}", h * n, layer, "value_path")
+        self.ledger.count("value_unit", f"add.{s_fmt.name}", 2 * h * n, layer, "value_path")
+        self.ledger.event("exps", h * n, layer, "value_path")
+        data, read_unit, bank = self.read_vectors(layer, "value_path", slot, kv_head, 1, n)
         accs = np.zeros((h, d))
         totals = np.zeros(h)
-        vals = np.empty((n, d))
-
-        def read(sl):
-            vals[sl] = self.key_vectors(layer, "value_path", vbank, vrow, sl, signs)
-
-        def accumulate(sl):
-            for t in np.arange(n)[sl]:
-                totals[:] = arith.add(s_fmt, totals, e[:, t])
-                accs[:] = arith.add(v_fmt, accs, arith.mul(v_fmt, e[:, t, None], s_fmt, vals[None, t], vin))
-            c = h * len(vals[sl])
-            self.ledger.count("value_unit", f"mul.{s_fmt.name}", c, layer, "value_path")
-            self.ledger.count("value_unit", f"exp.{s_fmt.name}", c, layer, "value_path")
-            self.ledger.count("value_unit", f"add.{s_fmt.name}", 2 * c, layer, "value_path")
-            self.ledger.count("value_unit", f"mul.{v_fmt.name}", c * d, layer, "value_path")
-            self.ledger.count("value_unit", f"add.{v_fmt.name}", c * d, layer, "value_path")
-
         lanes = -(-h * d // m.value_path.bin_lanes)
-        specs = [StageSpec("index_sram" if self.kind == "dequant" else "kv_sram", ("sram_read_v", pipe),
-                           self.timing.read_latency_cycles, lanes, bank_ids=vbank, calendar=self.read_cal, work=read),
-                 StageSpec("value_unit", ("value_mac", pipe), lanes + 1, lanes, work=accumulate)]
-        vt = self.run_stream("value", layer, np.full(n, ready, dtype=np.int64), specs, f"values L{layer}")
-        g = arith.div_one_by(v_fmt, totals)
-        self.ledger.count("value_unit", f"div.{v_fmt.name}", h, layer, "value_path")
-        self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * d, layer, "value_path")
-        self.last_done = int(vt.done.max()) + 1
-        self.intervals[-1].end = self.last_done
-        return arith.mul(v_fmt, accs, v_fmt, g[:, None], v_fmt)
+        stages = []
+        if self.kind == "dequant_rotated":
+            bk.accumulate_rotated(e, data["norms"], data["idx"], self.cents, accs, totals, c["softmax"], c["value"],
+                                  kernels.is_wide(s_fmt, FP16), kernels.is_wide(v_fmt, FP16))
+            self.ledger.count("codebook_rom", "read", n * d, layer, "value_path")
+            self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * (d + 1), layer, "value_path")
+        else:
+            if self.kind == "dequant_inverse_rotate":
+                vals = self.inverse_rotated(layer, "value_path", data, n)
+                rl, rii = rotator.rotator_timing(m)
+                stages += [("dequantizer", lanes, lanes), ("inverse_rotator", rl, rii)]
+                v_in = f["rotator"]
+            else:
+                vals = data["vectors"]
+                v_in = FP16
+                if self.kind == "kivi":
+                    stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
+            bk.accumulate(e, np.ascontiguousarray(vals, dtype=np.float64), accs, totals, c["softmax"], c["value"],
+                          kernels.is_wide(s_fmt, v_in))
+            self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
+        self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
+        stages += [("exp", value_unit.EXP_LATENCY, -(-h // m.value_path.exp_units)), ("value_mac", 2, lanes)]
+        issue = max(1, *(ii for _, _, ii in stages))
+        specs = [StageSpec(read_unit, ("sram_read_v", pipe), self.timing.read_latency_cycles, issue, bank_ids=bank,
+                           calendar=self.read_cal)]
+        specs += [StageSpec("value_unit" if u in ("exp", "value_mac") else u, (u + "_v", pipe), lat, ii)
+                  for u, lat, ii in stages]
+        vt = self.run_stream("value", layer, np.full(n, ready, dtype=np.int64), specs, "values " + label)
+        outputs, fin = self.finish(layer, h, accs, totals, signs)
+        ft = self.run_stream("value", layer, np.full(h, int(vt.done.max()), dtype=np.int64),
+                             [StageSpec("value_unit", (name, pipe), lat, ii) for name, lat, ii in fin], "output " + label)
+        self.last_done = int(ft.done.max())
+        return outputs
+
+    def finish(self, layer: int, h: int, accs: np.ndarray, totals: np.ndarray, signs: np.ndarray) -> tuple:
+        """Outputs [h, d] from the accumulators and running sums, and the finalisation's timing
+        stages: out = acc / E (one division per head, d multiplies), or for dequant_rotated
+        out = s * FWHT(acc) / (E d) (AXELRAM's finalisation without the centroid multiplies)."""
+        m, v = self.macro, self.fmt["value"]
+        d, vp = m.head_dim, m.value_path
+        scale = -(-d // vp.centroid_multipliers)
+        stages = [("output_scale", value_unit.DIV_LATENCY + scale, scale)]
+        self.ledger.count("value_unit", f"div.{v.name}", h, layer, "value_path")
+        self.ledger.event("divisions", h, layer, "value_path")
+        if self.kind != "dequant_rotated":
+            g = arith.div_one_by(v, totals)
+            self.ledger.count("value_unit", f"mul.{v.name}", h * d, layer, "value_path")
+            return arith.mul(v, accs, v, g[:, None], v), stages
+        u = fwht(v, accs)
+        self.count_fwht("value_unit", v.name, layer, "value_path", h)
+        g = arith.div_one_by(v, arith.rnd(v, totals * d))  # E * d, d a power of two: one rounding
+        self.ledger.count("value_unit", f"mul.{v.name}", h * (d + 1), layer, "value_path")
+        inv_lat, inv_ii = rotator.fwht_timing(d, vp.inverse_fwht_butterflies)
+        return arith.mul(v, u * signs[None, :], v, g[:, None], v), [("inverse_fwht", inv_lat, inv_ii)] + stages
+
+
+def baseline_instances(kind: str, macro: MacroConfig) -> dict:
+    """Instances of each unit of a baseline (per pipeline, per bank)."""
+    pipes, banks = macro.read_path.pipelines, macro.sram.banks
+    out = {"value_unit": pipes, "dot_product": pipes}
+    if kind in FP16_ROWS:
+        out["kv_sram"] = banks
+    if kind == "kivi":
+        out.update(quant_sram=banks, scale_sram=banks, dequantizer=pipes, kivi_quantizer=1)
+    if kind in QUANTIZED:
+        out["index_sram"] = banks
+    if kind == "dequant_inverse_rotate":
+        out.update(dequantizer=pipes, inverse_rotator=pipes)
+    return out
 
 
 def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layers=None, kv_heads=None,
                       queries=None, fidelity: str = "burst", prefill: str = "simulate",
                       record_waveform: bool = False, progress=None, source: Optional[str] = None,
                       timing: Optional[SramTiming] = None) -> SimResult:
-    """Replay the trace through baseline `kind` ('fp16' or 'dequant'); same fields as simulate().
+    """Replay the trace through baseline `kind` (one of KINDS); same fields as simulate().
 
-    signs (SignRom or [n_layers, d] int8) is needed by 'dequant'; 'fp16' ignores it.
+    signs (SignRom or [n_layers, d] int8) is used by the kinds that rotate; the others ignore it.
     source: the macro file, named by configuration errors (default: the macro's name).
     timing: the row store's timing (CostModel.for_baseline(...).timing()); None: SramTiming.ideal.
     """
     source = source or macro.name
     if kind not in KINDS:
-        raise ConfigError("baselines", "kind", f"one of {KINDS}, got {kind!r}")
+        raise ConfigError("baselines", "kind", f"one of {', '.join(KINDS)}, got {kind!r}")
+    if fidelity not in ("key", "burst"):
+        raise ConfigError("simulate", "fidelity", f"'key' or 'burst', got {fidelity!r}")
     if layers is not None or kv_heads is not None or queries is not None:
         trace = trace.with_selection(layers=layers, kv_heads=kv_heads, queries=queries)
     layer_ids = list(trace.layer_indices)
@@ -197,14 +562,14 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = BaselineMachine(macro, sign_table, np.asarray(codebook.rom_centroids, dtype=np.float64),
-                              np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap,
+                              np.asarray(codebook.rom_boundaries, dtype=np.float64), "burst", ledger, amap,
                               timing or SramTiming.ideal(macro))
-    machine.kind = kind
+    machine.setup(kind, layer_ids, trace.kv_heads, trace.tokens)
     scores, outputs, served = replay(machine, trace, layer_ids, prefill, progress)
-    instances = {**_instances(macro), "kv_sram": macro.sram.banks, "dot_product": macro.read_path.pipelines,
-                 "dequantizer": macro.read_path.pipelines, "inverse_rotator": macro.read_path.pipelines}
+    instances = baseline_instances(kind, macro)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         instances, served, d)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, instances=instances,
                      fidelity=fidelity, prefill=prefill, clock_hz=macro.clock_hz, timing=machine.timing,
-                     rows_used=amap.rows_needed, **summary)
+                     rows_used=amap.rows_needed, decode_cycles=list(machine.decode_cycles),
+                     preload_wall_s=machine.preload_wall_s, **summary)

@@ -207,6 +207,17 @@ class Machine:
 
         return norms, rotate, quantize, pack
 
+    def write_positions(self, layers: list[tuple[int, int]], first: int, last: int, ks: dict, vs: dict) -> int:
+        """Write positions first..last of every (slot, layer) in program order (position, then
+        layer): one write stream each; ks/vs {layer: [kv_heads, T, d]} (vs empty without
+        values). Returns the last done cycle (0 when nothing is written)."""
+        ready = 0
+        for p in range(first, last + 1):
+            for slot, layer in layers:
+                v = vs[layer][:, p] if vs else None
+                ready = max(ready, self.write_stream(slot, layer, p, ks[layer][:, p], v, 0))
+        return ready
+
     def write_stream(self, slot: int, layer: int, token: int, k: np.ndarray, v: Optional[np.ndarray],
                      ready: int) -> int:
         """Write key (and value) `token` of every KV head of one layer; returns the done cycle."""

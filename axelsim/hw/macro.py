@@ -299,13 +299,20 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
             machine.preload(slot, L, ks[L], vs.get(L))
         machine.preload_wall_s = time.perf_counter() - started
     ready = 0
-    for p in range(last_pos + 1):
+    slots = list(enumerate(layer_ids))
+    written = -1  # positions 0..written are stored
+    for p in np.unique(qpos[qpos >= 0]) if qpos.size else ():
+        p = int(p)
+        if prefill == "simulate" and p - 1 > written:
+            # every position before p, in program order (not part of p's decode step)
+            ready = max(ready, machine.write_positions(slots, written + 1, p - 1, ks, vs))
+            done_steps += (p - 1 - written) * len(layer_ids)
+            written = p - 1
         step_first = len(machine.intervals)
         if prefill == "simulate":
-            for slot, L in enumerate(layer_ids):
-                v = vs[L][:, p] if has_values else None
-                ready = max(ready, machine.write_stream(slot, L, p, ks[L][:, p], v, 0))
-                done_steps += 1
+            ready = max(ready, machine.write_positions(slots, p, p, ks, vs))
+            done_steps += len(layer_ids)
+            written = p
         for qi in np.flatnonzero(qpos == p):
             for slot, L in enumerate(layer_ids):
                 for kvh in range(Hkv):
@@ -320,7 +327,7 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
                         done_steps += 1
                         if progress is not None:
                             progress(done_steps, total_steps)
-        if p in qpos:
-            step = machine.intervals[step_first:]
+        step = machine.intervals[step_first:]
+        if step:
             machine.decode_cycles.append(max(iv.end for iv in step) - min(iv.start for iv in step))
     return scores, outputs, served

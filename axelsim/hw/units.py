@@ -73,6 +73,12 @@ class Ledger:
         if end > start:
             self.spans[unit].extend((int(start), int(end)))
 
+    def add_spans(self, unit: str, starts: np.ndarray, ends: np.ndarray) -> None:
+        """add_span for many streams at once (starts[i], ends[i])."""
+        keep = ends > starts
+        pairs = np.stack([starts[keep], ends[keep]], axis=1).astype(np.int64)
+        self.spans[unit].frombytes(pairs.tobytes())
+
     def add_stall(self, unit: str, cause: str, cycles: int) -> None:
         if cycles > 0:
             self.stalls[unit][cause] += int(cycles)

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from axelsim.config import LoadedMacro
-from axelsim.cost import CostModel
-from axelsim.report.numerics import reference_metrics
+from axelsim.cost import CostModel, baseline_memory_bytes
 
 REPORT_FORMAT = "axelsim-report"
 REPORT_VERSION = 1
@@ -271,15 +270,11 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
     return report
 
 
-def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str, Any]:
-    """One conventional macro's figures, in the same keys and units as the main report."""
+def baseline_section(kind: str, loaded: LoadedMacro, trace, result, numerics: dict[str, Any]) -> dict[str, Any]:
+    """One conventional macro's figures, in the same keys and units as the main report;
+    `numerics` is report.numerics.baseline_numerics of its scores and outputs."""
     cost = CostModel.for_baseline(kind, loaded)
-    memory, _ = memory_section(cost, trace)
-    # The cost model's storage arithmetic is AXELRAM's; a baseline holds what it actually stores.
-    memory["table"] = 0.0  # neither baseline has the lookup table
-    if kind == "fp16":
-        memory.update(kv_storage=memory["kv_storage_fp16"], per_vector=2.0 * trace.head_dim, codebook_rom=0.0, sign_rom=0.0)
-    memory["total"] = memory["kv_storage"] + memory["codebook_rom"] + memory["sign_rom"] + memory["table"]
+    memory = baseline_memory_bytes(kind, loaded.config, trace.n_layers, trace.kv_heads, trace.tokens)
     return {
         "cycles": cycles_section(result.cycles),
         "time_s": result.time_s,
@@ -289,5 +284,5 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result) -> dict[str,
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
         "sram_tiles": sram_tiles_section(cost, result, trace),
-        "numerics": reference_metrics(loaded.config, trace, result.scores, result.outputs),
+        "numerics": numerics,
     }

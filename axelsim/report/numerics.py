@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import numpy as np
 
 from axelsim.config import MacroConfig
+from axelsim.config.macro import kivi_channel_group
 from axelsim.numerics.codebook import check_dim_bits
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.metrics import attention_metrics
@@ -122,17 +123,30 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
     return study
 
 
-def reference_metrics(config: MacroConfig, trace, scores: Mapping[int, np.ndarray],
+def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
                       outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, Any]:
-    """The five metrics of any macro's scores and outputs (a baseline's) against float64 attention."""
+    """A baseline's numerics: `bit_exact` (and its scores/outputs parts) against the baseline's
+    own golden reference (axelsim.numerics.baselines), and the five metrics against float64."""
+    from axelsim.numerics.baselines import KiviSpec, baseline_layer
+
+    spec = NumericsSpec.from_macro(config, signs)
+    kc = config.baselines.kivi
+    kivi = KiviSpec(kc.bits, kc.group_size, kc.window, kivi_channel_group(kc, config.head_dim))
     gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
+    exact_scores = exact_outputs = True
     for layer in trace.layer_indices:
         k, q = trace.k(layer), trace.q(layer)
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+        golden = baseline_layer(kind, spec, kivi, k, v, q, trace.q_positions, layer, trace_source(trace))
         reference = attention_f64(k, v, q, trace.q_positions)
+        out = outputs.get(layer) if v is not None else None
+        exact_scores &= same_bits(scores[layer], golden.scores)
+        exact_outputs &= same_bits(out, golden.outputs)
         gathered["scores"].append(scores[layer])
         gathered["ref_scores"].append(reference.scores)
-        gathered["outputs"].append(outputs.get(layer) if v is not None else None)
+        gathered["outputs"].append(out)
         gathered["ref_outputs"].append(reference.outputs)
-    return _metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
-                    gathered["outputs"], gathered["ref_outputs"])
+    return {"bit_exact": exact_scores and exact_outputs, "bit_exact_scores": exact_scores,
+            "bit_exact_outputs": exact_outputs,
+            **_metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
+                       gathered["outputs"], gathered["ref_outputs"])}

@@ -120,7 +120,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"   top-1 {_percent(numerics['top1_agreement'])}   output rel RMSE {_sci(numerics['output_rel_rmse'])}",
     ]
     for kind, section in (report.get("baselines") or {}).items():
-        lines.append(f"baseline     {kind:<8} {_versus(section, report)}")
+        exact = (section.get("numerics") or {}).get("bit_exact")
+        lines.append(f"baseline     {kind:<22} {_versus(section, report)}"
+                     + ("" if exact is None else f"   bit_exact {'YES' if exact else 'NO'}"))
     return "\n".join(lines)
 
 
