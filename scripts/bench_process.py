@@ -9,6 +9,8 @@ The CLI runs as `python -m axelsim` with this tree first on PYTHONPATH (what the
 - process_run_8b_slice: `axelsim run macros/axelram_paper.yaml --fidelity burst` on an
   8B-shaped FP16 slice (8 layers, 8 KV / 32 query heads, d = 128, T = 4096, one query per head
   at the last position), against scripts/numpy_reference.py on the same file.
+- process_compare_8b_slice: `axelsim compare` of three macros (paper, b2, b4) on that slice
+  (every baseline of the first macro included), against the same numpy reference process.
 """
 
 from __future__ import annotations
@@ -106,6 +108,26 @@ def bench_run_8b_slice() -> dict:
                        "python scripts/numpy_reference.py SLICE"}
 
 
+COMPARE_MACROS = ("axelram_paper.yaml", "axelram_b2.yaml", "axelram_b4.yaml")
+
+
+def bench_compare_8b_slice() -> dict:
+    """Whole `axelsim compare` of three macros on the 8B-shaped slice (the baselines of the first
+    included) against the numpy float reference process on the same file."""
+    trace = slice_8b_trace()
+    macros = [str(ROOT / "macros" / name) for name in COMPARE_MACROS]
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = run_process(axelsim("compare", *macros, "--trace", str(trace), "--fidelity", "burst",
+                                   "--json", str(Path(tmp) / "c.json"), "--quiet"))
+    ref = run_process([sys.executable, str(ROOT / "scripts" / "numpy_reference.py"), str(trace)])
+    return {"axelsim_wall_s": ours["wall_s"], "axelsim_cpu_s": ours["cpu_s"],
+            "axelsim_peak_rss_mib": ours["peak_rss_mib"], "numpy_wall_s": ref["wall_s"],
+            "ratio_over_numpy": ours["wall_s"] / ref["wall_s"],
+            "succeeded": ours["returncode"] == 0 and ref["returncode"] == 0,
+            "command": "axelsim compare " + " ".join(f"macros/{m}" for m in COMPARE_MACROS)
+                       + " --trace SLICE --fidelity burst --json OUT; python scripts/numpy_reference.py SLICE"}
+
+
 ROWS = [
     Row("cold_start_run", bench_cold_start,
         "first `axelsim run` (1 layer, 2 queries, d = 64 trace) with an empty numba cache, whole process; "
@@ -120,4 +142,9 @@ ROWS = [
         targets=(Target("ratio_over_numpy", "<=", 2.0, "whole run at most 2x the numpy reference (issue 18)"),
                  Target("succeeded", "is", True, "both processes succeed")),
         show=("axelsim_wall_s", "numpy_wall_s", "ratio_over_numpy", "axelsim_peak_rss_mib", "numpy_peak_rss_mib")),
+    Row("process_compare_8b_slice", bench_compare_8b_slice,
+        "whole `axelsim compare` of three macros (paper, b2, b4) on the 8B-shaped slice vs the numpy float reference process",
+        targets=(Target("ratio_over_numpy", "<=", 4.0, "compare of three macros at most 4x the numpy reference (issue 18)"),
+                 Target("succeeded", "is", True, "both processes succeed")),
+        show=("axelsim_wall_s", "numpy_wall_s", "ratio_over_numpy", "axelsim_peak_rss_mib")),
 ]
