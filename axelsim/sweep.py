@@ -78,7 +78,7 @@ class SweepSpec(BaseModel):
     queries: Optional[int] = Field(default=None, ge=1)
     fidelity: Literal["burst", "key"] = "burst"
     baselines: bool = False
-    """Also simulate the two conventional baselines at every point (about 3x the time)."""
+    """Also simulate the four conventional baselines at every point (slower)."""
     grid: dict[str, list[Any]] = {}
     """Dotted macro key -> values, or label -> list of override sets (a linked axis);
     every combination of one value per axis is one variant."""
