@@ -12,7 +12,7 @@ Hand-written commentary lives in docs/validation_notes.md and is included verbat
 
 Shapes (full / --quick):
 - paper point: synthetic trace, d = 128, 1 layer, 1 KV head, 1 query head, one query at position
-  T - 1, T = 4096 / 256, through macros/axelram_paper.yaml and both baselines. Each design runs
+  T - 1, T = 4096 / 256, through macros/axelram_paper.yaml and every baseline. Each design runs
   twice: with every key and value written through the write path ('simulate'), and with the
   cache preloaded ('preloaded', writes untimed and uncounted), so that write-path and per-query
   counts and energies are separated by subtraction of measured quantities.
@@ -56,6 +56,8 @@ PAPER_CENTROIDS_B3 = (0.2451, 0.7560, 1.3439, 2.1519)
 PAPER_BOUNDARIES_B3 = (0.0, 0.5005, 1.0500, 1.7479)
 PAPER_DISTORTION_B3 = 0.03455
 PAPER_8B = {"layers": 32, "kv_heads": 8, "tokens": 4096}
+PAPER_POINT_DESIGNS = ("axelram", "fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+"""AXELRAM and every baseline of docs/cycle_model.md, at the paper point."""
 
 
 @dataclass
@@ -230,12 +232,12 @@ def section_codebook(shapes: Shapes, extra: dict) -> list[Row]:
 
 
 def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]) -> list[Row]:
-    """Counters, cycles, energy and area of the paper's macro and both baselines at T = shapes.tokens."""
+    """Counters, cycles, energy and area of the paper's macro and every baseline at T = shapes.tokens."""
     T, d, L = shapes.tokens, 128, 8
     trace = paper_trace(T)
     loaded = {45: paper_macro(3, 45), 7: paper_macro(3, 7)}
     runs: dict = {}
-    for kind in ("axelram", "fp16", "dequant_inverse_rotate"):
+    for kind in PAPER_POINT_DESIGNS:
         for prefill in ("simulate", "preloaded"):
             tick(f"paper point: {kind} ({prefill})")
             runs[kind, prefill] = simulate_design(kind, loaded[45], trace, prefill)
@@ -320,7 +322,7 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
             verdict(read_bfly == d // 2 * int(math.log2(d))), cmd, {"read_butterflies": read_bfly}),
     ]
     # Value path against the baselines (per query, from the preloaded runs).
-    vq = {k: runs[k, "preloaded"].ops for k in ("axelram", "fp16", "dequant_inverse_rotate")}
+    vq = {k: runs[k, "preloaded"].ops for k in PAPER_POINT_DESIGNS}
     vm = {k: vq[k]["multiplications"]["value_path"] for k in vq}
     va = {k: vq[k]["additions"]["value_path"] for k in vq}
     vb = {k: vq[k]["butterflies"]["value_path"] for k in vq}
@@ -328,7 +330,8 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
     rows.append(Row(
         "value path", f"Value side kept in the rotated domain (paper: not described; section 4), per query, T = {T}",
         "not described",
-        f"multiplications {fmt_int(vm['axelram'])} vs {fmt_int(vm['dequant_inverse_rotate'])} (dequantize baseline) and "
+        f"multiplications {fmt_int(vm['axelram'])} vs {fmt_int(vm['dequant_rotated'])} (fair dequantizer, rotated domain), "
+        f"{fmt_int(vm['dequant_inverse_rotate'])} (dequantize-and-inverse-rotate baseline) and "
         f"{fmt_int(vm['fp16'])} (FP16); additions {fmt_int(va['axelram'])} vs {fmt_int(va['dequant_inverse_rotate'])} / "
         f"{fmt_int(va['fp16'])}; inverse FWHT {vb['axelram']:g} butterflies per query (one transform)",
         "n/a", cmd, {"value_mults": vm, "value_adds": va, "value_butterflies": vb}))
@@ -355,14 +358,14 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
     energy_table = []
     values: dict = {}
     for node in (45, 7):
-        for kind in ("axelram", "fp16", "dequant_inverse_rotate"):
+        for kind in PAPER_POINT_DESIGNS:
             cost = cost_model(kind, loaded[node])
             full, q = runs[kind, "simulate"], runs[kind, "preloaded"]
             e_query = cost.energy_pj(q.actions, q.time_s, 1)
             w_time = full.time_s - q.time_s
             e_write = cost.energy_pj(subtract_actions(full.actions, q.actions), w_time, 1)
             area = cost.area_um2(1)
-            storage = "index_sram" if "index_sram" in area else "kv_sram"
+            storage = cost.row_store(1)[0]
             dom_q, share_q = dominant(e_query)
             values[node, kind] = {"query_pj": e_query["total"], "query_dynamic_pj": e_query["dynamic_total"],
                                   "query_leakage_pj": e_query["leakage_total"], "token_pj": e_write["total"] / T,
@@ -379,17 +382,22 @@ def section_paper_point(shapes: Shapes, extra: dict, tick: Callable[[str], None]
         "|---|---|---|---|---|---|---|---|---|\n" + "\n".join(energy_table))
     for node in (45, 7):
         a, f16, dq = values[node, "axelram"], values[node, "fp16"], values[node, "dequant_inverse_rotate"]
+        fair, kivi = values[node, "dequant_rotated"], values[node, "kivi"]
         rows.append(Row(
             "energy", f"Energy per query at T = {T}, {node} nm (paper: no energy figure; implied by fewer multiplications)",
             "not given",
             f"AXELRAM {fmt_pj(a['query_pj'])} ({fmt_pj(a['query_dynamic_pj'])} dynamic) vs FP16 {fmt_pj(f16['query_pj'])} "
-            f"({fmt_pj(f16['query_dynamic_pj'])}) vs dequantize {fmt_pj(dq['query_pj'])} ({fmt_pj(dq['query_dynamic_pj'])}); "
+            f"({fmt_pj(f16['query_dynamic_pj'])}) vs fair dequantizer (dequant_rotated) {fmt_pj(fair['query_pj'])} "
+            f"({fmt_pj(fair['query_dynamic_pj'])}) vs KIVI 2-bit {fmt_pj(kivi['query_pj'])} ({fmt_pj(kivi['query_dynamic_pj'])}) "
+            f"vs dequantize-and-inverse-rotate {fmt_pj(dq['query_pj'])} ({fmt_pj(dq['query_dynamic_pj'])}); "
             f"largest: {a['dominant_query']} ({100 * a['dominant_share']:.0f} %)",
-            "n/a", cmd + " and CostModel at technology.node_nm", {k: values[node, k] for k in ("axelram", "fp16", "dequant_inverse_rotate")}))
+            "n/a", cmd + " and CostModel at technology.node_nm", {k: values[node, k] for k in PAPER_POINT_DESIGNS}))
         rows.append(Row(
             "energy", f"Energy per stored token (K and V of one head) and area, {node} nm", "not given",
             f"AXELRAM {fmt_pj(a['token_pj'])} ({fmt_pj(a['token_dynamic_pj'])} dynamic) vs FP16 {fmt_pj(f16['token_pj'])} "
-            f"vs dequantize {fmt_pj(dq['token_pj'])}; area {fmt_area(a['area_um2'])} vs {fmt_area(f16['area_um2'])} vs "
+            f"vs fair dequantizer {fmt_pj(fair['token_pj'])} vs KIVI {fmt_pj(kivi['token_pj'])} "
+            f"vs dequantize-and-inverse-rotate {fmt_pj(dq['token_pj'])}; area {fmt_area(a['area_um2'])} vs "
+            f"{fmt_area(f16['area_um2'])} vs {fmt_area(fair['area_um2'])} vs {fmt_area(kivi['area_um2'])} vs "
             f"{fmt_area(dq['area_um2'])} (storage {100 * a['storage_area_share']:.0f} % of AXELRAM's)",
             "n/a", cmd + " and CostModel at technology.node_nm", {}))
     # bit-exactness of the cycle model on this synthetic point

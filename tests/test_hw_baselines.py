@@ -145,7 +145,7 @@ def test_timed_writes_give_the_preloaded_results_and_more_cycles(case):
         assert pre.ops["sram_write_bits"]["total"] == 0
 
 
-def _machines(macro, trace, signs):
+def _machines(macro, trace, signs, timing):
     from axelsim.hw.controller import Machine
     from axelsim.hw.sram import AddressMap
     from axelsim.hw.units import Ledger
@@ -157,7 +157,7 @@ def _machines(macro, trace, signs):
     for cls in (Machine, BaselineMachine):
         amap = AddressMap(macro, trace.n_layers, trace.kv_heads, trace.tokens, "test")
         machine = cls(macro, table, np.asarray(book.rom_centroids, float), np.asarray(book.rom_boundaries, float),
-                      "burst", Ledger(record=True), amap)
+                      "burst", Ledger(record=True), amap, timing)
         out.append(machine)
     out[1].setup("dequant_rotated", list(trace.layer_indices), trace.kv_heads, trace.tokens)
     return out
@@ -165,11 +165,16 @@ def _machines(macro, trace, signs):
 
 def test_batched_writes_time_like_one_stream_per_position():
     """BaselineMachine.write_positions (one burst per segment) against the controller's one
-    write stream per position and layer: same cycles, intervals, stalls, counts, rows."""
+    write stream per position and layer: same cycles, intervals, stalls, wait windows, busy
+    stages, unit spans, counts, rows; with SRAM latencies and a bank II above one cycle."""
+    from axelsim.cost.tiles import SramTiming
+    from axelsim.hw.units import union_cycles
+
     macro = small_macro(D, 3, write_path={"fwht_butterflies": 8, "threshold_multipliers": 7}, sram={"banks": 2})
     trace = random_trace(5, layers=2, kv_heads=2, q_heads=2, tokens=12, q_positions=[4, 11])
     signs = signs_for(2, D)
-    per_stream, batched = _machines(macro, trace, signs)
+    timing = SramTiming(read_latency_cycles=3, write_latency_cycles=2, bank_ii_cycles=2)
+    per_stream, batched = _machines(macro, trace, signs, timing)
     ks = {L: np.asarray(trace.k(L), float) for L in (0, 1)}
     vs = {L: np.asarray(trace.v(L), float) for L in (0, 1)}
     layers = [(0, 0), (1, 1)]
@@ -181,6 +186,15 @@ def test_batched_writes_time_like_one_stream_per_position():
     assert dict(per_stream.ledger.counts) == dict(batched.ledger.counts)
     assert dict(per_stream.ledger.busy) == dict(batched.ledger.busy)
     assert {u: dict(c) for u, c in per_stream.ledger.stalls.items()} == {u: dict(c) for u, c in batched.ledger.stalls.items()}
+    assert dict(per_stream.ledger.stage_busy) == dict(batched.ledger.stage_busy)
+    assert {u: sorted(zip(a[::2], a[1::2])) for u, a in per_stream.ledger.spans.items()} == \
+        {u: sorted(zip(a[::2], a[1::2])) for u, a in batched.ledger.spans.items()}
+
+    def waited(ledger):
+        return {key: union_cycles(np.concatenate([w[0] for w in ws]), np.concatenate([w[1] for w in ws]))
+                for key, ws in ledger.waits.items()}
+
+    assert waited(per_stream.ledger) == waited(batched.ledger)
     assert np.array_equal(per_stream.sram.rows, batched.sram.rows)
     assert per_stream.stall_total > 0  # the narrow rotator makes each stream wait for the one before
 

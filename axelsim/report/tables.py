@@ -163,7 +163,7 @@ def _versus(section: dict[str, Any], report: dict[str, Any]) -> str:
 
 
 _COLUMNS = (
-    ("design", None, 28),
+    ("design", None, 31),  # "baseline dequant_inverse_rotate"
     ("cycles", "cycles_total", 13),
     ("time", "time_s", 10),
     ("E/query", "energy_pj_per_query", 10),
@@ -203,7 +203,8 @@ def format_rows(named: dict[str, dict[str, Any]]) -> str:
     lines = [header]
     for label, report in named.items():
         row = headline(report)
-        cells = [f"{label[:28]:<28}"] + [f"{_cell(key, row[key]):>{width}}" for _, key, width in _COLUMNS[1:]]
+        name_width = _COLUMNS[0][2]
+        cells = [f"{label[:name_width]:<{name_width}}"] + [f"{_cell(key, row[key]):>{width}}" for _, key, width in _COLUMNS[1:]]
         lines.append(" ".join(cells))
     return "\n".join(lines)
 
