@@ -284,14 +284,21 @@ def compare_designs(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def sweep(spec: str | os.PathLike, out: str | os.PathLike, *, workers: int = 1, scheduler: Optional[str] = None,
           progress: bool = True, plots: bool = True, max_points: Optional[int] = None):
-    """Plan and run a sweep YAML into `out` (resumable); returns axelsim.sweep.SweepOutcome.
+    """Plan and run a sweep YAML into `out` (resumable); returns axelsim.sweep.SweepOutcome, or
+    axelsim.sweep_chip.ChipSweepOutcome for a chip sweep (a YAML with a `chip:` key, docs/chip.md).
 
     A sweep of more than `max_points` points (default axelsim.config.limits.MAX_SWEEP_POINTS)
     is refused before any work, with its size."""
     from axelsim import sweep as sweeps
+    from axelsim import sweep_chip
     from axelsim.config.limits import MAX_SWEEP_POINTS
 
-    plan = sweeps.plan_sweep(spec, max_points=MAX_SWEEP_POINTS if max_points is None else max_points)
+    limit = MAX_SWEEP_POINTS if max_points is None else max_points
+    if sweep_chip.is_chip_sweep(spec):
+        plan = sweep_chip.plan_chip_sweep(spec, max_points=limit)
+        return sweep_chip.run_chip_sweep(plan, out, workers=workers, scheduler=scheduler, progress=progress,
+                                         plots=plots)
+    plan = sweeps.plan_sweep(spec, max_points=limit)
     return sweeps.run_sweep(plan, out, workers=workers, scheduler=scheduler, progress=progress, plots=plots)
 
 

@@ -149,11 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     rtl.add_argument("--json", type=Path, metavar="OUT", help="write the comparison as JSON")
     rtl.set_defaults(handler=_cmd_rtl)
 
-    sweep = _add_command(commands, "sweep", "a grid of macro variants x traces, resumable",
+    sweep = _add_command(commands, "sweep", "a grid of macro variants x traces (or of chips), resumable",
                          "Evaluate every point of a sweep YAML (docs/cli.md#sweep). Each finished point is\n"
                          "written at once to DIR/points/<id>.json; a rerun skips them. At the end:\n"
-                         "DIR/points.csv and Pareto plots (energy per query against area and accuracy).",
+                         "DIR/points.csv and Pareto plots (energy per query against area and accuracy).\n"
+                         "A sweep YAML with a `chip:` key sweeps chip keys (docs/chip.md#sweeps): Pareto fronts\n"
+                         "of energy per token against tokens/s and against area.",
                          _examples("axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep",
+                                   "axelsim sweep sweeps/chip_smollm2.yaml --out out/chip_sweep",
                                    "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --workers 2",
                                    "axelsim sweep sweeps/d64_bits_pipelines.yaml --out out/sweep --scheduler tcp://127.0.0.1:8786"))
     sweep.add_argument("spec", type=Path, metavar="SWEEP.yaml", help="sweep file (docs/cli.md#sweep)")
@@ -381,9 +384,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from axelsim.report.tables import format_sweep
 
     _check_outputs(folders=[args.out])
+    from axelsim.sweep_chip import ChipSweepOutcome, format_chip_sweep
+
     outcome = api.sweep(args.spec, args.out, workers=args.workers, scheduler=args.scheduler,
                         progress=not args.quiet, plots=not args.no_plots, max_points=args.max_points)
-    print(format_sweep(outcome))
+    print(format_chip_sweep(outcome) if isinstance(outcome, ChipSweepOutcome) else format_sweep(outcome))
     return EXIT_OK
 
 

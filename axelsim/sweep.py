@@ -90,12 +90,17 @@ class SweepSpec(BaseModel):
     @field_validator("grid")
     @classmethod
     def _non_empty_axes(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        for key, values in grid.items():
-            if not values:
-                raise ValueError(f"grid axis {key!r} has no values")
-            if any(isinstance(value, dict) for value in values) and not _linked(values):
-                raise ValueError(f"grid axis {key!r} mixes override sets (mappings) and plain values")
-        return grid
+        return check_axes(grid)
+
+
+def check_axes(grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """ValueError unless every grid axis has values, all plain or all override sets (mappings)."""
+    for key, values in grid.items():
+        if not values:
+            raise ValueError(f"grid axis {key!r} has no values")
+        if any(isinstance(value, dict) for value in values) and not _linked(values):
+            raise ValueError(f"grid axis {key!r} mixes override sets (mappings) and plain values")
+    return grid
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,9 @@ class SweepOutcome:
 # --------------------------------------------------------------------------- planning
 
 
-def read_spec(path: str | Path) -> SweepSpec:
-    """Read and validate a sweep YAML; ConfigError naming the file and key path on any flaw.
+def read_spec(path: str | Path, spec_type: type[BaseModel] = SweepSpec) -> Any:
+    """Read and validate a sweep YAML (as `spec_type`: SweepSpec, or the chip sweep's spec);
+    ConfigError naming the file and key path on any flaw.
 
     The YAML is read by the macro files' reader (axelsim.config.load.read_yaml_mapping): no
     anchors or aliases, no non-scalar or duplicate keys, bounded nesting, and any failure of
@@ -171,16 +177,16 @@ def read_spec(path: str | Path) -> SweepSpec:
     source = one_line(path)
     data = read_yaml_mapping(path, "sweep YAML")
     try:
-        return SweepSpec.model_validate(data)
+        return spec_type.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        raise ConfigError(source, one_line(where), one_line(_expectation(first))) from None
+        raise ConfigError(source, one_line(where), one_line(_expectation(first, spec_type))) from None
 
 
-def _expectation(detail: dict[str, Any]) -> str:
+def _expectation(detail: dict[str, Any], spec_type: type[BaseModel] = SweepSpec) -> str:
     if detail["type"] == "extra_forbidden":
-        return "unknown key (expected one of: " + ", ".join(SweepSpec.model_fields) + ")"
+        return "unknown key (expected one of: " + ", ".join(spec_type.model_fields) + ")"
     if detail["type"] == "missing":
         return "required key is missing"
     return detail["msg"].removeprefix("Value error, ")
@@ -444,24 +450,9 @@ def run_sweep(
     (an address such as tcp://host:8786, or a distributed.Client) sends points to a Dask cluster.
     Each result is written as soon as it arrives, so an interrupted sweep resumes where it stopped.
     """
-    from axelsim.api import tqdm_options
-
     out_dir = Path(out_dir)
-    folder = out_dir / POINTS_FOLDER
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise io.output_error(folder, error) from None
-    todo = [point for point in plan.points if not _finished(out_dir, point)]
-    skipped = len(plan.points) - len(todo)
-    bar = tqdm(total=len(plan.points), initial=skipped, desc=f"sweep {plan.spec.name}", unit="point",
-               **tqdm_options(progress))
-    try:
-        for point, record in _execute(todo, evaluate, workers, scheduler):
-            io.write_json(result_path(out_dir, point), record)
-            bar.update(1)
-    finally:
-        bar.close()
+    evaluated, skipped = evaluate_points(plan.points, out_dir, plan.spec.name, evaluate, workers=workers,
+                                         scheduler=scheduler, progress=progress)
     rows = collect_rows(plan, out_dir)
     csv_path = io.write_text(out_dir / CSV_NAME, rows_to_csv(rows, plan.axes))
     drawn: list[Path] = []
@@ -469,8 +460,32 @@ def run_sweep(
         from axelsim.report.plots import plot_sweep
 
         drawn = plot_sweep(rows, out_dir)
-    return SweepOutcome(out_dir=out_dir, evaluated=len(todo), skipped=skipped, rows=rows,
+    return SweepOutcome(out_dir=out_dir, evaluated=evaluated, skipped=skipped, rows=rows,
                         csv_path=csv_path, plots=drawn)
+
+
+def evaluate_points(points: list, out_dir: Path, name: str, evaluate: Callable[[Any], dict[str, Any]], *,
+                    workers: int = 1, scheduler: Any = None, progress: bool = True) -> tuple[int, int]:
+    """Evaluate every point not yet finished in `out_dir`/points (each result written at once,
+    atomically); (evaluated, skipped). A point has `point_id` and `describe()` (Point, or the
+    chip sweep's ChipPoint)."""
+    from axelsim.api import tqdm_options
+
+    folder = out_dir / POINTS_FOLDER
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise io.output_error(folder, error) from None
+    todo = [point for point in points if not _finished(out_dir, point)]
+    skipped = len(points) - len(todo)
+    bar = tqdm(total=len(points), initial=skipped, desc=f"sweep {name}", unit="point", **tqdm_options(progress))
+    try:
+        for point, record in _execute(todo, evaluate, workers, scheduler):
+            io.write_json(result_path(out_dir, point), record)
+            bar.update(1)
+    finally:
+        bar.close()
+    return len(todo), skipped
 
 
 def _execute(
@@ -572,6 +587,12 @@ def _execute_dask(
 # --------------------------------------------------------------------------- collection
 
 
+def read_record(path: Path, point: Any) -> dict[str, Any]:
+    """The result record of a finished point (an error record when the file is not one)."""
+    return _read_record(path, point) or _error_record(
+        point, f"{one_line(path)}: expected a result record of point {point.point_id} (rerun the sweep to redo it)")
+
+
 def collect_rows(plan: SweepPlan, out_dir: Path) -> list[dict[str, Any]]:
     """One row per finished point, in plan order: identity, overrides, status, headline figures."""
     rows = []
@@ -579,8 +600,7 @@ def collect_rows(plan: SweepPlan, out_dir: Path) -> list[dict[str, Any]]:
         path = result_path(out_dir, point)
         if not path.exists():
             continue
-        record = _read_record(path, point) or _error_record(
-            point, f"{one_line(path)}: expected a result record of point {point.point_id} (rerun the sweep to redo it)")
+        record = read_record(path, point)
         row: dict[str, Any] = {
             "point_id": point.point_id,
             "trace": point.trace.name,
@@ -603,11 +623,11 @@ def rows_to_csv(rows: Iterable[dict[str, Any]], axes: list[str]) -> str:
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: _cell(row.get(key)) for key in columns})
+        writer.writerow({key: cell(row.get(key)) for key in columns})
     return buffer.getvalue()
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):

@@ -146,6 +146,9 @@ class LoadedChip:
 def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None, head_dim: Optional[int] = None) -> LoadedChip:
     """Read, validate and resolve one chip YAML (optionally with dotted chip-key overrides).
 
+    An override `macro.<key>` (other than macro.file, macro.overrides) is the macro's dotted key
+    `<key>` set on top of the file's `macro.overrides` (`macro.clock_hz`, `macro.sram.tile_bytes`).
+
     `head_dim` binds a macro whose head_dim is `auto` (the workload's head size)."""
     import copy
 
@@ -156,7 +159,16 @@ def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None, head
     data = read_yaml_mapping(chip_path, "chip YAML")
     tree = copy.deepcopy(data)
     for key, value in (overrides or {}).items():
-        _set_dotted(tree, str(key), value, source)
+        key = str(key)
+        section = key.split(".")[:2]
+        if len(section) == 2 and section[0] == "macro" and section[1] not in ChipMacro.model_fields:
+            # 'macro.clock_hz': a dotted key of the instances' macro, on top of the file's macro.overrides
+            macro = tree.get("macro")
+            if not isinstance(macro, dict) or not isinstance(macro.setdefault("overrides", {}), dict):
+                raise _error(source, "macro.overrides", "a mapping of dotted macro keys")
+            macro["overrides"] = {**macro["overrides"], key[len("macro."):]: value}
+            continue
+        _set_dotted(tree, key, value, source)
     config = chip_from_dict(tree, source)
     macro_path, _ = _existing_file(chip_path, config.macro.file, "macro.file", "macro YAML")
     gating = MACRO_GATING[config.power_gating]
