@@ -144,7 +144,8 @@ def test_key_mode_unit_kernels_equal_their_stages():
     zmax = np.zeros(h)
     idx = rng.integers(0, levels, (n, d)).astype(np.uint8)
     coeffs = np.array([1.0, 0.6931471805599453, 0.2402265069591007, 0.05550410866482158])
-    outs = [(np.empty((h, n)), np.zeros((h, d, levels)), np.zeros(h)) for _ in range(2)]
+    # three running-sum partials and two bin copies: key t into partial t mod P
+    outs = [(np.empty((h, n)), np.zeros((h, 2, d, levels)), np.zeros((h, 3))) for _ in range(2)]
     fused = kernels.bind(kernels.exp_bins_stage, z, zmax, outs[1][0], norms, idx, outs[1][1], outs[1][2], soft, value,
                          1.4426950408889634, coeffs)
     for t in range(n):

@@ -190,6 +190,25 @@ class ValuePathConfig(StrictModel):
     """Bin accumulations per cycle; d means one value per cycle."""
     centroid_multipliers: int = Field(default=128, ge=1, le=MAX_LANES)
     inverse_fwht_butterflies: int = Field(default=448, ge=1, le=MAX_LANES)
+    bin_adder_latency: Optional[int] = Field(default=None, ge=1, le=64)
+    """Cycles of the bin read-modify-write (read the bin, add through the value-format adder,
+    write back): null derives it from the technology table's adder delay at the clock
+    (docs/cycle_model.md); a number overrides it (the report says which)."""
+    bin_hazard: Literal["stall", "partial"] = "stall"
+    """A key whose bin (coordinate, level) an earlier key is still updating: `stall` waits for
+    that write; `partial` spreads the keys over `partial_accumulators` copies of every bin
+    (key t into copy t mod P), merged in order at finalisation (docs/architecture.md)."""
+    partial_accumulators: int = Field(default=1, ge=1, le=16)
+    """P interleaved partial sums: the running sum E always keeps P (key t into E_{t mod P}),
+    the bins keep P copies with bin_hazard: partial; merged left to right, copy 0 first."""
+
+    def sum_partials(self) -> int:
+        """Interleaved partial sums of the running sum E (always P)."""
+        return self.partial_accumulators
+
+    def bin_partials(self) -> int:
+        """Copies of every bin: P with bin_hazard: partial, else 1."""
+        return self.partial_accumulators if self.bin_hazard == "partial" else 1
 
 
 class KiviConfig(StrictModel):

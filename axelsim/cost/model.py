@@ -108,7 +108,8 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
                 (f"mul.{val}", vp.centroid_multipliers + 1),
                 (f"add.{val}", vp.bin_lanes + 2 * vp.inverse_fwht_butterflies), (f"div.{val}", 1),
             ),
-            register_bits=d * levels * _bits(val),
+            # the bins (P_b copies with bin_hazard: partial) and the running sum's P_E partials
+            register_bits=d * levels * _bits(val) * vp.bin_partials() + vp.sum_partials() * _bits(soft),
         )
     return units
 

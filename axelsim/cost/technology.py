@@ -174,7 +174,7 @@ def check_table(table: dict, source: str) -> None:
     """Every number the cost model reads is finite and > 0 (energy polynomials: finite, and > 0
     at their supply), lists are non-empty with no duplicate node or width; ConfigError naming
     the first bad key. Run once at load, so no price is ever NaN, negative or a division by zero."""
-    for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram", "wire", "power"):
+    for section in ("scaling", "arithmetic", "aladdin", "iterative", "sram", "wire", "fp_latency", "power"):
         if not isinstance(table.get(section), dict):
             raise ConfigError(source, section, "expected a section with its 'source' citation")
         if not isinstance(table[section].get("source"), str):
@@ -238,6 +238,8 @@ def check_table(table: dict, source: str) -> None:
             raise ConfigError(source, "sram.horowitz.points", "at least two points of distinct capacity_bytes")
     for key in ("node_nm", "delay_ps_per_mm", "energy_pj_per_bit_mm"):
         _num(table["wire"], "wire", key, source)
+    for key in ("adder_fo4_fp64", "multiplier_to_adder_depth", "fo4_ps", "node_nm"):
+        _num(table["fp_latency"], "fp_latency", key, source)
     fraction = _num(table["power"], "power", "retention_leakage_fraction", source)
     if fraction > 1:
         raise ConfigError(source, "power.retention_leakage_fraction", f"a fraction in (0, 1], got {fraction}")
@@ -262,6 +264,7 @@ class Technology:
         self._seed_bits = int(table["iterative"]["seed_bits"])
         self._sram = table["sram"]
         self._wire = table["wire"]
+        self._fp_latency = table["fp_latency"]
         self.retention_fraction = float(table["power"]["retention_leakage_fraction"])
         self._offchip = table.get("offchip")  # optional: only a spilling macro needs it
         self._factor_at(node_nm, "area")  # a node the scaling table does not cover is refused here
@@ -436,6 +439,20 @@ class Technology:
     def wire_pj_per_bit_mm(self) -> float:
         """Energy to move one bit one mm on a repeated wire at the target node (pJ)."""
         return float(self._wire["energy_pj_per_bit_mm"]) * self.energy_scale(float(self._wire["node_nm"]))
+
+    def fp_delay_ns(self, op: str, fmt: NumberFormat) -> float:
+        """Delay (ns) of one `op` ('add' or 'mul') in `fmt` at the target node: the table's
+        double-precision adder depth (FO4) scaled by log2 of the significand width, times the
+        FO4 delay at the node (the `fp_latency` section)."""
+        t = self._fp_latency
+        width = {"fp16": 11, "fp32": 24}.get(fmt.kind, fmt.width_bits)
+        depth = float(t["adder_fo4_fp64"]) * math.log2(max(width, 2)) / math.log2(53)
+        if op == "mul":
+            depth *= float(t["multiplier_to_adder_depth"])
+        elif op != "add":
+            raise KeyError(f"no FP latency for {op!r}")
+        fo4_ps = float(t["fo4_ps"]) * self.node_nm / float(t["node_nm"])
+        return depth * fo4_ps * 1e-3
 
     def sram_range(self) -> tuple[int, int, int, int]:
         """(min, max capacity in bytes, min, max width in bits) of the CACTI sweep."""

@@ -86,9 +86,24 @@ def htree_mm(area_um2: float) -> float:
     return math.sqrt(max(area_um2, 0.0)) * 1e-3
 
 
+EXP_STAGE_OPS = {"add": 8, "mul": 7}
+"""The exp stage's pipelined chain (docs/architecture.md): the subtraction z - m, x * log2e,
+f = x log2e - k, six Horner steps (multiply, add) of the degree-6 polynomial; plus one stage
+for the exponent add of p * 2^k (an 11-bit integer add, one cycle)."""
+EXP_EXPONENT_STAGES = 1
+
+
+def exp_latency_cycles(add_cycles: int, mul_cycles: int) -> int:
+    """Latency (cycles) of the exp stage: each FP operation of the chain a pipeline stage of
+    its own operation latency, plus the exponent stage."""
+    return EXP_STAGE_OPS["add"] * add_cycles + EXP_STAGE_OPS["mul"] * mul_cycles + EXP_EXPONENT_STAGES
+
+
 @dataclass(frozen=True)
 class SramTiming:
-    """The index SRAM's timing at the macro clock, and where each value came from.
+    """The macro's technology-derived timing at its clock: the index SRAM's latencies and bank
+    II, and the value path's FP operation latencies (exp stage, bin read-modify-write), with
+    where each value came from.
 
     `source[key]` is 'derived' (from the technology table), 'overridden' (a macro key) or
     'ideal' (no technology given: every latency and II one cycle, as a bare cycle-model run).
@@ -104,6 +119,16 @@ class SramTiming:
     wire_mm: float | None = None
     offchip_latency_cycles: int = 1
     offchip_ii_cycles: int = 1
+    softmax_add_cycles: int = 1
+    """An add (or subtraction) in the softmax format."""
+    softmax_mul_cycles: int = 1
+    exp_latency_cycles: int = exp_latency_cycles(1, 1)
+    """The exp stage: EXP_STAGE_OPS at the softmax format's add and multiply latencies."""
+    bin_adder_latency_cycles: int = 1
+    """The bin read-modify-write through the value-format adder (value_path.bin_adder_latency)."""
+    fp_add_ns: dict = field(default_factory=dict)
+    """Delay of one add per format name used ('fp32': 0.25, ...), ns (empty when ideal)."""
+    fp_mul_ns: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
 
     @classmethod
@@ -112,8 +137,10 @@ class SramTiming:
         s = macro.sram
         keys = {"read_latency_cycles": s.read_latency_cycles, "write_latency_cycles": s.write_latency_cycles,
                 "bank_ii_cycles": s.bank_ii_cycles}
+        keys["bin_adder_latency_cycles"] = macro.value_path.bin_adder_latency
         values = {k: (v if v is not None else 1) for k, v in keys.items()}
         source = {k: ("overridden" if v is not None else "ideal") for k, v in keys.items()}
+        source.update(softmax_add_cycles="ideal", softmax_mul_cycles="ideal", exp_latency_cycles="ideal")
         return cls(**values, source=source)
 
     def as_report(self) -> dict:
@@ -122,6 +149,9 @@ class SramTiming:
                 "bank_ii_cycles": self.bank_ii_cycles, "access_ns": self.access_ns, "cycle_ns": self.cycle_ns,
                 "wire_ns": self.wire_ns, "wire_mm": self.wire_mm,
                 "offchip_latency_cycles": self.offchip_latency_cycles, "offchip_ii_cycles": self.offchip_ii_cycles,
+                "softmax_add_cycles": self.softmax_add_cycles, "softmax_mul_cycles": self.softmax_mul_cycles,
+                "exp_latency_cycles": self.exp_latency_cycles, "bin_adder_latency_cycles": self.bin_adder_latency_cycles,
+                "fp_add_ns": dict(self.fp_add_ns), "fp_mul_ns": dict(self.fp_mul_ns),
                 "source": dict(self.source)}
 
 
@@ -158,7 +188,14 @@ def derive_timing(macro: MacroConfig, tech: Technology, macro_area_um2: float, s
         off_lat = _cycles(dram.latency_ns + 2 * wire_ns, f)
         off_ii = _cycles(macro.row_bits / 8 / dram.bandwidth_gb_per_s, f)  # bytes / (GB/s) = ns
         origin["offchip"] = "derived"
-    return SramTiming(read, write, bank_ii, access, cycle, wire_ns, wire_mm, off_lat, off_ii, origin)
+    soft, value = macro.formats.get("softmax"), macro.formats.get("value")
+    add_ns = {fmt.name: tech.fp_delay_ns("add", fmt) for fmt in (soft, value)}
+    mul_ns = {fmt.name: tech.fp_delay_ns("mul", fmt) for fmt in (soft, value)}
+    s_add, s_mul = _cycles(add_ns[soft.name], f), _cycles(mul_ns[soft.name], f)
+    origin.update(softmax_add_cycles="derived", softmax_mul_cycles="derived", exp_latency_cycles="derived")
+    bins = pick("bin_adder_latency_cycles", macro.value_path.bin_adder_latency, _cycles(add_ns[value.name], f))
+    return SramTiming(read, write, bank_ii, access, cycle, wire_ns, wire_mm, off_lat, off_ii, s_add, s_mul,
+                      exp_latency_cycles(s_add, s_mul), bins, add_ns, mul_ns, origin)
 
 
 def tile_price(macro: MacroConfig, tech: Technology, geo: TileGeometry) -> SramPrice:

@@ -46,6 +46,8 @@ class StageSpec:
     None: `work` is used."""
     latencies: Optional[np.ndarray] = None
     """Per-item latencies (spilled rows read off chip), else None."""
+    wait_cause: str = "bank_conflict"
+    """What items held back by the stage's `calendar` wait for (a bank port, or a bin hazard)."""
 
 
 @dataclass
@@ -130,11 +132,11 @@ class Machine:
             # waiting at stage 0 is queueing for issue; a started stream waiting is a stall
             contention = int(timing.stall_busy[s]) if s > 0 else 0
             self.ledger.add_stall(spec.unit, "contention", contention)
-            self.ledger.add_stall(spec.unit, "bank_conflict", int(timing.stall_bank[s]))
+            self.ledger.add_stall(spec.unit, spec.wait_cause, int(timing.stall_bank[s]))
             self.stall_total += contention + int(timing.stall_bank[s])
             if n:
                 self.record_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], contention,
-                                  int(timing.stall_bank[s]))
+                                  int(timing.stall_bank[s]), spec.wait_cause)
             end = int(timing.start[s, -1]) + spec.latency
             self.ledger.add_span(spec.unit, int(timing.start[s, 0]), end)
             self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, 0]), end, label)
@@ -144,10 +146,10 @@ class Machine:
         return timing
 
     def record_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
-                     contention: int, bank_waited: int) -> None:
+                     contention: int, bank_waited: int, cause: str = "bank_conflict") -> None:
         """The wait windows of one stage of a stream: the first item's wait for the unit
-        (contention, [arrival, release)) and every item's wait for a bank port (from the cycle
-        it could have issued, were the port free, to the cycle it did)."""
+        (contention, [arrival, release)) and every item's wait for its calendar (`cause`: a bank
+        port or a bin hazard; from the cycle it could have issued, were it free, to the cycle it did)."""
         first = int(arrive[0])
         if contention:
             self.ledger.add_waits(unit, "contention", np.array([first]), np.array([first + contention]))
@@ -155,7 +157,7 @@ class Machine:
             previous = np.concatenate(([free_at], start[:-1] + ii))
             earliest = np.maximum(np.maximum(arrive, previous), free_at)
             held = start > earliest
-            self.ledger.add_waits(unit, "bank_conflict", earliest[held], start[held])
+            self.ledger.add_waits(unit, cause, earliest[held], start[held])
 
     def release_calendars(self) -> None:
         """Forget port reservations that no future request can reach (calendars stay O(window))."""
@@ -382,6 +384,14 @@ class Machine:
 
         return read, count
 
+    def value_indices(self, bank: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The level indices [n, d] of the rows a value stream reads (the bin hazards depend on
+        them before the stream's datapath runs)."""
+        m = self.macro
+        idx, norms = np.empty((bank.size, m.head_dim), dtype=np.uint8), np.empty(bank.size)
+        kernels.PARALLEL.unpack_stage(self.sram.rows, self.amap.flat(bank, row), m.bits, idx, norms, 0, bank.size)
+        return idx
+
     def score_stream(self, layer, pipe, h, bank, row, st, ready, label, with_softmax):
         m, f, c = self.macro, self.fmt, self.codes
         n = bank.size
@@ -460,8 +470,9 @@ class Machine:
         s_fmt, v_fmt = f["softmax"], f["value"]
         zmax = z.max(axis=1)
         e = np.empty((h, n))
-        bins = np.zeros((h, m.head_dim, m.levels))
-        totals = np.zeros(h)
+        vp = m.value_path
+        bins = np.zeros((h, vp.bin_partials(), m.head_dim, m.levels))
+        totals = np.zeros((h, vp.sum_partials()))
         outputs = np.empty((h, m.head_dim))
         rd: dict = {}
         read, count_read = self.read_stage(layer, "value_path", bank, row, rd)
@@ -500,6 +511,10 @@ class Machine:
         def count_finish(sl):
             c = h
             d, L = m.head_dim, m.levels
+            # merging the partial accumulators, left to right: P - 1 adds per bin and for E
+            self.ledger.count("value_unit", f"add.{v_fmt.name}", c * d * L * (vp.bin_partials() - 1), layer,
+                              "value_path")
+            self.ledger.count("value_unit", f"add.{s_fmt.name}", c * (vp.sum_partials() - 1), layer, "value_path")
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", c * (d * L + 1 + d), layer, "value_path")
             self.ledger.count("value_unit", f"add.{v_fmt.name}", c * d * (L - 1), layer, "value_path")
             self.ledger.count("value_unit", f"div.{v_fmt.name}", c, layer, "value_path")
@@ -507,7 +522,7 @@ class Machine:
             self.count_fwht("value_unit", v_fmt.name, layer, "value_path", c)
             self.ledger.event("divisions", c, layer, "value_path")
 
-        stream = value_unit.stream_timing(m, h)
+        stream = value_unit.stream_timing(m, h, self.timing)
         issue_ii = max(1, *(ii for _, _, ii in stream))
         ids, lats = self.sram_access(bank, row, self.timing.read_latency_cycles)
         specs = [StageSpec("index_sram", ("index_sram_read_v", pipe), self.timing.read_latency_cycles, issue_ii,
@@ -516,9 +531,15 @@ class Machine:
         specs += [StageSpec("value_unit", (name, pipe), lat, ii, work=None if (w is accumulate and items) else w,
                             count=cnt, item=items.get(w))
                   for (name, lat, ii), w, cnt in zip(stream, (exps, accumulate), (count_exps, count_bins))]
+        if n and value_unit.hazards_possible(m, h, self.timing):
+            specs[-1].bank_ids, specs[-1].wait_cause = np.arange(n, dtype=np.int64), "bin_hazard"
+            specs[-1].calendar = value_unit.BinHazard(self.value_indices(bank, row), m.levels,
+                                                      self.timing.bin_adder_latency_cycles, vp.bin_partials(),
+                                                      vp.sum_partials())
         vt = self.run_stream("value", layer, np.full(n, self.last_done, dtype=np.int64), specs, "values " + label,
                              burst_work=fused)
-        fin = [StageSpec("value_unit", (name, pipe), lat, ii) for name, lat, ii in value_unit.finalize_timing(m)]
+        fin = [StageSpec("value_unit", (name, pipe), lat, ii)
+               for name, lat, ii in value_unit.finalize_timing(m, self.timing)]
         fin[-1].work, fin[-1].count = finish, count_finish
         ft = self.run_stream("value", layer, np.full(h, int(vt.done.max()), dtype=np.int64), fin, "output " + label)
         self.last_done = int(ft.done.max())

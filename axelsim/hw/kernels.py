@@ -570,28 +570,31 @@ def _exp_stage(z, zmax, e, soft, log2e, coeffs, lo, hi):
 
 
 def _bins_stage(e, norms, idx, bins, totals, soft, value, lo, hi):
-    """Per key in order: E = rnd_S(E + e), w = rnd_V(e * norm), B[i][idx_i] = rnd_V(B + w)."""
+    """Per key t in order, into partial copy t mod P (bins [h, P_b, d, L], totals [h, P_E]):
+    E_p = rnd_S(E_p + e), w = rnd_V(e * norm), B_p[i][idx_i] = rnd_V(B_p + w)."""
     d = idx.shape[1]
     for t in range(lo, hi):
+        ps = t % totals.shape[1]
+        pb = t % bins.shape[1]
         for a in range(e.shape[0]):
-            totals[a] = rnd(totals[a] + e[a, t], soft)
+            totals[a, ps] = rnd(totals[a, ps] + e[a, t], soft)
             w = rnd(e[a, t] * norms[t], value)  # softmax x FP16: at most 35 bits, exact
             for i in range(d):
                 j = idx[t, i]
-                bins[a, i, j] = rnd(bins[a, i, j] + w, value)
+                bins[a, pb, i, j] = rnd(bins[a, pb, i, j] + w, value)
 
 
 def _bins_burst(e, norms, idx, bins, totals, soft, value):
     """bins_stage over all keys: coordinates in parallel chunks, keys in order within each."""
     n, d = idx.shape
     heads = e.shape[0]
+    n_sum, n_bin = totals.shape[1], bins.shape[1]
     w = np.empty((heads, n))
     for a in range(heads):
-        tot = totals[a]
         for t in range(n):
-            tot = rnd(tot + e[a, t], soft)
+            ps = t % n_sum
+            totals[a, ps] = rnd(totals[a, ps] + e[a, t], soft)
             w[a, t] = rnd(e[a, t] * norms[t], value)
-        totals[a] = tot
     chunk = 16
     for c in prange((d + chunk - 1) // chunk):
         i0 = c * chunk
@@ -599,9 +602,10 @@ def _bins_burst(e, norms, idx, bins, totals, soft, value):
         for a in range(heads):
             for t in range(n):
                 wt = w[a, t]
+                pb = t % n_bin
                 for i in range(i0, i1):
                     j = idx[t, i]
-                    bins[a, i, j] = rnd(bins[a, i, j] + wt, value)
+                    bins[a, pb, i, j] = rnd(bins[a, pb, i, j] + wt, value)
 
 
 def _pipe_stage(leaves, sums, norms, scores, acc, score, lo, hi):
@@ -623,12 +627,14 @@ def _exp_bins_stage(z, zmax, e, norms, idx, bins, totals, soft, value, log2e, co
     for t in range(lo, hi):
         for a in range(z.shape[0]):
             e[a, t] = exp_unit(rnd(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
+        ps = t % totals.shape[1]
+        pb = t % bins.shape[1]
         for a in range(e.shape[0]):
-            totals[a] = rnd(totals[a] + e[a, t], soft)
+            totals[a, ps] = rnd(totals[a, ps] + e[a, t], soft)
             w = rnd(e[a, t] * norms[t], value)
             for i in range(d):
                 j = idx[t, i]
-                bins[a, i, j] = rnd(bins[a, i, j] + w, value)
+                bins[a, pb, i, j] = rnd(bins[a, pb, i, j] + w, value)
 
 
 pipe_stage = numba.njit(cache=True)(_pipe_stage)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -37,6 +38,9 @@ class NumericsSpec:
     `value_signs`: a second sign ROM for the values (the paper's code rotates keys and values
     with separate vectors; queries use the key vectors); None means the values share `signs`.
     `ties`: the comparator tie rule, "upper" (y >= t) or "lower" (y > t).
+    `sum_partials`, `bin_partials`: the value path's interleaved partial accumulators (key t of
+    a job adds into partial t mod P) of the running sum E and of every bin, merged left to
+    right, partial 0 first (value_path.partial_accumulators and bin_hazard).
     """
 
     dim: int
@@ -46,15 +50,20 @@ class NumericsSpec:
     signs: SignRom
     value_signs: Optional[SignRom] = None
     ties: str = "upper"
+    sum_partials: int = 1
+    bin_partials: int = 1
 
     @classmethod
     def from_macro(cls, macro: MacroConfig, signs: SignRom) -> "NumericsSpec":
         """The numeric view of a macro; ConfigError if the sign ROM has another head size."""
-        return cls.build(macro.head_dim, macro.bits, signs, macro.formats, ties=macro.write_path.ties)
+        vp = macro.value_path
+        return cls.build(macro.head_dim, macro.bits, signs, macro.formats, ties=macro.write_path.ties,
+                         sum_partials=vp.sum_partials(), bin_partials=vp.bin_partials())
 
     @classmethod
     def build(cls, dim: int, bits: int, signs: SignRom, formats: Optional[FormatsConfig] = None,
-              value_signs: Optional[SignRom] = None, ties: str = "upper") -> "NumericsSpec":
+              value_signs: Optional[SignRom] = None, ties: str = "upper", sum_partials: int = 1,
+              bin_partials: int = 1) -> "NumericsSpec":
         """A spec without a whole macro (formats default to the schema's defaults)."""
         for rom in (signs, value_signs):
             if rom is not None and rom.dim != dim:
@@ -63,12 +72,15 @@ class NumericsSpec:
             raise ConfigError("numerics", "ties", f"expected 'upper' or 'lower', got {ties!r}")
         fmts = formats if formats is not None else FormatsConfig()
         parsed = {name: fmts.get(name) for name in FORMAT_FIELDS}
-        return cls(dim, bits, parsed, lloyd_max_codebook(dim, bits), signs, value_signs, ties)
+        if not (isinstance(sum_partials, int) and isinstance(bin_partials, int) and sum_partials >= 1
+                and bin_partials >= 1):
+            raise ConfigError("numerics", "partials", f"expected counts >= 1, got {sum_partials!r}, {bin_partials!r}")
+        return cls(dim, bits, parsed, lloyd_max_codebook(dim, bits), signs, value_signs, ties, sum_partials,
+                   bin_partials)
 
     def with_bits(self, bits: int) -> "NumericsSpec":
         """The same spec with another bit-width (its own Lloyd-Max codebook ROM)."""
-        return NumericsSpec(self.dim, bits, self.formats, lloyd_max_codebook(self.dim, bits), self.signs,
-                            self.value_signs, self.ties)
+        return dataclasses.replace(self, bits=bits, codebook=lloyd_max_codebook(self.dim, bits))
 
     def rom_for(self, tensor: str) -> SignRom:
         """The sign ROM that rotates `tensor` ('k', 'q' or 'v')."""
@@ -414,7 +426,7 @@ def attend(
     K.value_kernel(
         np.ascontiguousarray(sc.reshape(n_h * n_q, n_tok)), idx, np.asarray(v_norms, dtype=np.float64),
         job_kv, job_keys, spec.rom_for("v").vector(layer).astype(np.float64), spec.codebook.rom_centroids,
-        format_code(sm), format_code(val), sigma, log2e, coeffs, out, ops,
+        format_code(sm), format_code(val), sigma, log2e, coeffs, spec.sum_partials, spec.bin_partials, out, ops,
     )
     tot = ops.sum(axis=0)
     s, v = sm.name, val.name

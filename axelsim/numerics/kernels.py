@@ -316,12 +316,15 @@ def exp_unit(x: float, code, log2e: float, coeffs: np.ndarray) -> float:
 
 @jit.parallel_by_work(lambda a: int(a[4].sum()) * a[1].shape[2])
 def value_kernel(
-    scores, indices, norms, job_kv, job_keys, signs, rom_centroids, sm, val, sigma, log2e, coeffs, out, ops
+    scores, indices, norms, job_kv, job_keys, signs, rom_centroids, sm, val, sigma, log2e, coeffs, sum_parts,
+    bin_parts, out, ops
 ):
     """Value path per job m: softmax over scores[m, :job_keys[m]] and rotated-domain bins.
 
     scores float64 [M, T] (score-format values), indices uint8 [Hkv, T, d], norms float64
-    [Hkv, T]; out [M, d] the attention output in the value format.
+    [Hkv, T]; out [M, d] the attention output in the value format. Key t adds into partial
+    t mod sum_parts of E and copy t mod bin_parts of its bins; the partials are merged left
+    to right (partial 0 first) before the centroid multiply and the division.
     """
     n_jobs, n_tok = scores.shape
     d = indices.shape[2]
@@ -336,15 +339,24 @@ def value_kernel(
         for t in range(1, n_keys):
             if z[t] > top:
                 top = z[t]
-        bins = np.zeros((d, levels))
-        total = 0.0
+        parts = np.zeros((bin_parts, d, levels))
+        sums = np.zeros(sum_parts)
         for t in range(n_keys):
             e = exp_unit(rnd(z[t] - top, sm), sm, log2e, coeffs)
-            total = rnd(total + e, sm)
+            sums[t % sum_parts] = rnd(sums[t % sum_parts] + e, sm)
             w = rnd(e * norms[kv, t], val)
             row = indices[kv, t]
+            part = parts[t % bin_parts]
             for i in range(d):
-                bins[i, row[i]] = rnd(bins[i, row[i]] + w, val)
+                part[i, row[i]] = rnd(part[i, row[i]] + w, val)
+        total = sums[0]
+        for p in range(1, sum_parts):
+            total = rnd(total + sums[p], sm)
+        bins = parts[0].copy()
+        for p in range(1, bin_parts):
+            for i in range(d):
+                for j in range(levels):
+                    bins[i, j] = rnd(bins[i, j] + parts[p, i, j], val)
         o = np.empty(d)
         for i in range(d):
             acc = rnd(bins[i, 0] * rom_centroids[0], val)
@@ -357,11 +369,11 @@ def value_kernel(
             out[m, i] = rnd(signs[i] * o[i] * gain, val)
         ops[m, V_MUL_S] += n_keys
         ops[m, V_CMP_S] += n_keys - 1
-        ops[m, V_ADD_S] += 2 * n_keys
+        ops[m, V_ADD_S] += 2 * n_keys + sum_parts - 1
         ops[m, V_EXP_S] += n_keys
         ops[m, V_ROWS] += n_keys
         ops[m, V_MUL_V] += n_keys + d * levels + 1 + d
-        ops[m, V_ADD_V] += n_keys * d + d * (levels - 1) + 2 * butterflies
+        ops[m, V_ADD_V] += n_keys * d + d * (levels - 1) + 2 * butterflies + (bin_parts - 1) * d * levels
         ops[m, V_DIV_V] += 1
         ops[m, V_BUTTERFLY] += butterflies
 

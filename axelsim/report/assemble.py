@@ -57,6 +57,7 @@ UNITS: dict[str, str] = {
     "sram_tiles.wire_mm, sram_tiles.timing.wire_mm": "millimetres (H-tree, port to farthest tile)",
     "sram_tiles.timing.access_ns, .cycle_ns, .wire_ns": "nanoseconds",
     "sram_tiles.timing.*_cycles": "clock cycles of the macro clock",
+    "sram_tiles.timing.fp_add_ns.*, .fp_mul_ns.*": "nanoseconds (one FP add / multiply, per format name)",
     "sram_tiles.timing.source.*": "derived (technology table) | overridden (macro key) | ideal (no table)",
     "area_um2.*": "square micrometres",
     "memory_bytes.*": "bytes",
