@@ -49,6 +49,7 @@ FIGURES = {
     "leakage_share": ("decode.leakage_share", 1.0),
     "prefill_tokens_per_s": ("prefill.tokens_per_s", 1.0),
     "fp16_mj_per_token": ("baselines.fp16.decode.energy_j_per_token", 1e3),
+    "dequant_rotated_mj_per_token": ("baselines.dequant_rotated.decode.energy_j_per_token", 1e3),
 }
 """CSV column -> (report key path, scale): the units the terminal prints (mJ, µs, mm²)."""
 REFERENCE_LABEL = "paper-style design (the sweep's reference)"

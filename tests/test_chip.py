@@ -285,7 +285,16 @@ def test_chip_command_reports_spec_keys_and_baselines(tmp_path):
     fp16 = report["baselines"]["fp16"]
     assert fp16["instances"] == report["instances"]
     assert fp16["instance"]["row_bits"] == 64 * 16 and report["instance"]["row_bits"] == 64 * 3 + 16
-    assert "axelram" in stdout and "fp16" in stdout
+    # the chip of dequant_rotated macros: the same instances, AXELRAM's index rows, its own datapath and cost
+    dequant = report["baselines"]["dequant_rotated"]
+    assert dequant["instances"] == report["instances"]
+    assert dequant["instance"]["row_bits"] == 64 * 3 + 16
+    assert dequant["decode"]["traffic_bits"] == report["decode"]["traffic_bits"]
+    assert dequant["decode"]["energy_j_per_token_by_component"]["macro_dynamic"] != \
+        report["decode"]["energy_j_per_token_by_component"]["macro_dynamic"]
+    assert dequant["instance"]["area_mm2"] != report["instance"]["area_mm2"]
+    assert not any("dequant_rotated" in note for note in report["notes"])
+    assert "axelram" in stdout and "fp16" in stdout and "dequant_rotated" in stdout
 
 
 def test_gpu_anchor_row_for_a_measured_shape():

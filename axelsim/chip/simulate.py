@@ -3,7 +3,7 @@
 Workload (model shape, context T, batch B) -> plan (shares on instances, axelsim.chip.plan)
 -> every share through the macro cycle model (axelsim.chip.instance) -> the step's events
 (axelsim.chip.step) -> energy, area, utilisation -> the report of docs/chip.md. The same chip
-is built of each baseline macro (fp16, and dequant_rotated when the baselines provide it), and
+is built of each baseline macro (fp16 and dequant_rotated), and
 the measured GPU anchor is looked up (axelsim.chip.anchor).
 """
 
@@ -29,7 +29,8 @@ from axelsim.cost.model import CostModel
 from axelsim.errors import ConfigError, TraceError
 from axelsim.numerics.hadamard import SignRom
 
-BASELINE_CANDIDATES = ("fp16", "dequant_rotated")
+BASELINES = ("fp16", "dequant_rotated")
+"""The same chip built of each of these macros of axelsim.hw.baselines (docs/chip.md, Baselines)."""
 UNITS = {
     "latency_cycles": "cycles at the macro clock", "latency_s": "s", "tokens_per_s": "tokens/s",
     "energy_j_per_token": "J per generated (decode) or written (prefill) token", "area_mm2": "mm^2",
@@ -271,13 +272,6 @@ def _op_fmt(action: str):
     return op, parse_format(fmt)
 
 
-def available_baselines() -> list[str]:
-    """The baseline macro kinds the cycle model provides (of BASELINE_CANDIDATES)."""
-    from axelsim.hw import baselines
-
-    return [kind for kind in BASELINE_CANDIDATES if kind in baselines.KINDS]
-
-
 def chip_numerics(chip: LoadedChip, workload: Workload, plan: Plan, results: dict, merged: dict) -> dict[str, Any]:
     """bit_exact of the chip (cycle model + merge unit) against the golden split and merge; error metrics."""
     from axelsim.numerics.golden import NumericsSpec
@@ -344,12 +338,8 @@ def simulate_chip(chip: LoadedChip, workload: Workload, *, baselines: bool = Tru
         "units": UNITS,
     }
     if baselines:
-        for kind in available_baselines():
-            section = _public(run_design(kind, chip, workload, plan, replicate))
-            report["baselines"][kind] = section
-        if "dequant_rotated" not in report["baselines"]:
-            report["notes"].append("baselines.dequant_rotated: not provided by this version's cycle model "
-                                   "(axelsim.hw.baselines.KINDS); left out")
+        for kind in BASELINES:
+            report["baselines"][kind] = _public(run_design(kind, chip, workload, plan, replicate))
         anchor = gpu_h200(workload.shape, workload.context, workload.batch)
         if anchor is None:
             report["notes"].append("baselines.gpu_h200: no measured row for this shape, context and batch "
