@@ -13,7 +13,6 @@ import yaml
 from axelsim import api
 from axelsim.chip.instance import ShareData, ShareRunner
 from axelsim.chip.merge import MergeUnit, instance_stats, merge_cycles
-from axelsim.hw import value_unit
 from axelsim.chip.models import load_model, shipped_models
 from axelsim.chip.network import Channel, Network, htree_lengths
 from axelsim.chip.plan import make_plan
@@ -97,7 +96,7 @@ def test_merge_unit_equals_golden_merge_bit_for_bit_and_counts_its_operations():
     exact = sum(w.sum(axis=1)[:, None] * outs[:, i] for i, w in enumerate(weights)) / sum(w.sum(axis=1) for w in weights)[:, None]
     assert np.max(np.abs(merged - exact)) < 1e-5
     # 4 S of max/weights, the exp stage (one cycle per FP op of its chain), S vectors, division, scaling
-    assert merge_cycles(4, 64, 16) == 16 + value_unit.EXP_LATENCY + 16 + 4 + 4
+    assert merge_cycles(4, 64, 16, 16) == 16 + 16 + 16 + 4 + 4
 
 
 def test_token_split_is_bit_exact_through_the_chip(tmp_path):

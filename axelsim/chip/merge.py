@@ -6,7 +6,8 @@ model's independent implementation is axelsim/numerics/merge.py. Operations are 
 they execute (one count per element operation performed), by kind and format.
 
 Timing (cycles, one merge of S partials of one query head, units not pipelined across heads):
-  S (max, one comparator) + S + EXP_LATENCY (exps, one exp unit, II 1) + S (weights, one S
+  S (max, one comparator) + S + exp latency (exps, one exp unit, II 1; the instances' derived exp
+  stage, `SramTiming.exp_latency_cycles`: 16 cycles at 1 GHz, 45 nm) + S (weights, one S
   multiplier) + S (sum) + S * ceil(d / lanes) (weighted accumulate, `lanes` V multiply-add lanes)
   + DIV_LATENCY + ceil(d / lanes) (1 / W and the output scaling).
 """
@@ -20,7 +21,7 @@ import numpy as np
 
 from axelsim.config.formats import NumberFormat
 from axelsim.hw import arith, kernels
-from axelsim.hw.value_unit import DIV_LATENCY, EXP_LATENCY, Softmax
+from axelsim.hw.value_unit import DIV_LATENCY, Softmax
 
 
 @numba.njit(cache=True)
@@ -46,10 +47,10 @@ def instance_stats(scores: np.ndarray, dim: int, score_fmt: NumberFormat, softma
     return m, _running_sums(np.ascontiguousarray(e), kernels.fmt_code(softmax))
 
 
-def merge_cycles(parts: int, dim: int, lanes: int) -> int:
-    """Cycles of one merge of `parts` partials (see the module docstring)."""
+def merge_cycles(parts: int, dim: int, lanes: int, exp_cycles: int) -> int:
+    """Cycles of one merge of `parts` partials with an exp stage of `exp_cycles` (module docstring)."""
     vector = -(-dim // lanes)
-    return 4 * parts + EXP_LATENCY + parts * vector + DIV_LATENCY + vector
+    return 4 * parts + exp_cycles + parts * vector + DIV_LATENCY + vector
 
 
 class MergeUnit:

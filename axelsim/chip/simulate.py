@@ -180,7 +180,7 @@ def run_design(kind: str, chip: LoadedChip, workload: Workload, plan: Plan, repl
     row_bits = cost.offchip_row_bits(units)
     store = "index_sram" if "index_sram" in units else "kv_sram"
     row_write_pj = cost.action_pj(store, "write", units)
-    step = decode_step(plan, config, macro, results, pitch, row_bits)
+    step = decode_step(plan, config, macro, results, pitch, row_bits, runner.timing.exp_latency_cycles)
     pre = prefill(plan, config, macro, results, pitch, row_bits)
 
     unit = MergeUnit(macro.formats.get("softmax"), macro.formats.get("value"), config.merge.lanes)

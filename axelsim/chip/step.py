@@ -65,8 +65,9 @@ def row_write_cycles(macro: MacroConfig, rows: int) -> int:
 
 
 def decode_step(plan: Plan, chip: ChipConfig, macro: MacroConfig, results: dict, pitch_mm: float,
-                row_bits: int) -> StepTiming:
-    """Simulate one decode step; `results[share.index]` is the share's ShareResult."""
+                row_bits: int, exp_cycles: int) -> StepTiming:
+    """Simulate one decode step; `results[share.index]` is the share's ShareResult; `exp_cycles`:
+    the merge unit's exp stage (the instances' derived exp latency)."""
     env = simpy.Environment()
     net = Network(env, chip.interconnect, plan.instances, pitch_mm)
     host_in, host_out, offchip = _channels(env, chip, macro.clock_hz)
@@ -120,7 +121,7 @@ def decode_step(plan: Plan, chip: ChipConfig, macro: MacroConfig, results: dict,
         if S > 1:
             with merger.request() as request:
                 yield request
-                cycles = G * merge_cycles(S, d, chip.merge.lanes)
+                cycles = G * merge_cycles(S, d, chip.merge.lanes, exp_cycles)
                 timing.merge_busy_cycles += cycles
                 timing.merges += G
                 yield env.timeout(cycles)
