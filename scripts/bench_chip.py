@@ -34,11 +34,11 @@ def bench_chip_decode() -> dict:
             "numpy_seconds": ref["wall_s"], "ratio_over_numpy": ours["wall_s"] / ref["wall_s"],
             "succeeded": ours["returncode"] == 0 and ref["returncode"] == 0,
             "command": "axelsim chip chips/axelram_8b.yaml --model Llama-3.1-8B --context 4096 --json OUT "
-                       "(AXELRAM and FP16 chips, H200 row); numpy: float64 attention of the same step"}
+                       "(AXELRAM, FP16 and dequant_rotated chips, H200 row); numpy: float64 attention of the same step"}
 
 
 ROWS = [Row("chip_8b_decode", bench_chip_decode,
-            "whole `axelsim chip` of Llama-3.1-8B's decode step at T = 4096 (AXELRAM + FP16 chips) vs a numpy "
+            "whole `axelsim chip` of Llama-3.1-8B's decode step at T = 4096 (AXELRAM, FP16 and dequant_rotated chips) vs a numpy "
             "float reference of that step",
             targets=(Target("seconds", "<=", 60.0, "8B decode step simulated in at most 60 s (issue 13)"),
                      Target("succeeded", "is", True, "both processes succeed")),
