@@ -1,0 +1,59 @@
+"""One query through the shipped paper macro with its derived (technology) timing: total cycles
+equal the closed form fill + steady state + drain of docs/cycle_model.md, with the derived
+SRAM read latency, exp latency and bin adder latency; key mode equals burst mode."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from axelsim.config import LoadedMacro, load_macro
+from axelsim.cost import CostModel
+from axelsim.hw.macro import simulate
+from test_hw_helpers import random_trace, signs_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _paper_at(clock_hz: float) -> LoadedMacro:
+    paper = load_macro(ROOT / "macros" / "axelram_paper.yaml")
+    return LoadedMacro(paper.config.model_copy(update={"clock_hz": clock_hz}), paper.path, None, paper.tech_path)
+
+
+@pytest.mark.parametrize("clock_hz", [1e9, 4e9])
+def test_one_query_is_fill_plus_steady_state_plus_drain(clock_hz):
+    loaded = _paper_at(clock_hz)
+    macro = loaded.config
+    t = CostModel.from_macro(loaded).timing()
+    assert all(t.source[k] == "derived" for k in ("read_latency_cycles", "exp_latency_cycles",
+                                                  "bin_adder_latency_cycles", "bank_ii_cycles"))
+    R, E, A = t.read_latency_cycles, t.exp_latency_cycles, t.bin_adder_latency_cycles
+    assert R >= 2 and E == 8 * t.softmax_add_cycles + 7 * t.softmax_mul_cycles + 1 >= 16  # not 1-cycle ideal
+    assert t.bank_ii_cycles <= macro.sram.banks  # token-interleaved keys never wait for a bank
+    n, d, L = 64, 128, 8
+    log2d = 7
+    # the paper macro's lanes (d = 128, b = 3): rotator log2 d, table d L / 128, one key per cycle
+    precompute = log2d + d * L // 128
+    score_fill = R + 1 + log2d + 1 + 1  # index read, table lookup, adder tree, norm multiply, scale
+    value_ii = max(1, A)  # one running-sum accumulator (P = 1): each key waits A on E
+    value_fill = R + E + 1 + A  # index read, exp, weight multiply + bin read-modify-write
+    drain = d * L // 128 + log2d + (4 + d // 128)  # centroids, inverse FWHT, output scale
+    expect = precompute + (score_fill + (n - 1)) + (value_fill + (n - 1) * value_ii) + drain
+    trace = random_trace(11, tokens=n, d=d)
+    signs = signs_for(1, d)
+    burst = simulate(macro, signs, trace, prefill="preloaded", timing=t)
+    assert burst.cycles["total"] == expect
+    assert burst.cycles["precompute"] == precompute and burst.cycles["read"] == score_fill + n - 1
+    stalls = burst.unit_stats["value_unit"]["stall_causes"].get("bin_hazard", 0)
+    assert stalls == (n - 1) * (value_ii - 1)
+    if clock_hz > 3.9e9:
+        assert A == 2 and stalls == n - 1  # the hazard shows at 4 GHz
+    key = simulate(macro, signs, trace, prefill="preloaded", fidelity="key", timing=t)
+    assert key.cycles == burst.cycles and key.ops == burst.ops
+    assert {u: s["stall_causes"] for u, s in key.unit_stats.items()} == \
+        {u: s["stall_causes"] for u, s in burst.unit_stats.items()}
+    for layer in burst.outputs:
+        assert (key.outputs[layer] == burst.outputs[layer]).all()
+    assert math.isclose(burst.time_s, expect / clock_hz)
