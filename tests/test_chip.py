@@ -251,6 +251,22 @@ def test_replicated_equals_all_simulated(tmp_path):
     assert fast == slow
 
 
+def test_synthetic_origin_key_groups_shares_as_their_bytes_do(tmp_path):
+    import dataclasses
+
+    chip = load_chip(_chip(tmp_path, rows=16, mapping={"kind": "token_split", "split": 3}))
+    workload = Workload.from_model(load_model(_model(tmp_path, layers=2, q=4, kv=2, d=64)), 100, 2)
+    plan = make_plan(chip.config, chip.macro.config, workload.shape, 100, 2, "test")
+    by_origin, by_bytes = {}, {}
+    for share in plan.shares:
+        data = workload.share_data(share)
+        assert data.origin is not None
+        by_origin.setdefault(data.digest(), set()).add(share.index)
+        by_bytes.setdefault(dataclasses.replace(data, origin=None).digest(), set()).add(share.index)
+    assert sorted(map(sorted, by_origin.values())) == sorted(map(sorted, by_bytes.values()))
+    assert len(by_origin) == 3  # one per token range
+
+
 def test_write_timing_and_counts_do_not_depend_on_values(tmp_path):
     chip = load_chip(_chip(tmp_path, rows=16))
     rom = SignRom.from_seed(0, 1, 64)

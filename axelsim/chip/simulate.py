@@ -89,7 +89,7 @@ class Workload:
         G = self.shape.group
         if self.trace is None:
             k, v, q = self.synthetic
-            return ShareData(0, k[share.lo:share.hi], v[share.lo:share.hi], q, "float16")
+            return ShareData(0, k[share.lo:share.hi], v[share.lo:share.hi], q, "float16", ("synthetic", share.lo, share.hi))
         L = self.layer_id(share.layer)
         h = share.kv_head
         return ShareData(L, np.asarray(self.trace.k(L)[h, share.lo:share.hi]),
