@@ -73,6 +73,23 @@ def check_compatible(loaded: LoadedMacro, trace: Trace) -> None:
                          f"expected {loaded.config.head_dim} to match macro {loaded.path.name}, got {trace.head_dim}")
 
 
+def check_input_range(loaded: LoadedMacro, trace: Trace) -> None:
+    """Every value the macro will read must fit its input format: checked before simulating, so
+    a trace beyond it (3e38 against fp16) is one NumericsError line naming the tensor, with no
+    simulation run first (the golden model applies the same rule)."""
+    from axelsim.numerics.golden import check_input_range as check_tensor
+    from axelsim.report.numerics import trace_source
+
+    config = loaded.config
+    fmt = config.formats.get("input")
+    for layer in trace.layer_indices:
+        tensors = {"k": trace.k(layer), "q": trace.q(layer)}
+        if trace.has_values and config.value_path.enabled:
+            tensors["v"] = trace.v(layer)
+        for name, array in tensors.items():
+            check_tensor(fmt, array, f"layers.{layer}.{name}", trace_source(trace))
+
+
 MacroLike = LoadedMacro | MacroConfig | dict | str | os.PathLike
 """A macro as the API takes it: loaded, a MacroConfig or mapping in memory, or a YAML path."""
 
@@ -124,6 +141,7 @@ def simulate(
     loaded = _as_macro(macro, full)
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
+    check_input_range(loaded, view)
     signs = sign_rom(loaded, view)
     timing = sram_timing(loaded)
     with progress_bar(f"simulate {loaded.config.name}", progress) as tick:

@@ -78,10 +78,13 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
 def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     """The bytes of a regular input file of at most `max_bytes` (see `open_regular`).
 
-    A larger file raises NotRegularFile (EFBIG) without reading more than max_bytes + 1 bytes,
-    so a huge or endless input costs bounded memory.
+    A larger file raises NotRegularFile (EFBIG): at once when its size says so (a 64 GiB sparse
+    file is not read at all), else after at most max_bytes + 1 bytes (a file growing while read),
+    so a huge or endless input costs bounded time and memory.
     """
     with open_regular(path) as stream:
+        if os.fstat(stream.fileno()).st_size > max_bytes:
+            raise NotRegularFile(errno.EFBIG, f"expected a file of at most {max_bytes} bytes")
         data = stream.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise NotRegularFile(errno.EFBIG, f"expected a file of at most {max_bytes} bytes")
@@ -264,6 +267,27 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 `text` to `path` atomically."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+FIGURE_SALT = "axelsim"
+"""matplotlib's `svg.hashsalt`: with a fixed salt the SVG clip-path and marker ids are the same in every run."""
+
+
+def write_figure(figure: Any, path: str | os.PathLike, **savefig: Any) -> Path:
+    """Save a matplotlib Figure to `path` atomically, byte-identical between identical runs.
+
+    The format comes from the suffix. SVG ids are salted with FIGURE_SALT and dated nowhere,
+    PNG carries no software stamp; both are set for this call only (`rc_context`), so no
+    global matplotlib state changes. `savefig` keywords (dpi, bbox_inches...) pass through.
+    """
+    from matplotlib import rc_context
+
+    target = Path(path)
+    fmt = savefig.pop("format", None) or target.suffix.lstrip(".").lower() or "png"
+    savefig.setdefault("metadata", {"Date": None} if fmt == "svg" else {"Software": None} if fmt == "png" else {})
+    with rc_context({"svg.hashsalt": FIGURE_SALT}), atomic_path(target) as temp:
+        figure.savefig(temp, format=fmt, **savefig)
+    return target
 
 
 def to_json_text(value: Any) -> str:

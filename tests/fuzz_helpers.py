@@ -165,13 +165,32 @@ def _schema() -> dict[str, list[str]]:
 
 
 SCHEMA = _schema()
+
+# ------------------------------------------------------------------- numeric extremes (17.1)
+FP16_MAX = 65504.0
+NUMERIC_EXTREMES = (
+    float("nan"), float("inf"), float("-inf"), FP16_MAX, -FP16_MAX, 65520.0, 3e38, -3e38, 3.4028234663852886e38,
+    5e-324, 2.2250738585072014e-308, 1.401298464324817e-45, 1.1754943508222875e-38, 5.960464477539063e-08,
+    6.103515625e-05, 2**63, 2**63 - 1, -2**63, 2**64, 10**400, 0.0, -0.0,
+)
+"""Numbers at the edges: NaN, +-inf, +-65504 (FP16 max) and 65520 (rounds to FP16 inf), 3e38 and
+FP32 max, float64/float32/FP16 denormals and smallest normals, 2**63 around int64, 10**400
+(an int no float holds), signed zeros."""
+numeric_extremes = st.sampled_from(NUMERIC_EXTREMES)
+NUMERIC_TEXTS = ("1e400", "1.0e+400", "-1.0e+400", ".nan", ".inf", "-.inf", "65504", "-65504", "3e38", "3.0e+38",
+                 "5e-324", "4.9e-324", "1.0e-400", "9223372036854775808", "-9223372036854775809", "0x8000000000000000",
+                 "1_000_000_000_000", "2**63", "1e9999", "0o777777777777777777777777")
+"""The same extremes as YAML source text (how `1e400` or `2**63` reach a loader: a string, an
+int beyond int64, an inf after float conversion)."""
+numeric_texts = st.sampled_from(NUMERIC_TEXTS)
+
 _NO_BREAK = st.characters(blacklist_categories=("Cs",))
 key_text = st.text(_NO_BREAK, min_size=1, max_size=12)
 """Mapping keys of any characters, line breaks and control characters included."""
 
 special_numbers = st.sampled_from([
-    0, 1, -1, 2, 3, 7, 8, 64, 96, 128, 1024, 2048, 2**31 - 1, 2**31, 2**63 - 1, 2**63, 2**64, -2**63,
-    10**30, 10**300, 0.0, -0.0, 0.5, 1e-300, 1e300, 1.0e9, float("nan"), float("inf"), float("-inf"),
+    0, 1, -1, 2, 3, 7, 8, 64, 96, 128, 1024, 2048, 2**31 - 1, 2**31, 10**30, 10**300, 0.5, 1e-300, 1e300, 1.0e9,
+    *NUMERIC_EXTREMES,
 ])
 yaml_scalars = st.one_of(
     st.none(), st.booleans(), special_numbers,
@@ -221,6 +240,53 @@ def mutated_macro(draw) -> dict:
     return data
 
 
+# ------------------------------------------------------------------- file kinds and sizes (17.1)
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _char_device(path: Path) -> Path:
+    """A character device node (the null device) at `path`; /dev/null itself without root."""
+    try:
+        os.mknod(path, 0o666 | 0o020000, os.makedev(1, 3))
+        return path
+    except PermissionError:
+        return Path("/dev/null")
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A file claiming `size` bytes (sparse: holes, no disk use)."""
+    with open(path, "wb") as stream:
+        stream.truncate(size)
+    return path
+
+
+FILE_KINDS: dict[str, Callable[[Path, bytes], Path]] = {
+    "fifo": lambda path, data: _fifo(path),
+    "char_device": lambda path, data: _char_device(path),
+    "dev_zero": lambda path, data: Path("/dev/zero"),
+    "symlink_to_dev_zero": lambda path, data: (path.symlink_to("/dev/zero"), path)[1],
+    "directory": lambda path, data: (path.mkdir(), path)[1],
+    "dangling_link": lambda path, data: (path.symlink_to(path.parent / "nothing_here"), path)[1],
+    "missing": lambda path, data: path,
+    "empty": lambda path, data: (path.write_bytes(b""), path)[1],
+    "tiny": lambda path, data: (path.write_bytes(data[:1] or b"x"), path)[1],
+    "truncated": lambda path, data: (path.write_bytes(data[: len(data) // 2]), path)[1],
+    "huge_sparse": lambda path, data: _sparse(path, 1 << 36),
+    "symlink_to_good": lambda path, data: ((path.parent / f"{path.name}.real").write_bytes(data),
+                                           path.symlink_to(path.parent / f"{path.name}.real"), path)[2],
+}
+"""How an input path can be hostile, by kind: each builds `path` (or names a system file) from the
+good file's bytes `data`. Every kind except symlink_to_good is bad input (huge_sparse claims 64 GiB)."""
+file_kinds = st.sampled_from(sorted(FILE_KINDS))
+
+
+def hostile_file(path: Path, kind: str, data: bytes = b"") -> Path:
+    """The input path of `kind` (FILE_KINDS) built at `path` from the good content `data`."""
+    return FILE_KINDS[kind](path, data)
+
+
 yaml_tokens = st.sampled_from([
     ":", ": ", "- ", "{", "}", "[", "]", ",", "&a ", "*a", "!!int ", "!!str ", "!!binary ", "!!float ", "? ",
     "|", ">", "'", '"', "\t", "\n", "  ", "    ", "#", "head_dim", "bits", "sram", "banks", "read_path",
@@ -232,6 +298,19 @@ yaml_garbage = st.one_of(
     st.lists(yaml_tokens, max_size=60).map("".join),
 )
 """Text that is YAML-ish or not YAML at all (encoded as UTF-8 by the test)."""
+
+
+def fixture_folder(root: Path, macro: str = "axelram_d64", macro_name: str = "good.yaml",
+                   trace_name: str = "good.safetensors", dtype: str = "float32", **shape: Any) -> Path:
+    """`root` (a macro_workdir) holding a shipped macro as `macro_name` and a small random trace
+    as `trace_name` (trace_arrays(**shape) stored in `dtype`): the files most fuzz tests start from."""
+    macro_workdir(root)
+    (root / macro_name).write_text(yaml.safe_dump(macro_dict(macro)))
+    k, v, q, positions = trace_arrays(**shape)
+    from axelsim.trace.format import Trace, save_trace
+
+    save_trace(Trace.from_arrays(k, v, q, positions, dtype=dtype), root / trace_name)
+    return root
 
 
 # ------------------------------------------------------------------------------------- traces

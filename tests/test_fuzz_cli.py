@@ -18,10 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cli_helpers import run_main
-from axelsim.trace.format import Trace, save_trace
-from fuzz_helpers import (KNOWN_FAULTS, assert_bad_input, fuzz_settings, known_fault, macro_dict, macro_workdir,
-                          mutated_macro, run_cli, split_safetensors, safetensors_bytes, time_limit, trace_arrays,
-                          yaml_garbage)
+from fuzz_helpers import (KNOWN_FAULTS, assert_bad_input, fixture_folder, fuzz_settings, known_fault, macro_dict,
+                          mutated_macro, run_cli, split_safetensors, safetensors_bytes, time_limit, yaml_garbage)
 
 _counter = itertools.count()
 
@@ -29,11 +27,8 @@ _counter = itertools.count()
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A folder with a good d=64 macro, a good d=64 trace and room for bad ones."""
-    root = macro_workdir(tmp_path_factory.mktemp("fuzz_cli"))
-    (root / "good.yaml").write_text(yaml.safe_dump(macro_dict("axelram_d64")))
-    k, v, q, pos = trace_arrays(layers=(0, 1), kv_heads=1, q_heads=2, tokens=8, dim=64, positions=(3, 7))
-    save_trace(Trace.from_arrays(k, v, q, pos, dtype="float16"), root / "good.safetensors")
-    return root
+    return fixture_folder(tmp_path_factory.mktemp("fuzz_cli"), dtype="float16", layers=(0, 1), kv_heads=1,
+                          q_heads=2, tokens=8, dim=64, positions=(3, 7))
 
 
 def _main(argv) -> tuple[int, str, str]:

@@ -14,20 +14,15 @@ from hypothesis import strategies as st
 
 from axelsim.errors import UserError
 from axelsim.sweep import plan_sweep
-from axelsim.trace.format import Trace, save_trace
-from fuzz_helpers import (KnownFault, fuzz_settings, key_text, macro_dict, macro_workdir, outcome, trace_arrays,
-                          yaml_garbage, yaml_values)
+from fuzz_helpers import KnownFault, fixture_folder, fuzz_settings, key_text, outcome, yaml_garbage, yaml_values
 
 _counter = itertools.count()
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    root = macro_workdir(tmp_path_factory.mktemp("fuzz_sweep"))
-    (root / "base.yaml").write_text(yaml.safe_dump(macro_dict("axelram_d64")))
-    k, v, q, pos = trace_arrays(layers=(0, 1), kv_heads=1, q_heads=1, tokens=4, dim=64, positions=(1, 3))
-    save_trace(Trace.from_arrays(k, v, q, pos), root / "t.safetensors")
-    return root
+    return fixture_folder(tmp_path_factory.mktemp("fuzz_sweep"), macro_name="base.yaml", trace_name="t.safetensors",
+                          layers=(0, 1), kv_heads=1, q_heads=1, tokens=4, dim=64, positions=(1, 3))
 
 
 def _base_spec() -> dict:

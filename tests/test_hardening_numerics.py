@@ -153,3 +153,79 @@ def test_value_beyond_fp16_input_range_names_the_trace_file(root):
     with pytest.raises(UserError) as caught:
         _run(root, 8, {0: k}, {0: k}, {0: rng.standard_normal((1, 1, 8))}, (2,), "big_named")
     assert str(root / "big_named.safetensors") in caught.value.line()
+
+
+# ----------------------------------------------------------------- warnings and overflow (17.10)
+def _stderr_lines(text: str) -> list[str]:
+    """stderr lines other than the cold-start compile notice (axelsim.compile_notice)."""
+    return [line for line in text.splitlines()
+            if not line.startswith(("axelsim: compil", "axelsim: still compiling"))]
+
+
+def _extreme_trace(path, dtype: str, value: float) -> None:
+    from fuzz_helpers import trace_arrays
+
+    k, v, q, positions = trace_arrays(tokens=4, dim=8, positions=(3,))
+    k[0][0, 1, 2] = v[0][0, 2, 3] = q[0][0, 0, 1] = value
+    save_trace(Trace.from_arrays(k, v, q, positions, dtype=dtype), path)
+
+
+@pytest.mark.parametrize("value", [65504.0, -65504.0])
+def test_fp16_trace_at_the_fp16_limit_runs_without_warnings(tmp_path, value):
+    """q.k of two 65504s overflows an FP16 baseline's arithmetic (IEEE: inf, inf - inf = NaN):
+    no RuntimeWarning on stderr, AXELRAM's figures finite, the overflow counted, not hidden."""
+    import json
+
+    from fuzz_helpers import run_cli
+
+    _extreme_trace(tmp_path / "t.safetensors", "float16", value)
+    proc = run_cli("run", "macros/axelram_b2.yaml", "--trace", tmp_path / "t.safetensors",
+                   "--json", tmp_path / "r.json", "--quiet", env={"PYTHONWARNINGS": "default"})
+    assert proc.returncode == 0, proc.stderr
+    assert _stderr_lines(proc.stderr) == []
+    report = json.loads((tmp_path / "r.json").read_text())
+    numerics = report["numerics"]
+    assert numerics["overflows"] == 0 and numerics["bit_exact"]
+    assert all(isinstance(numerics[key], float) for key in ("score_rel_rmse", "attn_kl", "output_rel_rmse"))
+    assert report["baselines"]["fp16"]["numerics"]["overflows"] > 0
+    assert "overflowed its formats" in proc.stdout
+
+
+def test_fp32_trace_beyond_the_fp16_input_is_exactly_one_line_before_any_simulation(tmp_path):
+    from fuzz_helpers import run_cli
+
+    _extreme_trace(tmp_path / "t.safetensors", "float32", 3e38)
+    proc = run_cli("run", "macros/axelram_b2.yaml", "--trace", tmp_path / "t.safetensors",
+                   "--json", tmp_path / "r.json", "--quiet", env={"PYTHONWARNINGS": "default"})
+    assert proc.returncode == 2
+    stored = float(np.float32(3e38))
+    assert _stderr_lines(proc.stderr) == [
+        f"{tmp_path / 't.safetensors'}: layers.0.k: expected |values| <= 65504.0 (the fp16 input format), "
+        f"found {stored} at index [0, 1, 2]"]
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_softmax_of_overflowed_scores_takes_the_limit_without_warnings():
+    import warnings
+
+    from axelsim.numerics.reference import softmax_rows
+
+    scores = np.array([[np.inf, 1.0, np.inf, np.nan], [-np.inf, 0.0, 0.0, np.nan]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        probs = softmax_rows(scores, 4)
+    assert probs.tolist() == [[0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.5, 0.0]]
+
+
+def test_kl_of_a_large_finite_error_is_finite():
+    """Two equal reference scores, the simulated second one 5000 * sqrt(d) lower: its probability
+    underflows in float64, but KL = 0.5 ln(1 + e^-5000) + 0.5 (5000 + ln(1 + e^-5000)) - ln 2
+    = 2500 - ln 2 (to double precision)."""
+    import math
+
+    from axelsim.numerics.metrics import attn_kl
+
+    dim = 16
+    ref = np.array([[0.0, 0.0]])
+    sim = np.array([[0.0, -5000.0 * math.sqrt(dim)]])
+    assert attn_kl(sim, ref, dim) == pytest.approx(2500.0 - math.log(2.0), rel=1e-12)

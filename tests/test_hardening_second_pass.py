@@ -32,17 +32,14 @@ from axelsim.errors import ConfigError, TraceError
 from axelsim.numerics.hadamard import SignRom
 from axelsim.trace.format import Trace, load_trace, save_trace
 from cli_helpers import run_main
-from fuzz_helpers import (REPO, assert_bad_input, check_user_error, leftovers, macro_dict, macro_workdir, run_cli,
-                          safetensors_bytes, split_safetensors, time_limit, trace_arrays)
+from fuzz_helpers import (REPO, assert_bad_input, check_user_error, fixture_folder, leftovers, macro_dict, macro_workdir,
+                          run_cli, safetensors_bytes, split_safetensors, time_limit, trace_arrays)
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    root = macro_workdir(tmp_path_factory.mktemp("second_pass"))
-    (root / "d64.yaml").write_text(yaml.safe_dump(macro_dict("axelram_d64")))
-    k, v, q, pos = trace_arrays(layers=(0, 1), kv_heads=2, q_heads=4, tokens=8, dim=64, positions=(3, 7))
-    save_trace(Trace.from_arrays(k, v, q, pos, dtype="float16"), root / "t.safetensors")
-    return root
+    return fixture_folder(tmp_path_factory.mktemp("second_pass"), macro_name="d64.yaml", trace_name="t.safetensors",
+                          dtype="float16", layers=(0, 1), kv_heads=2, q_heads=4, tokens=8, dim=64, positions=(3, 7))
 
 
 def _fake_report(monkeypatch):
@@ -200,6 +197,17 @@ def test_non_regular_input_is_one_line_quickly(files, tmp_path, kind, role):
     with time_limit(10), pytest.raises((ConfigError, TraceError)) as caught:
         calls[role]()
     check_user_error(caught.value, (str(bad),))
+
+
+@pytest.mark.parametrize("kind", sorted(INPUT_KINDS))
+def test_capture_text_must_be_a_regular_file(tmp_path, kind):
+    """`trace capture --text FIFO` hung on the read; it is refused before the model is even loaded."""
+    bad = INPUT_KINDS[kind](tmp_path / "text.txt")
+    with time_limit(10):
+        status, _, err = run_main(["trace", "capture", "--model", tmp_path / "no_model", "--text", bad,
+                                   "--tokens", "8", "--out", tmp_path / "o.safetensors"])
+    assert status == 2 and err.count("\n") == 1 and str(bad) in err, err
+    assert not (tmp_path / "o.safetensors").exists()
 
 
 def test_oversized_yaml_is_refused_without_reading_it_all(tmp_path):
@@ -366,11 +374,16 @@ def _sweep_file(tmp_path, grid) -> Path:
     return engine.write_sweep(tmp_path, grid=grid, points=[])
 
 
-def test_unknown_grid_key_among_24_axes_is_named_at_once(tmp_path, files):
-    grid = {f"nope{i}.key": [1, 2] for i in range(24)}
+def _grid_file(tmp_path, files, grid) -> Path:
+    """A sweep YAML over the module's d64 macro and trace with this grid."""
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"base": str(files / "d64.yaml"), "traces": [str(files / "t.safetensors")],
                                     "grid": grid}))
+    return path
+
+
+def test_unknown_grid_key_among_24_axes_is_named_at_once(tmp_path, files):
+    path = _grid_file(tmp_path, files, {f"nope{i}.key": [1, 2] for i in range(24)})
     with time_limit(5), pytest.raises(ConfigError) as caught:
         api.sweep(path, tmp_path / "out", progress=False)
     check_user_error(caught.value, (str(path),))
@@ -387,9 +400,7 @@ KNOWN_KEYS = ["sram.banks", "sram.rows_per_bank", "sram.read_ports", "sram.write
 def test_huge_grid_is_refused_with_its_size(tmp_path, files, keys, values):
     grid = {key: list(range(1, values + 1)) for key in KNOWN_KEYS[:keys]}
     total = values ** keys
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"base": str(files / "d64.yaml"), "traces": [str(files / "t.safetensors")],
-                                    "grid": grid}))
+    path = _grid_file(tmp_path, files, grid)
     with time_limit(5), pytest.raises(ConfigError) as caught:
         api.sweep(path, tmp_path / "out", progress=False)
     check_user_error(caught.value, (str(path),))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from axelsim.calibrate.sensitivity import metric_table
-from axelsim.io import atomic_path
+from axelsim.io import write_figure
 
 _ROWS = (
     ("key_mse_ratio", "key MSE / Gaussian D_b"),
@@ -16,18 +19,30 @@ _ROWS = (
 )
 
 
+_TITLE_PT = 11
+
+
+def title_chars(width_in: float, points: float) -> int:
+    """How many characters of a `points`-size title fit across `width_in` inches (a character
+    is taken as 0.6 em wide, a margin of 0.3 inch is kept)."""
+    return max(20, int((width_in - 0.3) * 72 / (0.6 * points)))
+
+
 def sensitivity_plot(result: dict, path: str | Path) -> Path:
+    """Draw `sensitivity_figure(result)` into `path` (PNG, atomically); returns the path."""
+    write_figure(sensitivity_figure(result), path, dpi=100)
+    return Path(path)
+
+
+def sensitivity_figure(result: dict) -> Figure:
     """Rows: key MSE ratio, score error, softmax KL; columns: bit-widths. Per layer a bar from
     the best to the worst seed, a dot at the seed median and a red cross for the calibrated
     signs; the mean key norm per layer on a right axis of the first row."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     bits_list = result["bits"]
-    fig, axes = plt.subplots(len(_ROWS), len(bits_list), figsize=(4.2 * len(bits_list), 8.5),
-                             squeeze=False, sharex=True)
+    width_in = 4.2 * len(bits_list)
+    fig = Figure(figsize=(width_in, 8.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(len(_ROWS), len(bits_list), squeeze=False, sharex=True)
     for col, bits in enumerate(bits_list):
         for row, (metric, label) in enumerate(_ROWS):
             ax = axes[row][col]
@@ -53,10 +68,9 @@ def sensitivity_plot(result: dict, path: str | Path) -> Path:
                 ax.set_ylabel(label)
             ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{result['trace']}: sign-seed spread per layer "
-                 f"(key norm max/min {result['norm_heterogeneity']:.2f})")
+    title = (f"{result['trace']}: sign-seed spread per layer "
+             f"(key norm max/min {result['norm_heterogeneity']:.2f})")
+    # A long trace path is wrapped to the figure's width instead of running off both edges.
+    fig.suptitle(textwrap.fill(title, width=title_chars(width_in, _TITLE_PT)), fontsize=_TITLE_PT)
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return fig

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from axelsim.io import atomic_path
+from axelsim.io import write_figure
 
 
 def _increases(results: dict, bits: int) -> np.ndarray:
@@ -74,7 +74,6 @@ def perplexity_plot(results: dict, path: str | Path) -> Path:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(f"SmolLM2-135M, FP32-cache PPL {ppl['fp32']:.2f}")
     fig.tight_layout()
-    with atomic_path(path) as temp:
-        fig.savefig(temp, dpi=110)
+    write_figure(fig, path, dpi=110)
     plt.close(fig)
     return Path(path)

@@ -60,7 +60,7 @@ def plot_chip(report: dict[str, Any], folder: str | Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from axelsim.io import atomic_path
+    from axelsim.io import write_figure
 
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -87,8 +87,7 @@ def plot_chip(report: dict[str, Any], folder: str | Path) -> list[Path]:
     paths = []
     for suffix in (".png", ".svg"):
         path = out / f"chip{suffix}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=suffix[1:])
+        write_figure(fig, path)
         paths.append(path)
     plt.close(fig)
     return paths

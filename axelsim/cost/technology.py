@@ -154,11 +154,20 @@ class OffchipMemory:
     latency_ns: float
 
 
+def _finite(value) -> bool:
+    """A real number a float holds: not a bool, NaN, inf, or an int beyond float range (10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def _num(table: dict, section: str, key: str, source: str, positive: bool = True) -> float:
     """A finite number (> 0 when `positive`) at section.key; ConfigError naming it otherwise."""
     value = table.get(key) if isinstance(table, dict) else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (positive and value <= 0):
+    if not _finite(value) or (positive and value <= 0):
         raise ConfigError(source, f"{section}.{key}", f"a finite number{' > 0' if positive else ''}, got {_quote(value)}")
     return float(value)
 
@@ -190,8 +199,7 @@ def check_table(table: dict, source: str) -> None:
         _num(node, where, "area_rel_45", source)
         vdd = _num(node, where, "vdd_v", source)
         poly = node.get("energy_poly")
-        if not (isinstance(poly, list) and len(poly) == 3 and all(
-                isinstance(c, (int, float)) and not isinstance(c, bool) and math.isfinite(c) for c in poly)):
+        if not (isinstance(poly, list) and len(poly) == 3 and all(_finite(c) for c in poly)):
             raise ConfigError(source, f"{where}.energy_poly", "three finite coefficients [a, b, c]")
         if not poly[0] * vdd * vdd + poly[1] * vdd + poly[2] > 0:
             raise ConfigError(source, f"{where}.energy_poly", "a positive energy factor at vdd_v")

@@ -49,14 +49,21 @@ def rnd(fmt: NumberFormat, x) -> np.ndarray:
     return np.ldexp(np.clip(scaled, lo, hi), -fmt.frac_bits)
 
 
+# The modelled arithmetic is IEEE: an overflow gives inf and inf - inf gives NaN, as the
+# hardware's would. Those are results of the model (reported by axelsim.report.numerics),
+# not faults of the simulator, so numpy's RuntimeWarnings about them are silenced here.
+
+
 def add(fmt: NumberFormat, a, b) -> np.ndarray:
     """rnd_fmt(a + b); a, b are values of fmt (or of a narrower format)."""
-    return rnd(fmt, np.add(a, b, dtype=np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return rnd(fmt, np.add(a, b, dtype=np.float64))
 
 
 def sub(fmt: NumberFormat, a, b) -> np.ndarray:
     """rnd_fmt(a - b)."""
-    return rnd(fmt, np.subtract(a, b, dtype=np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        return rnd(fmt, np.subtract(a, b, dtype=np.float64))
 
 
 def _split(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -108,7 +115,8 @@ def mul(fmt: NumberFormat, a, a_fmt: NumberFormat, b, b_fmt: NumberFormat) -> np
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if significand_bits(a_fmt) + significand_bits(b_fmt) <= 53:
-        return rnd(fmt, a * b)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return rnd(fmt, a * b)
     a, b = np.broadcast_arrays(a, b)
     sa, ea = _split(a)
     sb, eb = _split(b)
@@ -180,4 +188,5 @@ class ExpUnit:
         p = np.full_like(f, self.coeffs[0])
         for c in self.coeffs[1:]:
             p = add(fmt, mul(fmt, p, fmt, f, fmt), c)
-        return rnd(fmt, np.ldexp(p, k.astype(np.int64)))
+        # A non-finite k comes with a NaN p (f = k - k is NaN): any finite exponent keeps it NaN.
+        return rnd(fmt, np.ldexp(p, np.where(np.isfinite(k), k, 0).astype(np.int64)))

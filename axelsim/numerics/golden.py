@@ -149,12 +149,18 @@ def check_vectors(x: np.ndarray, dim: int, tensor: str, source: str = "input", l
     return arr
 
 
+def check_input_range(fmt: NumberFormat, x: np.ndarray, tensor: str, source: str) -> None:
+    """NumericsError naming `tensor` when x holds a value beyond the float input format's range
+    (a fixed-point input saturates instead). x must be finite (check_vectors)."""
+    limit = max_finite(fmt)
+    if fmt.kind != "fixed" and np.abs(x).max(initial=0.0) > limit:
+        where = tuple(int(i) for i in np.argwhere(np.abs(x) > limit)[0])
+        raise NumericsError(source, tensor, f"expected |values| <= {limit} (the {fmt.name} input format), found {x[where]} at index {list(where)}")
+
+
 def _to_input(spec: NumericsSpec, x: np.ndarray, tensor: str, source: str) -> np.ndarray:
     """rnd_input(x); values outside the input format's range are bad input."""
-    limit = max_finite(spec.formats["input"])
-    if np.abs(x).max(initial=0.0) > limit and spec.formats["input"].kind != "fixed":
-        where = tuple(int(i) for i in np.argwhere(np.abs(x) > limit)[0])
-        raise NumericsError(source, tensor, f"expected |values| <= {limit} (the {spec.fmt_name('input')} input format), found {x[where]} at index {list(where)}")
+    check_input_range(spec.formats["input"], x, tensor, source)
     return round_to(x, spec.formats["input"])
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from axelsim.numerics.reference import softmax_rows
+from axelsim.numerics.reference import log_softmax_rows
 
 
 def _valid(sim: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -54,10 +54,13 @@ def score_max_abs_err(sim: np.ndarray, ref: np.ndarray) -> float:
 def attn_kl(sim: np.ndarray, ref: np.ndarray, dim: int) -> float:
     """Mean over queries of KL(p_ref || p_sim) in nats, p = softmax(scores / sqrt(dim)) over the
     causal keys, both softmaxes in float64 from the given scores."""
-    p_ref = softmax_rows(ref, dim)
-    p_sim = softmax_rows(np.where(np.isnan(ref), np.nan, sim), dim)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        terms = np.where(p_ref > 0.0, p_ref * (np.log(p_ref) - np.log(p_sim)), 0.0)
+    log_ref = log_softmax_rows(ref, dim)
+    log_sim = log_softmax_rows(np.where(np.isnan(ref), np.nan, sim), dim)
+    p_ref = np.exp(log_ref)
+    # From the log-softmaxes: a simulated probability that underflows to 0 keeps its finite log,
+    # so a large but finite error gives a large finite KL, not inf.
+    with np.errstate(invalid="ignore"):
+        terms = np.where(p_ref > 0.0, p_ref * (log_ref - log_sim), 0.0)
     return float(np.mean(terms.sum(axis=-1)))
 
 

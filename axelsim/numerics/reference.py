@@ -38,12 +38,34 @@ def _causal_mask(q_positions: Optional[np.ndarray], n_q: int, n_tok: int) -> np.
 
 
 def softmax_rows(scores: np.ndarray, dim: int) -> np.ndarray:
-    """float64 softmax of scores / sqrt(dim) over the last axis; NaN entries are masked out (p = 0)."""
+    """float64 softmax of scores / sqrt(dim) over the last axis; NaN entries are masked out (p = 0).
+
+    Infinite scores (an overflowed datapath) take their limit: -inf gets p = 0, and a row holding
+    +inf shares its mass equally among its +inf entries. A row with no valid entry is all NaN.
+    """
     z = np.asarray(scores, dtype=np.float64) / math.sqrt(dim)
     valid = ~np.isnan(z)
     top = np.max(np.where(valid, z, -np.inf), axis=-1, keepdims=True)
-    e = np.where(valid, np.exp(z - top), 0.0)
-    return e / e.sum(axis=-1, keepdims=True)
+    infinite_top = np.isposinf(top)
+    with np.errstate(invalid="ignore"):
+        shifted = np.where(infinite_top, np.where(z == np.inf, 0.0, -np.inf), z - top)
+    e = np.where(valid, np.exp(shifted), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return e / e.sum(axis=-1, keepdims=True)
+
+
+def log_softmax_rows(scores: np.ndarray, dim: int) -> np.ndarray:
+    """float64 log of softmax_rows(scores, dim), computed as z - top - log(sum exp(z - top)), so an
+    entry whose probability underflows to 0 still has its finite log. Masked (NaN) entries and
+    the limits of infinite scores give -inf."""
+    z = np.asarray(scores, dtype=np.float64) / math.sqrt(dim)
+    valid = ~np.isnan(z)
+    top = np.max(np.where(valid, z, -np.inf), axis=-1, keepdims=True)
+    if not np.isfinite(top).all():  # an overflowed row: its limit has exact zeros, no finite logs
+        with np.errstate(divide="ignore"):
+            return np.log(softmax_rows(scores, dim))
+    shifted = np.where(valid, z - top, -np.inf)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def attention_f64(k: np.ndarray, v: Optional[np.ndarray], q: np.ndarray, q_positions: Optional[np.ndarray]) -> Attention:

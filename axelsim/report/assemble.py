@@ -70,6 +70,9 @@ UNITS: dict[str, str] = {
     "numerics.attn_kl": "nats (mean over queries of KL(reference || simulated) softmax)",
     "numerics.top1_agreement": "fraction of queries (0..1)",
     "numerics.norm_saturations": "stored vectors whose norm saturated at 65504",
+    "numerics.overflows, layers.*.numerics.overflows, baselines.*.numerics.overflows": (
+        "scores and output coordinates the datapath made inf or NaN where float64 attention is finite "
+        "(its error figures are then inf: null in JSON)"),
     "trace.tokens, trace.queries": "token positions; queries per query head",
     "run_info.wall_s": "seconds of host wall time (not part of the deterministic report)",
 }

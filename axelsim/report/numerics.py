@@ -45,7 +45,10 @@ def _metrics(scores: Sequence[np.ndarray], ref_scores: Sequence[np.ndarray], dim
         np.concatenate(outputs) if have_outputs else None,
         np.concatenate(ref_outputs) if have_outputs else None,
     )
-    return {key: found.get(key) for key in METRIC_KEYS}
+    counted = sum(overflows(a, b) for a, b in zip(scores, ref_scores))
+    if have_outputs:
+        counted += sum(overflows(a, b) for a, b in zip(outputs, ref_outputs))
+    return {**{key: found.get(key) for key in METRIC_KEYS}, "overflows": counted}
 
 
 def trace_source(trace) -> str:
@@ -61,6 +64,15 @@ def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tupl
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
         golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace_source(trace))
         yield layer, golden, attention_f64(k, v, q, trace.q_positions), v is not None
+
+
+def overflows(found: Optional[np.ndarray], exact: Optional[np.ndarray]) -> int:
+    """How many scores or outputs the macro's arithmetic made inf or NaN where exact attention is
+    finite. The datapath is modelled as IEEE hardware: a table entry or sum beyond its format's
+    range becomes inf (and inf - inf NaN); the error metrics then read inf (null in JSON)."""
+    if found is None or exact is None:
+        return 0
+    return int(np.count_nonzero(np.isfinite(exact) & ~np.isfinite(np.asarray(found, dtype=np.float64))))
 
 
 def compare_numerics(config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],

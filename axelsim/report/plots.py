@@ -45,12 +45,7 @@ def _save(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
     FigureCanvasAgg(figure)
     paths = []
     for extension in FORMATS:
-        target = out_dir / f"{stem}.{extension}"
-        # No date or software stamp: the same report draws the same file.
-        metadata = {"Date": None} if extension == "svg" else {"Software": None}
-        with io.atomic_path(target) as temp:
-            figure.savefig(temp, format=extension, dpi=120, bbox_inches="tight", metadata=metadata)
-        paths.append(target)
+        paths.append(io.write_figure(figure, out_dir / f"{stem}.{extension}", dpi=120, bbox_inches="tight"))
     return paths
 
 

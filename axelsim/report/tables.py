@@ -117,13 +117,21 @@ def format_summary(report: dict[str, Any]) -> str:
         f" (mean T={mults['keys_per_query_mean']:.1f} keys, d={macro['head_dim']}): {mults['reduction']:.1f}x fewer",
         f"numerics     bit_exact {'YES' if numerics['bit_exact'] else 'NO'}   score rel RMSE {_sci(numerics['score_rel_rmse'])}"
         f"   max |err| {_sci(numerics['score_max_abs_err'])}   KL {_sci(numerics['attn_kl'])} nats"
-        f"   top-1 {_percent(numerics['top1_agreement'])}   output rel RMSE {_sci(numerics['output_rel_rmse'])}",
+        f"   top-1 {_percent(numerics['top1_agreement'])}   output rel RMSE {_sci(numerics['output_rel_rmse'])}"
+        f"{_overflow_note(numerics)}",
     ]
     for kind, section in (report.get("baselines") or {}).items():
         exact = (section.get("numerics") or {}).get("bit_exact")
         lines.append(f"baseline     {kind:<22} {_versus(section, report)}"
-                     + ("" if exact is None else f"   bit_exact {'YES' if exact else 'NO'}"))
+                     + ("" if exact is None else f"   bit_exact {'YES' if exact else 'NO'}")
+                     + _overflow_note(section.get("numerics")))
     return "\n".join(lines)
+
+
+def _overflow_note(numerics: dict[str, Any] | None) -> str:
+    """'; 9 scores/outputs overflowed its formats (error figures inf)' when the datapath overflowed."""
+    count = (numerics or {}).get("overflows") or 0
+    return f"; {count:,} scores/outputs overflowed its formats (error figures inf)" if count else ""
 
 
 def _derived_line(derived: dict[str, Any]) -> str:

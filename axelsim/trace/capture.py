@@ -19,6 +19,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from axelsim.errors import TraceError
+from axelsim.io import read_regular
 from axelsim.trace.format import FLOAT_DTYPES, Trace, evenly_spaced_positions, save_trace
 
 _CAPTURE_NAME = "axelsim_capture_"
@@ -213,13 +214,19 @@ def _check_against_cache(out, recorder: _Recorder, layers: Sequence[int]) -> Non
             raise CaptureMismatch(f"layer {layer}: recorded keys/values differ from the model's KV cache")
 
 
+MAX_TEXT_BYTES = 1 << 30
+"""Largest text file `trace capture --text` reads (1 GiB; the shipped corpus is a few MB)."""
+
+
 def read_text(path: str | os.PathLike, offset: int = 0, tokens: int | None = None) -> str:
     """Characters of a UTF-8 text file from `offset` (enough for `tokens` tokens when given)."""
     path = Path(path)
-    if not path.is_file():
-        raise TraceError(str(path), "file", "an existing UTF-8 text file")
-    try:
-        text = path.read_text(encoding="utf-8")
+    try:  # a regular file only (a FIFO or /dev/zero is refused, never read), of bounded size
+        text = read_regular(path, MAX_TEXT_BYTES).decode("utf-8")
+    except FileNotFoundError:
+        raise TraceError(str(path), "file", "an existing UTF-8 text file") from None
+    except OSError as error:
+        raise TraceError(str(path), "file", f"a readable UTF-8 text file: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise TraceError(str(path), "file", "UTF-8 text") from None
     if not 0 <= offset < len(text):
@@ -238,8 +245,8 @@ def capture_to_file(model_path: str | os.PathLike, text_path: str | os.PathLike,
     This is `axelsim trace capture`. queries: N query positions spread evenly (None: all).
     Returns the saved trace, re-read from `out` (memory-mapped).
     """
+    text = read_text(text_path, text_offset, tokens)  # before the (slow) model load: bad text fails at once
     model, tokenizer = load_model(model_path, gguf_file)
-    text = read_text(text_path, text_offset, tokens)
     source = f"{Path(text_path).name} from character {text_offset}, first {tokens} tokens"
     if model_name is None:
         model_name = f"{Path(model_path).name}/{gguf_file}" if gguf_file else Path(model_path).name
