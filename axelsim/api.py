@@ -498,6 +498,17 @@ def write_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     return target
 
 
+def accelergy(report: dict[str, Any], out_dir: Optional[str | os.PathLike] = None) -> dict[str, dict[str, Any]]:
+    """The run's Accelergy tables ({'ERT.yaml', 'ART.yaml', 'action_counts.yaml': mapping}, docs/report.md),
+    written into `out_dir` (atomically) when given."""
+    from axelsim.report.accelergy import accelergy_tables, write_accelergy
+
+    if out_dir is not None:
+        check_writable(out_dir, folder=True)
+        write_accelergy(report, out_dir)
+    return accelergy_tables(report)
+
+
 def to_dataframe(rows: Sequence[dict[str, Any]]):
     """Tidy rows as a pandas DataFrame (needs the optional extra: pip install 'axelsim[pandas]')."""
     try:

@@ -101,13 +101,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "memory and numerics against the golden model and the float64 reference.",
                        _examples("axelsim run macros/axelram_d64.yaml --trace traces/smollm2_austen_full.safetensors",
                                  "axelsim run macros/axelram_d64.yaml --trace T.safetensors --layers 0-3 --queries 8 \\",
-                                 "    --json out/report.json --plots out/plots --waveform out/wave.vcd"))
+                                 "    --json out/report.json --plots out/plots --waveform out/wave.vcd --accelergy out/accelergy"))
     run.add_argument("macro", type=Path, metavar="MACRO.yaml", help="macro configuration (see docs/config.md)")
     _add_selection(run)
     run.add_argument("--json", type=Path, metavar="OUT", help="write the full report (docs/report.md) as JSON")
     run.add_argument("--plots", type=Path, metavar="DIR", help="write PNG and SVG plots into DIR")
     run.add_argument("--layer-csv", type=Path, metavar="OUT.csv",
                      help="write one CSV row per replayed layer (cycles, operations, numerics; docs/api.md)")
+    run.add_argument("--accelergy", type=Path, metavar="DIR",
+                     help="write Accelergy tables into DIR: ERT.yaml (pJ per action per component), ART.yaml "
+                          "(um^2 per component), action_counts.yaml (docs/report.md)")
     run.add_argument("--bit-study", type=_index_list, metavar="B..",
                      help="also measure the golden model's error at these bit-widths (default with --plots: 2-4)")
     run.add_argument("--waveform", type=Path, metavar="OUT.vcd|OUT.json",
@@ -338,7 +341,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
-    _check_outputs(files=[args.json, args.layer_csv], folders=[args.plots])
+    _check_outputs(files=[args.json, args.layer_csv], folders=[args.plots, args.accelergy])
     study = args.bit_study if args.bit_study is not None else ([2, 3, 4] if args.plots else [])
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
                           **_selection(args))
@@ -347,6 +350,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.layer_csv:
         api.write_csv(api.layer_table(report), args.layer_csv)
         print(f"layers   {args.layer_csv}")
+    if args.accelergy:
+        api.accelergy(report, args.accelergy)
+        print(f"accelergy ERT.yaml, ART.yaml, action_counts.yaml in {args.accelergy}")
     if args.waveform:
         print(f"waveform {args.waveform}")
     return EXIT_OK

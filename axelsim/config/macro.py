@@ -13,7 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from axelsim.config.formats import NumberFormat, parse_format
-from axelsim.config.limits import MAX_CLOCK_HZ, MAX_LANES, MAX_SEED, MIN_CLOCK_HZ
+from axelsim.config.limits import MAX_CLOCK_HZ, MAX_LANES, MAX_SEED, MAX_TOKENS, MIN_CLOCK_HZ
 
 
 class StrictModel(BaseModel):
@@ -217,12 +217,12 @@ class KiviConfig(StrictModel):
 
     bits: int = Field(default=2, ge=1, le=8)
     """Bits per quantized key or value coordinate (KIVI's 2-bit setting)."""
-    group_size: int = Field(default=32, ge=1)
+    group_size: int = Field(default=32, ge=1, le=MAX_TOKENS)
     """G: tokens per key group (one FP16 scale and zero per channel) and channels per value
     group (one FP16 scale and zero per token; min(G, head_dim)); a power of two (KIVI: 32)."""
-    window: int = Field(default=128, ge=1)
+    window: int = Field(default=128, ge=1, le=MAX_TOKENS)
     """Recent tokens kept in FP16 (KIVI's residual length R: 128); a multiple of group_size."""
-    context_tokens: int = Field(default=4096, ge=1)
+    context_tokens: int = Field(default=4096, ge=1, le=MAX_TOKENS)
     """The context the macro is sized for: its FP16 window SRAM holds `window` rows for every
     `context_tokens` quantized rows (cost model only; the replay uses the trace's T)."""
 

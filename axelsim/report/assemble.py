@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from axelsim.config import LoadedMacro
 from axelsim.cost import CostModel, baseline_memory_bytes
+from axelsim.report.accelergy import energy_per_action
 
 REPORT_FORMAT = "axelsim-report"
 REPORT_VERSION = 1
@@ -47,6 +48,8 @@ UNITS: dict[str, str] = {
     "ops.butterflies.*, ops.divisions.*, ops.square_roots.*, ops.exps.*": "operations executed",
     "ops.norm_saturations.*": "stored vectors whose norm saturated at 65504",
     "energy_pj.*": "picojoules",
+    "actions.*.*": "actions the component performed in the run (operations; memory reads and writes)",
+    "energy_per_action_pj.*.*": "picojoules per action of the component (the Accelergy ERT, `run --accelergy`)",
     "energy_pj.by_state.*": "picojoules: dynamic, leakage of active tiles and logic, of idle (retention) tiles, of off (gated) tiles",
     "energy_pj.leakage_share": "fraction of energy_pj.total that is leakage (0..1)",
     "sram_tiles.capacity_bits, .occupied_bits, .spilled_bits, .tile_width_bits": "bits",
@@ -254,6 +257,8 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
         "energy_pj": energy_section(cost, result, trace),
+        "actions": {unit: dict(sorted(counts.items())) for unit, counts in sorted(result.actions.items())},
+        "energy_per_action_pj": energy_per_action(cost, trace.n_layers, result.actions),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
         "sram_tiles": sram_tiles_section(cost, result, trace),
@@ -285,6 +290,8 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result, numerics: di
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
         "energy_pj": energy_section(cost, result, trace),
+        "actions": {unit: dict(sorted(counts.items())) for unit, counts in sorted(result.actions.items())},
+        "energy_per_action_pj": energy_per_action(cost, trace.n_layers, result.actions),
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
         "sram_tiles": sram_tiles_section(cost, result, trace),
