@@ -42,13 +42,20 @@ def test_tiny_chip_sweep_end_to_end(tmp_path):
     chip = _chip(tmp_path, rows=16, mapping={"kind": "token_split", "split": "auto"})
     model = _model(tmp_path, layers=1, q=2, kv=1, d=64)
     spec = _sweep(tmp_path, chip, model, grid={"mapping.split": [1, 2], "batch": [1, 2]},
+                  points=[{"instances": 3, "macro.clock_hz": 5.0e8, "macro.technology.node_nm": 28,
+                           "macro.sram.tile_bytes": 4096}],
                   reference={"mapping.split": 1})  # split auto resolves to 1 at T = 100: the reference is in the grid
     out = tmp_path / "out"
     status, stdout, stderr = run_main(["sweep", spec, "--out", out, "--quiet"])
     assert status == 0, stderr
-    assert "4 chip points (4 evaluated now" in stdout and "Pareto front: energy per token against decode tokens/s" in stdout
+    assert "5 chip points (5 evaluated now" in stdout and "Pareto front: energy per token against decode tokens/s" in stdout
     rows = list(csv.DictReader((out / "points.csv").open()))
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows), rows
+    extra = rows[-1]  # instances, clock, node and tile size of the instances' macro
+    assert extra["instances"] == "3" and extra["set.macro.technology.node_nm"] == "28"
+    per_instance = [float(r["area_mm2"]) / int(r["instances"]) for r in (extra, rows[0])]
+    assert per_instance[0] < per_instance[1]  # 28 nm instances are smaller
+    rows = rows[:4]
     marked = [r for r in rows if r["is_reference"] == "True"]
     assert [(r["set.mapping.split"], r["set.batch"]) for r in marked] == [("1", "1")]  # the reference's workload: batch 1
     point = next(r for r in rows if r["set.mapping.split"] == "2" and r["set.batch"] == "2")
@@ -59,7 +66,7 @@ def test_tiny_chip_sweep_end_to_end(tmp_path):
     for stem in ("chip_pareto_energy_throughput", "chip_pareto_energy_area"):
         assert (out / f"{stem}.png").stat().st_size > 0
     status, stdout, _ = run_main(["sweep", spec, "--out", out, "--quiet", "--no-plots"])
-    assert status == 0 and "(0 evaluated now, 4 already done)" in stdout
+    assert status == 0 and "(0 evaluated now, 5 already done)" in stdout
     # a reference outside the sweep is not added and not marked
     other = _sweep(tmp_path, chip, model, grid={"mapping.split": [2]}, reference={"mapping.split": 3})
     status, stdout, _ = run_main(["sweep", other, "--out", tmp_path / "out2", "--quiet", "--no-plots"])
