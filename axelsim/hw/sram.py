@@ -9,6 +9,8 @@ counted as `offchip` accesses, never wrapped.
 
 from __future__ import annotations
 
+from functools import cache
+
 import numba
 import numpy as np
 from numba.core import sigutils
@@ -155,8 +157,11 @@ def _entry_point(kernel, signature: str):
         return kernel
 
 
-_RESERVE_ONE = _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64, int64)")
-"""Key mode reserves one access at a time: the compiled call without the dispatcher."""
+@cache
+def _reserve_one_entry():
+    """Key mode reserves one access at a time: the compiled call without the dispatcher
+    (compiled or loaded on first use, so a burst run never compiles it)."""
+    return _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64, int64)")
 
 
 class BankCalendar:
@@ -184,6 +189,7 @@ class BankCalendar:
         self.cal = np.zeros((banks * ports, window), dtype=np.uint8)
         self.base = 0
         self.horizon_used = 0
+        self._reserve_one = None
 
     @property
     def window(self) -> int:
@@ -243,7 +249,10 @@ class BankCalendar:
         if top + self.hold_max + 2 - self.base >= cal.shape[1]:
             self._ensure(top + self.hold_max + 2)
             cal = self.cal
-        t = _RESERVE_ONE(cal, cal.shape[1] - 1, self.ports, bank, want, hold)
+        one = self._reserve_one
+        if one is None:
+            one = self._reserve_one = _reserve_one_entry()
+        t = one(cal, cal.shape[1] - 1, self.ports, bank, want, hold)
         if t + hold > self.horizon_used:
             self.horizon_used = t + hold
         return t

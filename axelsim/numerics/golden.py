@@ -18,6 +18,7 @@ from typing import Optional
 
 import numpy as np
 
+from axelsim import jit
 from axelsim.config.formats import FP16, NumberFormat
 from axelsim.config.macro import FormatsConfig, MacroConfig
 from axelsim.errors import ConfigError, NumericsError, TraceError
@@ -176,6 +177,12 @@ WRITE_KERNELS = ("auto", "generic", "fp32")
 """`write_vectors(kernel=...)`: auto picks fp32 when `fp32_write_applies`, else generic."""
 
 
+FP32_WRITE_MIN_WORK = jit.PARALLEL_MIN_WORK
+"""`kernel="auto"` uses the fp32 kernel from this many input elements (vectors x d): below it
+the generic kernel takes milliseconds too, and its helpers are the read path's, so a small run
+(the first run after an install) does not spend about 3 s compiling the fp32 kernel."""
+
+
 def fp32_write_applies(spec: NumericsSpec) -> bool:
     """True when the specialised write kernel computes this spec: fp32 rotator, fp16/fp32 input."""
     return spec.formats["rotator"].kind == "fp32" and spec.formats["input"].kind in ("fp16", "fp32")
@@ -206,6 +213,8 @@ def _write(spec: NumericsSpec, arr: np.ndarray, layer: int, tensor: str, source:
     if kernel == "fp32" and not fast:
         raise ValueError("the fp32 write kernel needs an fp32 rotator and an fp16 or fp32 input format")
     signs = spec.rom_for(kind).vector(layer)
+    if kernel == "auto" and arr.size < FP32_WRITE_MIN_WORK:
+        kernel = "generic"
     if kernel == "generic" or not fast:
         return _write_generic(spec, arr, signs, tensor, source)
     return _write_fp32(spec, arr, signs, tensor, source)

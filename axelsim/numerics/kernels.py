@@ -192,12 +192,12 @@ PAIR_TABLE_MAX_LEVELS = 8
 
 
 @nb.njit(cache=True)
-def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool) -> np.ndarray:
-    """Q[m][a][b] = rnd_acc(leaf(P[2m][a]) + leaf(P[2m+1][b])): the adder tree's first stage for
-    every pair of levels, so a key needs d/2 lookups and the tree starts at stage 2. Each entry
-    is exactly the stage-1 sum the circuit forms for those two indices (same operands, same
-    rounding), so the scores are unchanged."""
-    pairs = np.empty(d // 2 * levels * levels, dtype=table.dtype)
+def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool, pairs: np.ndarray, j: int) -> None:
+    """pairs[(m * L + a) * L + b, j] = rnd_acc(leaf(P[2m][a]) + leaf(P[2m+1][b])): the adder
+    tree's first stage for every pair of levels, so a key needs d/2 lookups and the tree starts
+    at stage 2. Each entry is exactly the stage-1 sum the circuit forms for those two indices
+    (same operands, same rounding), so the scores are unchanged. (Element stores, not a column
+    slice assignment: that one compiles numba's shape-error formatting, 3.5 s of a cold start.)"""
     for m in range(d // 2):
         for a in range(levels):
             left = table[2 * m * levels + a]
@@ -207,8 +207,7 @@ def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool)
                 right = table[(2 * m + 1) * levels + b]
                 if round_leaves:
                     right = rnd_same(right, acc)
-                pairs[(m * levels + a) * levels + b] = rnd_same(left + right, acc)
-    return pairs
+                pairs[(m * levels + a) * levels + b, j] = rnd_same(left + right, acc)
 
 
 @jit.parallel_by_work(lambda a: int(a[5].sum()) * a[0].shape[1])
@@ -236,9 +235,10 @@ def lookup_kernel(tables, indices, norms, groups, job_kv, job_keys, acc, score, 
         for j in range(n_g):
             table = tables[groups[g, j]].reshape(d * levels)
             if paired:
-                pairs[:, j] = _pair_table(table, d, levels, acc, round_leaves)
+                _pair_table(table, d, levels, acc, round_leaves, pairs, j)
             else:
-                pairs[:, j] = table
+                for p in range(n_entries):
+                    pairs[p, j] = table[p]
         buf = np.empty((width, n_g * KEY_BLOCK), dtype=tables.dtype)
         lookups = 0
         adds = 0
