@@ -9,7 +9,7 @@ from axelsim.config.formats import FP16, parse_format
 from axelsim.hw.baselines import KINDS, BaselineMachine, simulate_baseline
 from axelsim.numerics.baselines import KiviSpec, kivi_vectors
 from axelsim.report.numerics import baseline_numerics
-from test_hw_helpers import random_trace, signs_for, small_macro
+from test_hw_helpers import assert_same_machine_state, random_trace, signs_for, small_macro, write_each
 
 D, T, W, G = 16, 30, 8, 4
 POSITIONS = [5, 17, 29]
@@ -168,7 +168,6 @@ def test_batched_writes_time_like_one_stream_per_position():
     write stream per position and layer: same cycles, intervals, stalls, wait windows, busy
     stages, unit spans, counts, rows; with SRAM latencies and a bank II above one cycle."""
     from axelsim.cost.tiles import SramTiming
-    from axelsim.hw.units import union_cycles
 
     macro = small_macro(D, 3, write_path={"fwht_butterflies": 8, "threshold_multipliers": 7}, sram={"banks": 2})
     trace = random_trace(5, layers=2, kv_heads=2, q_heads=2, tokens=12, q_positions=[4, 11])
@@ -179,23 +178,8 @@ def test_batched_writes_time_like_one_stream_per_position():
     vs = {L: np.asarray(trace.v(L), float) for L in (0, 1)}
     layers = [(0, 0), (1, 1)]
     for first, last in ((0, 4), (5, 11)):
-        assert per_stream.write_positions(layers, first, last, ks, vs) == batched.write_positions(layers, first, last, ks, vs)
-    assert per_stream.free_at == batched.free_at and per_stream.stall_total == batched.stall_total
-    assert [(i.phase, i.layer, i.start, i.end) for i in per_stream.intervals] == \
-        [(i.phase, i.layer, i.start, i.end) for i in batched.intervals]
-    assert dict(per_stream.ledger.counts) == dict(batched.ledger.counts)
-    assert dict(per_stream.ledger.busy) == dict(batched.ledger.busy)
-    assert {u: dict(c) for u, c in per_stream.ledger.stalls.items()} == {u: dict(c) for u, c in batched.ledger.stalls.items()}
-    assert dict(per_stream.ledger.stage_busy) == dict(batched.ledger.stage_busy)
-    assert {u: sorted(zip(a[::2], a[1::2])) for u, a in per_stream.ledger.spans.items()} == \
-        {u: sorted(zip(a[::2], a[1::2])) for u, a in batched.ledger.spans.items()}
-
-    def waited(ledger):
-        return {key: union_cycles(np.concatenate([w[0] for w in ws]), np.concatenate([w[1] for w in ws]))
-                for key, ws in ledger.waits.items()}
-
-    assert waited(per_stream.ledger) == waited(batched.ledger)
-    assert np.array_equal(per_stream.sram.rows, batched.sram.rows)
+        assert write_each(per_stream, layers, first, last, ks, vs) == batched.write_positions(layers, first, last, ks, vs)
+    assert_same_machine_state(per_stream, batched)
     assert per_stream.stall_total > 0  # the narrow rotator makes each stream wait for the one before
 
 

@@ -35,3 +35,36 @@ def random_trace(seed: int, layers: int = 1, kv_heads: int = 1, q_heads: int = 1
 
 def signs_for(layers: int, d: int, seed: int = 0) -> SignRom:
     return SignRom.from_seed(seed, layers, d)
+
+
+def write_each(machine, layers, first, last, ks, vs) -> int:
+    """The reference for batched writes: one `write_stream` per position and layer, in program
+    order (what Machine.write_positions does in key mode)."""
+    ready = 0
+    for p in range(first, last + 1):
+        for slot, layer in layers:
+            ready = max(ready, machine.write_stream(slot, layer, p, ks[layer][:, p], vs[layer][:, p] if vs else None, 0))
+    return ready
+
+
+def assert_same_machine_state(a, b) -> None:
+    """Two Machines after the same writes: free_at, stalls, intervals, counts, busy, stage busy,
+    spans, the union of every wait window, activity and SRAM rows all equal."""
+    from axelsim.hw.units import union_cycles
+
+    assert a.free_at == b.free_at and a.stall_total == b.stall_total
+    assert [(i.phase, i.layer, i.start, i.end) for i in a.intervals] == [(i.phase, i.layer, i.start, i.end) for i in b.intervals]
+    assert dict(a.ledger.counts) == dict(b.ledger.counts) and dict(a.ledger.events) == dict(b.ledger.events)
+    assert dict(a.ledger.busy) == dict(b.ledger.busy) and dict(a.ledger.stage_busy) == dict(b.ledger.stage_busy)
+    assert {u: dict(c) for u, c in a.ledger.stalls.items()} == {u: dict(c) for u, c in b.ledger.stalls.items()}
+    assert {u: sorted(zip(s[::2], s[1::2])) for u, s in a.ledger.spans.items()} == \
+        {u: sorted(zip(s[::2], s[1::2])) for u, s in b.ledger.spans.items()}
+
+    def waited(ledger):
+        return {key: union_cycles(np.concatenate([w[0] for w in ws]), np.concatenate([w[1] for w in ws]))
+                for key, ws in ledger.waits.items()}
+
+    assert waited(a.ledger) == waited(b.ledger)
+    assert sorted((x.unit, x.instance, x.start, x.end, x.label) for x in a.ledger.activity) == \
+        sorted((x.unit, x.instance, x.start, x.end, x.label) for x in b.ledger.activity)
+    assert np.array_equal(a.sram.rows, b.sram.rows)

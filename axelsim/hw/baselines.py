@@ -32,12 +32,11 @@ from axelsim.config.formats import FP16
 from axelsim.config.macro import MacroConfig, kivi_channel_group
 from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
-from axelsim.hw import arith, kernels, norm_unit, quantizer, rotator, value_unit
+from axelsim.hw import arith, kernels, rotator, value_unit
 from axelsim.hw import baseline_kernels as bk
-from axelsim.hw.controller import Interval, Machine, StageSpec
+from axelsim.hw.controller import Machine, StageSpec
 from axelsim.hw.datapath import fwht
 from axelsim.hw.macro import SimResult, _sign_table, replay, summarize
-from axelsim.hw.pipeline import Stage, run_burst
 from axelsim.hw.sram import AddressMap, BankCalendar
 from axelsim.hw.units import Ledger
 from axelsim.numerics.codebook import lloyd_max_codebook
@@ -102,96 +101,23 @@ class BaselineMachine(Machine):
             return self.free_at.get(("kv_sram_write", 0), 0)
         return super().write_floor()
 
-    # ---- streams of many program-order streams at once -------------------------------------
-    def run_groups(self, phase: str, layers: np.ndarray, starts: np.ndarray, ready: np.ndarray,
-                   specs: list[StageSpec], label: str) -> np.ndarray:
-        """Consecutive streams of one stage chain (group g = items [starts[g], starts[g+1])) timed
-        as one burst; returns each group's done cycle. The recurrence is the one of a stream
-        per group (a group's first item waits for the previous group's last item + II, as it
-        waits for the unit's release between streams); per group this records the interval
-        and the contention stall of every stage after the first, as `run_stream` does."""
-        n = ready.size
-        stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1], s.bank_ids, s.calendar)
-                  for s in specs]
-        timing = run_burst(ready, stages)
-        ends = np.append(starts[1:], n) - 1
-        arrive = ready
-        for s, (spec, stage) in enumerate(zip(specs, stages)):
-            self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
-            self.ledger.add_busy(spec.unit, n * spec.ii, spec.key)
-            contention = np.zeros(len(starts), dtype=np.int64)
-            if s > 0:
-                release = np.empty(len(starts), dtype=np.int64)
-                release[0] = stage.free_at
-                release[1:] = timing.start[s, starts[1:] - 1] + spec.ii
-                contention = np.maximum(release - arrive[starts], 0)
-            banked = int(timing.stall_bank[s])
-            self.ledger.add_stall(spec.unit, "contention", int(contention.sum()))
-            self.ledger.add_stall(spec.unit, "bank_conflict", banked)
-            self.stall_total += int(contention.sum()) + banked
-            self.record_group_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], starts, contention, banked)
-            group_end = timing.start[s, ends] + spec.latency
-            self.ledger.add_spans(spec.unit, timing.start[s, starts], group_end)
-            if self.ledger.record:
-                for g, (lo, end) in enumerate(zip(starts, group_end)):
-                    self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, lo]), int(end),
-                                             f"{label} L{layers[g]}")
-            arrive = timing.start[s] + spec.latency
-        done = np.maximum.reduceat(timing.done, starts)
-        first = timing.start[0, starts]
-        self.intervals.extend(Interval(phase, int(L), int(a), int(b)) for L, a, b in zip(layers, first, done))
-        self.release_calendars()
-        return done
-
-    def record_group_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
-                           starts: np.ndarray, contention: np.ndarray, bank_waited: int) -> None:
-        """Machine.record_waits over the streams of one burst: each group's first item waits
-        [arrival, arrival + contention) for the unit; every item held for a bank port waits from
-        the cycle it could have issued to the cycle it did (the previous item of the burst is the
-        previous stream's last, as between streams)."""
-        held = contention > 0
-        if held.any():
-            first = arrive[starts[held]]
-            self.ledger.add_waits(unit, "contention", first, first + contention[held])
-        if bank_waited:
-            previous = np.concatenate(([free_at], start[:-1] + ii))
-            earliest = np.maximum(np.maximum(arrive, previous), free_at)
-            late = start > earliest
-            self.ledger.add_waits(unit, "bank_conflict", earliest[late], start[late])
-
     # ---- write path ------------------------------------------------------------------------
     def write_positions(self, layers: list[tuple[int, int]], first: int, last: int, ks: dict, vs: dict) -> int:
         """Write keys (and values) of positions first..last of every (slot, layer) in program
         order (position, then layer, then head, K before V); returns the last done cycle."""
         if last < first:
             return 0
-        m = self.macro
-        d = m.head_dim
         positions = np.arange(first, last + 1)
         hkv = next(iter(ks.values())).shape[0]
-        kinds = 2 if vs else 1
-        slots = np.array([s for s, _ in layers])
-        P, S, H, K = np.meshgrid(positions, slots, np.arange(hkv), np.arange(kinds), indexing="ij")
-        bank, row = self.amap.locate(S.reshape(-1), H.reshape(-1), P.reshape(-1), K.reshape(-1))
-        per = hkv * kinds
-        n_groups = positions.size * len(layers)
-        starts = np.arange(n_groups, dtype=np.int64) * per
-        group_layers = np.tile([L for _, L in layers], positions.size)
-        ready = np.zeros(n_groups * per, dtype=np.int64)
+        bank, row, starts, group_layers, tokens = self.write_layout(layers, first, last, hkv, 2 if vs else 1)
         for slot, L in layers:
             self.store_layer(slot, L, first, last, ks[L], vs.get(L))
         if self.kind in FP16_ROWS:
             specs = [StageSpec("kv_sram", ("kv_sram_write", 0), self.timing.write_latency_cycles, 1,
                                bank_ids=bank, calendar=self.write_cal)]
         else:
-            nl, nii = norm_unit.norm_timing(m)
-            rl, rii = rotator.rotator_timing(m)
-            ql, qii = quantizer.quantizer_timing(m)
-            specs = [StageSpec("norm_unit", ("norm_unit", 0), nl, nii), StageSpec("rotator", ("rotator", 0), rl, rii),
-                     StageSpec("quantizer", ("quantizer", 0), ql, qii),
-                     StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
-                               bank_ids=bank, calendar=self.write_cal)]
-        done = self.run_groups("write", group_layers, starts, ready, specs, "write")
+            specs = self.write_chain(bank)
+        done = self.run_groups("write", group_layers, starts, np.zeros(bank.size, dtype=np.int64), specs, "write", tokens)
         last_done = int(done.max())
         if self.kind == "kivi":
             last_done = max(last_done, self.kivi_quantize_stream(layers, positions, done.reshape(positions.size, len(layers)),
@@ -327,16 +253,6 @@ class BaselineMachine(Machine):
             done = max(done, int(self.run_groups("write", layer_ids[LI[starts]], starts, ready, specs,
                                                  f"quantize {kind}").max()))
         return done
-
-    def count_write(self, layer: int, n: int, spilled: int, saturated: int) -> None:
-        """The AXELRAM write path's actions for n vectors (as Machine.write_stream counts them)."""
-        m, rot = self.macro, self.fmt["rotator"].name
-        self.count_write_norm(layer, n, saturated)
-        self.count_fwht("rotator", rot, layer, "write_path", n)
-        self.ledger.count("quantizer", f"cmp.{rot}", n * m.head_dim * (m.levels - 1), layer, "write_path")
-        self.ledger.count("index_sram", "write", n - spilled, layer, "write_path")
-        self.ledger.count("offchip", "write", spilled, layer, "write_path")
-        self.ledger.event("sram_write_bits", n * m.row_bits, layer, "write_path")
 
     # ---- read path ---------------------------------------------------------------------------
     def read_vectors(self, layer: int, path: str, slot: int, kv_head: int, kv: int, n: int) -> tuple:

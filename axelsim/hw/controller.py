@@ -159,6 +159,64 @@ class Machine:
             held = start > earliest
             self.ledger.add_waits(unit, cause, earliest[held], start[held])
 
+    def run_groups(self, phase: str, layers: np.ndarray, starts: np.ndarray, ready: np.ndarray,
+                   specs: list[StageSpec], label: str, tokens: Optional[np.ndarray] = None) -> np.ndarray:
+        """Consecutive streams of one stage chain (group g = items [starts[g], starts[g+1])) timed
+        as one burst; returns each group's done cycle. The recurrence is the one of a stream
+        per group (a group's first item waits for the previous group's last item + II, as it
+        waits for the unit's release between streams); per group this records the interval
+        and the contention stall of every stage after the first, as `run_stream` does. Activity
+        labels are "LABEL L<layer>", or "LABEL L<layer> t<token>" with `tokens` (one per group),
+        run_stream's label of a write stream."""
+        n = ready.size
+        stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1], s.bank_ids, s.calendar,
+                        latencies=s.latencies) for s in specs]
+        timing = run_burst(ready, stages)
+        ends = np.append(starts[1:], n) - 1
+        arrive = ready
+        for s, (spec, stage) in enumerate(zip(specs, stages)):
+            self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
+            self.ledger.add_busy(spec.unit, n * spec.ii, spec.key)
+            contention = np.zeros(len(starts), dtype=np.int64)
+            if s > 0:
+                release = np.empty(len(starts), dtype=np.int64)
+                release[0] = stage.free_at
+                release[1:] = timing.start[s, starts[1:] - 1] + spec.ii
+                contention = np.maximum(release - arrive[starts], 0)
+            banked = int(timing.stall_bank[s])
+            self.ledger.add_stall(spec.unit, "contention", int(contention.sum()))
+            self.ledger.add_stall(spec.unit, "bank_conflict", banked)
+            self.stall_total += int(contention.sum()) + banked
+            self.record_group_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], starts, contention, banked)
+            group_end = timing.start[s, ends] + spec.latency
+            self.ledger.add_spans(spec.unit, timing.start[s, starts], group_end)
+            if self.ledger.record:
+                for g, (lo, end) in enumerate(zip(starts, group_end)):
+                    name = f"{label} L{layers[g]}" if tokens is None else f"{label} L{layers[g]} t{tokens[g]}"
+                    self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, lo]), int(end), name)
+            arrive = timing.start[s] + spec.latency
+        done = np.maximum.reduceat(timing.done, starts)
+        first = timing.start[0, starts]
+        self.intervals.extend(Interval(phase, int(L), int(a), int(b)) for L, a, b in zip(layers, first, done))
+        self.release_calendars()
+        return done
+
+    def record_group_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
+                           starts: np.ndarray, contention: np.ndarray, bank_waited: int) -> None:
+        """Machine.record_waits over the streams of one burst: each group's first item waits
+        [arrival, arrival + contention) for the unit; every item held for a bank port waits from
+        the cycle it could have issued to the cycle it did (the previous item of the burst is the
+        previous stream's last, as between streams)."""
+        held = contention > 0
+        if held.any():
+            first = arrive[starts[held]]
+            self.ledger.add_waits(unit, "contention", first, first + contention[held])
+        if bank_waited:
+            previous = np.concatenate(([free_at], start[:-1] + ii))
+            earliest = np.maximum(np.maximum(arrive, previous), free_at)
+            late = start > earliest
+            self.ledger.add_waits(unit, "bank_conflict", earliest[late], start[late])
+
     def release_calendars(self) -> None:
         """Forget port reservations that no future request can reach (calendars stay O(window))."""
         self.read_cal.release_before(self.read_floor())
@@ -209,16 +267,101 @@ class Machine:
 
         return norms, rotate, quantize, pack
 
+    WRITE_BATCH_ITEMS = 1 << 18
+    """Burst mode times at most about this many written vectors as one burst (bounds the
+    per-item timing arrays and the write calendar's ring)."""
+
     def write_positions(self, layers: list[tuple[int, int]], first: int, last: int, ks: dict, vs: dict) -> int:
         """Write positions first..last of every (slot, layer) in program order (position, then
-        layer): one write stream each; ks/vs {layer: [kv_heads, T, d]} (vs empty without
-        values). Returns the last done cycle (0 when nothing is written)."""
-        ready = 0
-        for p in range(first, last + 1):
-            for slot, layer in layers:
-                v = vs[layer][:, p] if vs else None
-                ready = max(ready, self.write_stream(slot, layer, p, ks[layer][:, p], v, 0))
-        return ready
+        layer, then head, K before V); ks/vs {layer: [kv_heads, T, d]} (vs empty without
+        values). Returns the last done cycle (0 when nothing is written).
+
+        Key mode runs one write stream per position and layer (`write_stream`, each vector an
+        event at every unit). Burst mode times consecutive positions as one burst
+        (`run_groups`: the same recurrence as a stream per position and layer, the same
+        intervals, stalls, waits, spans and activity) and runs the write datapath once per
+        layer over all of them (`kernels.write_burst`: bit-equal to the per-stage kernels)."""
+        if last < first:
+            return 0
+        if self.fidelity == "key":
+            ready = 0
+            for p in range(first, last + 1):
+                for slot, layer in layers:
+                    v = vs[layer][:, p] if vs else None
+                    ready = max(ready, self.write_stream(slot, layer, p, ks[layer][:, p], v, 0))
+            return ready
+        per_position = len(layers) * ks[layers[0][1]].shape[0] * (2 if vs else 1)
+        step = max(1, self.WRITE_BATCH_ITEMS // per_position)
+        done = 0
+        for p0 in range(first, last + 1, step):
+            done = max(done, self._write_batch(layers, p0, min(last, p0 + step - 1), ks, vs))
+        return done
+
+    def _write_batch(self, layers: list[tuple[int, int]], first: int, last: int, ks: dict, vs: dict) -> int:
+        """Burst mode: positions first..last of every layer, datapath and counts per layer, then
+        the timing of one write stream per (position, layer) as one burst."""
+        for slot, layer in layers:
+            self._store_positions(slot, layer, first, last, ks[layer], vs.get(layer))
+        bank, row, starts, group_layers, tokens = self.write_layout(layers, first, last, ks[layers[0][1]].shape[0],
+                                                                    2 if vs else 1)
+        ids, lats = self.sram_access(bank, row, self.timing.write_latency_cycles)
+        done = self.run_groups("write", group_layers, starts, np.zeros(bank.size, dtype=np.int64),
+                               self.write_chain(ids, lats), "write", tokens)
+        return int(done.max())
+
+    def write_layout(self, layers: list[tuple[int, int]], first: int, last: int, kv_heads: int,
+                     kinds: int) -> tuple[np.ndarray, ...]:
+        """The writes of positions first..last in program order (position, layer, head, K then
+        V): bank and row per vector, the first vector of each (position, layer) stream, and each
+        stream's layer and position."""
+        positions = np.arange(first, last + 1)
+        slots = np.array([s for s, _ in layers])
+        P, S, H, K = np.meshgrid(positions, slots, np.arange(kv_heads), np.arange(kinds), indexing="ij")
+        bank, row = self.amap.locate(S.reshape(-1), H.reshape(-1), P.reshape(-1), K.reshape(-1))
+        starts = np.arange(positions.size * len(layers), dtype=np.int64) * (kv_heads * kinds)
+        return bank, row, starts, np.tile([L for _, L in layers], positions.size), np.repeat(positions, len(layers))
+
+    def write_chain(self, bank_ids: np.ndarray, latencies: Optional[np.ndarray] = None) -> list[StageSpec]:
+        """The write path's stages (norm_unit, rotator, quantizer, index_sram write on `bank_ids`)
+        with their timing, no datapath (burst writes run it per layer)."""
+        m = self.macro
+        nl, nii = norm_unit.norm_timing(m)
+        rl, rii = rotator.rotator_timing(m)
+        ql, qii = quantizer.quantizer_timing(m)
+        return [StageSpec("norm_unit", ("norm_unit", 0), nl, nii), StageSpec("rotator", ("rotator", 0), rl, rii),
+                StageSpec("quantizer", ("quantizer", 0), ql, qii),
+                StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
+                          bank_ids=bank_ids, calendar=self.write_cal, latencies=latencies)]
+
+    def _store_positions(self, slot: int, layer: int, first: int, last: int, k: np.ndarray, v: Optional[np.ndarray]) -> None:
+        """The write datapath of positions first..last of one layer (norm, rotate, quantize,
+        pack fused per vector, rows stored in place) and what the write streams count."""
+        m, c = self.macro, self.codes
+        n = sat = spilled = 0
+        for kind, data in ((0, k), (1, v)):
+            if data is None:
+                continue
+            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64).reshape(-1, m.head_dim)
+            heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(first, last + 1), indexing="ij")
+            bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
+            saturated = np.empty(len(raw), dtype=np.bool_)
+            kernels.write_burst(raw, self.signs[layer], self.boundaries, c["input"], c["rotator"], c["fp16"],
+                                self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
+                                self.amap.flat(bank, row), saturated)
+            n += len(raw)
+            sat += int(np.count_nonzero(saturated))
+            spilled += int(np.count_nonzero(row >= self.amap.rows_per_bank))
+        self.count_write(layer, n, spilled, sat)
+
+    def count_write(self, layer: int, n: int, spilled: int, saturated: int) -> None:
+        """The AXELRAM write path's actions for n vectors (what write_stream's stages count, in their order)."""
+        m, rot = self.macro, self.fmt["rotator"].name
+        self.count_write_norm(layer, n, saturated)
+        self.count_fwht("rotator", rot, layer, "write_path", n)
+        self.ledger.count("quantizer", f"cmp.{rot}", n * m.head_dim * (m.levels - 1), layer, "write_path")
+        self.ledger.count("index_sram", "write", n - spilled, layer, "write_path")
+        self.ledger.count("offchip", "write", spilled, layer, "write_path")
+        self.ledger.event("sram_write_bits", n * m.row_bits, layer, "write_path")
 
     def write_stream(self, slot: int, layer: int, token: int, k: np.ndarray, v: Optional[np.ndarray],
                      ready: int) -> int:
