@@ -228,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Algorithm 1 picks on the same trace), every layer goes through the golden model and is\n"
         "compared with exact float64 attention: key MSE / Gaussian distortion, score error,\n"
         "softmax KL, top-1 agreement, output error (docs/sensitivity.md). Writes\n"
-        "DIR/sensitivity_<trace>.json and DIR/sensitivity_<trace>.png; prints a summary table.",
+        "DIR/sensitivity_<trace>.json (with its units map), .csv (the records) and .png; prints a summary table.",
         _examples("axelsim sensitivity traces/smollm2_austen_full.safetensors --out out/sensitivity",
                   "axelsim sensitivity T.safetensors --seeds 1..4 --bits 3 --candidates 50 --out out/sens"))
     sensitivity.add_argument("trace", type=Path, metavar="TRACE")

@@ -74,7 +74,7 @@ def test_sensitivity_end_to_end(trace, tmp_path):
                                "--quiet", "--out", out])
     assert status == 0, err
     assert err == ""
-    assert sorted(p.name for p in out.iterdir()) == ["sensitivity_tiny.json", "sensitivity_tiny.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["sensitivity_tiny.csv", "sensitivity_tiny.json", "sensitivity_tiny.png"]
     result = json.loads((out / "sensitivity_tiny.json").read_text())
     assert result["seeds"] == [1, 2, 3] and result["bits"] == [2, 3] and result["candidates"] == 5
     assert {r["signs"] for r in result["records"]} == {"seed 1", "seed 2", "seed 3", "calibrated"}

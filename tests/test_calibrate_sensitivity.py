@@ -63,3 +63,18 @@ def test_planted_failure_of_one_seed_is_seen_and_repaired():
     _, table, calibrated = metric_table(result, 3, "key_mse_ratio")
     assert table[0, 0] > 5.0 and np.all(table[1:, 0] < 2.0)
     assert calibrated[0] < 2.0
+
+
+def test_json_units_cover_every_record_key_and_the_csv_uses_the_same_names(gaussian_study):
+    import csv
+
+    result, out = gaussian_study
+    saved = json.loads((out / "sensitivity_synthetic.json").read_text())
+    units = saved["units"]
+    covered = {name.strip().split(".")[-1] for pattern in units for name in pattern.split(",")}
+    assert set(saved["records"][0]) <= covered
+    assert "nats" in units["records.*.attn_kl"]
+    with open(out / "sensitivity_synthetic.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == list(saved["records"][0]) and len(rows) == len(saved["records"])
+    assert float(rows[0]["attn_kl"]) == pytest.approx(saved["records"][0]["attn_kl"])

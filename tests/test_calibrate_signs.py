@@ -162,3 +162,20 @@ def test_paper_rule_keys_only_subset():
     assert np.array_equal(result.rom.vector(0), k_rom.vector(0))
     with pytest.raises(ConfigError, match="max_vectors"):
         calibrate_signs(trace, 3, candidates=4, max_vectors=0)
+
+
+def test_include_values_table_labels_its_columns(outlier_trace):
+    """keys+values: the MSE columns are the k+v objective, keys and values over the Gaussian ideal
+    each in their own column (the old table printed the k+v objective beside a keys-only ratio)."""
+    result = calibrate_signs(outlier_trace, bits=2, candidates=8, include_values=True)
+    lines = result.table().splitlines()
+    header, rows = lines[1], lines[2:-1]
+    assert "k+v mse before" in header and "k x ideal" in header and "v x ideal" in header
+    assert "key + value MSE" in lines[0]
+    for line, sel in zip(rows, result.layers):
+        fields = line.split()
+        assert len(fields) == len(header.replace(" mse ", "_mse_").replace(" x ", "_x_").replace("gain %", "gain").split())
+        assert float(fields[2]) == pytest.approx(sel.key_mse_before + sel.value_mse_before, abs=1e-5)
+        assert fields[5].startswith(f"{sel.value_mse_before / result.distortion:.3f}")
+    keys_only = calibrate_signs(outlier_trace, bits=2, candidates=8).table().splitlines()[1]
+    assert "k mse before" in keys_only and "v x ideal" not in keys_only

@@ -146,3 +146,17 @@ def test_run_and_compare_plots_are_written_and_not_empty(report, tmp_path):
     compared = plot_compare({"axelram": report, **report["baselines"]}, tmp_path / "cmp")
     assert [p.name for p in compared] == ["compare.png", "compare.svg"]
     assert all(p.stat().st_size > 5000 for p in compared)
+
+
+def test_compare_table_has_one_unit_per_column():
+    """Rows of 900 pJ and 1.5 uJ are written in one unit (the largest value's: uJ), named in the header."""
+    def fake(energy, area, memory):
+        return {"cycles": {"total": 10}, "time_s": 1e-6, "energy_pj": {"total": energy, "per_query": energy,
+                "per_token": energy / 2}, "area_um2": {"total": area}, "memory_bytes": {"total": memory},
+                "numerics": {"bit_exact": True}}
+
+    table = format_rows({"small": fake(900.0, 5e5, 512), "large": fake(1.5e6, 2e6, 3 * 2**20)})
+    header, small, large = table.splitlines()
+    assert "E/query (µJ)" in header and "area (mm²)" in header and "memory (MiB)" in header
+    assert "nJ" not in table.replace(header, "") and "pJ" not in small and "µJ" not in small
+    assert "0.0009" in small and "1.5" in large and "0.5" in small and "3" in large

@@ -105,19 +105,31 @@ class CalibrationResult:
         }
 
     def table(self) -> str:
-        """A text table: one line per layer with MSE before/after (x the Gaussian ideal) and time."""
+        """A text table: one line per layer with the objective before/after (key MSE, or key +
+        value MSE with include_values: the header says which), each kind's MSE over the Gaussian
+        ideal (before>after; keys and values in their own columns), the gain and the time."""
         lines = [f"calibrate-signs {self.trace_name}: b={self.bits}, {self.candidates} candidates, "
-                 f"Gaussian distortion {self.distortion:.5f}"]
-        lines.append(f"{'layer':>5} {'chosen':>6} {'mse before':>11} {'mse after':>10} "
-                     f"{'x ideal':>13} {'gain %':>7} {'s':>6}")
+                 f"Gaussian distortion {self.distortion:.5f}, objective: "
+                 f"{'key + value MSE' if self.include_values else 'key MSE'}"]
+        kind = "k+v" if self.include_values else "k"
+        header = (f"{'layer':>5} {'chosen':>6} {kind + ' mse before':>15} {kind + ' mse after':>14} "
+                  f"{'k x ideal':>13}")
+        if self.include_values:
+            header += f" {'v x ideal':>13}"
+        lines.append(header + f" {'gain %':>7} {'s':>6}")
         for s in self.layers:
             gain = 100.0 * (1.0 - s.objective_after / s.objective_before) if s.objective_before else 0.0
-            lines.append(
-                f"{s.layer:>5} {s.chosen:>6} {s.objective_before:>11.5f} {s.objective_after:>10.5f} "
-                f"{s.key_mse_before / self.distortion:>6.3f}>{s.key_mse_after / self.distortion:<6.3f} "
-                f"{gain:>7.2f} {s.seconds:>6.2f}")
+            row = (f"{s.layer:>5} {s.chosen:>6} {s.objective_before:>15.5f} {s.objective_after:>14.5f} "
+                   f"{self._ideal(s.key_mse_before, s.key_mse_after)}")
+            if self.include_values:
+                row += f" {self._ideal(s.value_mse_before, s.value_mse_after)}"
+            lines.append(row + f" {gain:>7.2f} {s.seconds:>6.2f}")
         lines.append(f"total {self.seconds:.2f} s")
         return "\n".join(lines)
+
+    def _ideal(self, before: float, after: float) -> str:
+        """'before>after' as multiples of the Gaussian distortion, 13 characters."""
+        return f"{before / self.distortion:>6.3f}>{after / self.distortion:<6.3f}"
 
 
 def _select(layer: int, head: Optional[int], keys: np.ndarray, values: Optional[np.ndarray],

@@ -24,7 +24,7 @@ import numpy as np
 
 from axelsim.calibrate.calibration import calibrate_signs
 from axelsim.calibrate.kvquant import dequantize, macro_spec
-from axelsim.io import write_json
+from axelsim.io import write_json, write_text
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.hadamard import SignRom
 from axelsim.numerics.metrics import attention_metrics
@@ -76,6 +76,35 @@ def _roms(trace, seeds: Sequence[int], bits: int, candidates: int) -> list[tuple
     return roms
 
 
+SENSITIVITY_UNITS = {
+    "records.*.bits": "bits per coordinate",
+    "records.*.signs": "'seed <s>' or 'calibrated' (the sign ROM)",
+    "records.*.seed": "sign-ROM seed (null for the calibrated signs)",
+    "records.*.layer": "layer number",
+    "records.*.key_mse": "dimensionless (mean over keys of ||k - k_hat||^2 / ||k||^2)",
+    "records.*.key_mse_ratio": "dimensionless (key_mse / the codebook's Gaussian distortion D_b)",
+    "records.*.score_rel_rmse, records.*.output_rel_rmse": "dimensionless (RMS error / RMS reference)",
+    "records.*.attn_kl": "nats (mean over queries of KL(reference || golden) softmax)",
+    "records.*.top1_agreement": "fraction of queries (0..1)",
+    "summary.<bits>.<metric>.*": "the unit of <metric> above",
+    "key_norm_mean.*": "activation units (mean L2 norm of the layer's keys)",
+    "norm_heterogeneity": "ratio (max / min of key_norm_mean)",
+}
+"""The unit of every key of the sensitivity JSON (and of the CSV's columns, which are the records' keys)."""
+
+
+def write_records_csv(records: Sequence[dict], path: str | Path) -> Path:
+    """The records as CSV: one row each, the columns exactly the records' JSON keys (atomically)."""
+    import csv
+    import io as text_io
+
+    buffer = text_io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(records[0]) if records else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(records)
+    return write_text(path, buffer.getvalue())
+
+
 def run_sensitivity(trace, seeds: Iterable[int] = range(1, 11), bits_list: Sequence[int] = (2, 3, 4),
                     out_dir: Optional[str | Path] = None,
                     progress: Optional[Callable[[Iterable], Iterable]] = None,
@@ -109,11 +138,13 @@ def run_sensitivity(trace, seeds: Iterable[int] = range(1, 11), bits_list: Seque
         "records": records,
     }
     result["summary"] = summarize(result)
+    result["units"] = dict(SENSITIVITY_UNITS)
     if out_dir is not None:
         from axelsim.calibrate.plots import sensitivity_plot
 
         out = Path(out_dir)
         write_json(out / f"sensitivity_{trace.name}.json", result)
+        write_records_csv(records, out / f"sensitivity_{trace.name}.csv")
         plots = Path(plot_dir) if plot_dir is not None else out
         sensitivity_plot(result, plots / f"sensitivity_{trace.name}.png")
     return result

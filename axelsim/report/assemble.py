@@ -77,6 +77,12 @@ UNITS: dict[str, str] = {
         "scores and output coordinates the datapath made inf or NaN where float64 attention is finite "
         "(its error figures are then inf: null in JSON)"),
     "trace.tokens, trace.queries": "token positions; queries per query head",
+    "trace.n_layers, .kv_heads, .q_heads, .head_dim": "layers; KV heads; query heads; coordinates per vector",
+    "trace.layer_indices": "layer numbers of the replayed selection",
+    "timeline.bins": "time bins of the timeline (count)",
+    "sram_tiles.timing.fp_add_ns.*, sram_tiles.timing.fp_mul_ns.*": "nanoseconds (one add or multiply of the format at the node)",
+    "layers.*.ops.*": "as ops.* (operations; bits for sram_*_bits), the layer's share",
+    "layers.*.numerics.*, numerics_by_bits.*.*": "as the numerics.* key of the same name",
     "run_info.wall_s": "seconds of host wall time (not part of the deterministic report)",
 }
 

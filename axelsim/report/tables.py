@@ -14,6 +14,15 @@ from axelsim.report.figures import headline, lookup, top_components
 PHASES = ("write", "precompute", "read", "value")
 
 
+_STEPS = {
+    "pJ": [(1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ")],
+    "s": [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")],
+    "bytes": [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")],
+    "um2": [(1e6, "mm²"), (1.0, "µm²")],
+    "Hz": [(1e9, "GHz"), (1e6, "MHz"), (1e3, "kHz"), (1.0, "Hz")],
+}
+
+
 def scaled(value: float | None, unit: str) -> str:
     """A number with an SI prefix chosen for it: scaled(12345.0, 'pJ') -> '12.35 nJ'.
 
@@ -21,18 +30,17 @@ def scaled(value: float | None, unit: str) -> str:
     """
     if value is None:
         return "n/a"
-    steps = {
-        "pJ": [(1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ"), (1.0, "pJ")],
-        "s": [(1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")],
-        "bytes": [(2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "B")],
-        "um2": [(1e6, "mm²"), (1.0, "µm²")],
-        "Hz": [(1e9, "GHz"), (1e6, "MHz"), (1e3, "kHz"), (1.0, "Hz")],
-    }[unit]
+    factor, name = prefix(value, unit)
+    return f"{value / factor:.4g} {name}"
+
+
+def prefix(value: float, unit: str) -> tuple[float, str]:
+    """(factor, unit name) `scaled` writes `value` in: the largest step not above |value|."""
+    steps = _STEPS[unit]
     for factor, name in steps:
         if abs(value) >= factor:
-            return f"{value / factor:.4g} {name}"
-    factor, name = steps[-1]
-    return f"{value / factor:.4g} {name}"
+            return factor, name
+    return steps[-1]
 
 
 def _share(part: float, whole: float) -> str:
@@ -174,10 +182,10 @@ _COLUMNS = (
     ("design", None, 31),  # "baseline dequant_inverse_rotate"
     ("cycles", "cycles_total", 13),
     ("time", "time_s", 10),
-    ("E/query", "energy_pj_per_query", 10),
-    ("E/token", "energy_pj_per_token", 10),
+    ("E/query", "energy_pj_per_query", 13),
+    ("E/token", "energy_pj_per_token", 13),
     ("area", "area_um2_total", 11),
-    ("memory", "memory_bytes_total", 10),
+    ("memory", "memory_bytes_total", 12),
     ("mul/query", "multiplications_per_query", 11),
     ("bit_exact", "bit_exact", 9),
     ("score rRMSE", "score_rel_rmse", 11),
@@ -185,17 +193,21 @@ _COLUMNS = (
 )
 
 
+def _unit_of(key: str | None) -> str | None:
+    """The `scaled` unit of a headline column, None for a plain number."""
+    if key == "time_s":
+        return "s"
+    if key and key.startswith("energy_pj"):
+        return "pJ"
+    return {"area_um2_total": "um2", "memory_bytes_total": "bytes"}.get(key or "")
+
+
 def _cell(key: str | None, value: Any) -> str:
     if value is None:
         return "-"
-    if key == "time_s":
-        return scaled(value, "s")
-    if key and key.startswith("energy_pj"):
-        return scaled(value, "pJ")
-    if key == "area_um2_total":
-        return scaled(value, "um2")
-    if key == "memory_bytes_total":
-        return scaled(value, "bytes")
+    unit = _unit_of(key)
+    if unit is not None:
+        return scaled(value, unit)
     if key == "bit_exact":
         return "yes" if value else "NO"
     if key == "top1_agreement":
@@ -206,13 +218,28 @@ def _cell(key: str | None, value: Any) -> str:
 
 
 def format_rows(named: dict[str, dict[str, Any]]) -> str:
-    """A fixed-width table of headline figures, one row per (label, report-like dict)."""
-    header = " ".join(f"{title:<{width}}" if key is None else f"{title:>{width}}" for title, key, width in _COLUMNS)
+    """A fixed-width table of headline figures, one row per (label, report-like dict).
+
+    A column with a unit is written in one unit, named in its header (`E/query (nJ)`): the
+    prefix `scaled` picks for the column's largest value, so rows compare digit by digit."""
+    rows = {label: headline(report) for label, report in named.items()}
+    units: dict[str, tuple[float, str]] = {}
+    for _, key, _ in _COLUMNS[1:]:
+        unit = _unit_of(key)
+        values = [abs(row[key]) for row in rows.values() if isinstance(row.get(key), (int, float))]
+        if unit is not None and values:
+            units[key] = prefix(max(values), unit)
+    header = " ".join(f"{title:<{width}}" if key is None else
+                      f"{title + (f' ({units[key][1]})' if key in units else ''):>{width}}"
+                      for title, key, width in _COLUMNS)
     lines = [header]
-    for label, report in named.items():
-        row = headline(report)
-        name_width = _COLUMNS[0][2]
-        cells = [f"{label[:name_width]:<{name_width}}"] + [f"{_cell(key, row[key]):>{width}}" for _, key, width in _COLUMNS[1:]]
+    name_width = _COLUMNS[0][2]
+    for label, row in rows.items():
+        cells = [f"{label[:name_width]:<{name_width}}"]
+        for _, key, width in _COLUMNS[1:]:
+            value = row[key]
+            text = f"{value / units[key][0]:.4g}" if key in units and value is not None else _cell(key, value)
+            cells.append(f"{text:>{width}}")
         lines.append(" ".join(cells))
     return "\n".join(lines)
 
