@@ -1,7 +1,11 @@
 """Common bookkeeping of the units: counted actions, busy and stall cycles, activity intervals.
 
-One `Ledger` per simulation (no global state). Units report what they do as they do it; the
-report's `ops` kinds are derived from these counters, never from formulas.
+One `Ledger` per simulation (no global state). Each stage books, once per stream, the
+operations of the items it processed: its unit's operations per item (a structural figure: the
+datapaths never skip work) times the items, plus the data-dependent counts read from the
+datapath (saturated norms, spilled rows). docs/cycle_model.md ("Operation counts") lists them;
+tests/test_ops_counted.py checks them against numerics/opcount.py, a datapath that counts each
+operation as it executes. The report's `ops` kinds are sums of these counters.
 """
 
 from __future__ import annotations
