@@ -9,7 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 from axelsim.errors import ConfigError
 from axelsim.hw import controller
-from axelsim.hw.macro import simulate
+from axelsim.cost.tiles import SramTiming
+from axelsim.hw.macro import derived_timing, simulate
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from test_hw_helpers import random_trace, signs_for, small_macro
 
@@ -99,7 +100,7 @@ def test_read_cycles_match_closed_form_pipeline():
     macro = small_macro(16, 2, read_path=dict(table_multipliers=32, lookups_per_cycle=4))
     n = 9
     trace = random_trace(7, tokens=n, values=False)
-    result = simulate(macro, signs_for(1, 16), trace, prefill="preloaded")
+    result = simulate(macro, signs_for(1, 16), trace, prefill="preloaded", timing=SramTiming.ideal(macro))
     assert result.cycles["total"] == 4 + 2 + 10 + (n - 1) * 4
     assert result.cycles["stall"] == 0
     assert result.cycles["precompute"] == 6 and result.cycles["read"] == 10 + (n - 1) * 4
@@ -113,10 +114,23 @@ def test_bank_conflict_hand_trace():
                         sram=dict(banks=2))
     n = 8
     trace = random_trace(8, q_heads=2, tokens=n, values=False)
-    result = simulate(macro, signs_for(1, 16), trace, prefill="preloaded")
+    result = simulate(macro, signs_for(1, 16), trace, prefill="preloaded", timing=SramTiming.ideal(macro))
     assert result.unit_stats["index_sram"]["stall_causes"] == {"bank_conflict": 1}
     assert result.unit_stats["table_generator"]["stall_causes"] == {"contention": 1}
     assert result.cycles["total"] == 9 + (n - 1) + 7
+
+
+def test_simulate_derives_the_timing_by_default():
+    # one path: without `timing` the cycle model uses what `axelsim run` derives, not 1-cycle SRAM
+    macro = small_macro(16, 2)
+    trace = random_trace(7, tokens=4, values=False)
+    derived = derived_timing(macro)
+    assert derived.source["read_latency_cycles"] == "derived" and derived.exp_latency_cycles >= 16
+    result = simulate(macro, signs_for(1, 16), trace, prefill="preloaded")
+    assert result.timing == derived
+    assert result.cycles == simulate(macro, signs_for(1, 16), trace, prefill="preloaded", timing=derived).cycles
+    ideal = simulate(macro, signs_for(1, 16), trace, prefill="preloaded", timing=SramTiming.ideal(macro))
+    assert ideal.timing.source["read_latency_cycles"] == "ideal"
 
 
 def test_overflow_reject_names_the_key():

@@ -236,6 +236,17 @@ def _instances(macro: MacroConfig) -> dict:
             "value_unit": per_pipe}
 
 
+def derived_timing(macro: MacroConfig, source: Optional[str] = None) -> SramTiming:
+    """The timing `axelsim run` uses: derived from the macro's technology table (its
+    technology.file relative to the current folder, else the package's built-in table) unless
+    the macro's keys override it; spilling macros also get the off-chip channel's timing."""
+    from axelsim.config.load import from_config
+    from axelsim.cost import CostModel
+
+    loaded = from_config(macro, source=source or macro.name)
+    return CostModel.from_macro(loaded).timing(spills=macro.sram.overflow == "spill", source=source or macro.name)
+
+
 def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, queries=None,
              fidelity: str = "burst", prefill: str = "simulate", record_waveform: bool = False,
              progress: Optional[Callable[[int, int], None]] = None, source: Optional[str] = None,
@@ -245,8 +256,9 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     signs: a SignRom or an int8 array [n_layers, d]; fidelity 'key' | 'burst' (identical
     results); prefill 'simulate' (time every write) | 'preloaded' (all keys stored before cycle 0).
     source: the macro file, named by configuration errors (default: the macro's name).
-    timing: the index SRAM's latencies and bank II (CostModel.timing: derived from the
-    technology table); None: `SramTiming.ideal` (the macro's explicit keys, else one cycle).
+    timing: the macro's SRAM latencies, bank II and value-path FP latencies; None derives them
+    from the macro's technology table (`derived_timing`, as `axelsim run` does); pass
+    `SramTiming.ideal(macro)` for the bare one-cycle model (explicit keys, else one cycle).
     """
     source = source or macro.name
     if fidelity not in ("key", "burst"):
@@ -261,7 +273,7 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     codebook = lloyd_max_codebook(macro.head_dim, macro.bits)
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
-    timing = timing or SramTiming.ideal(macro)
+    timing = timing or derived_timing(macro, source)
     machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
                       np.asarray(codebook.rom_centroids, dtype=np.float64),
                       np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing)
