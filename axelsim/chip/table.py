@@ -81,7 +81,8 @@ def render(rows: Sequence[dict], match: Sequence[dict], command: str, planned: O
                      + f"| {_f(r['gpu_latency_us'])} | {_f(r['gpu_mj_per_token'], 1)} |")
     if match:
         lines += ["", "### Where the AXELRAM chip matches the H200's latency (Llama-3.1-8B, T = 4096, batch 1)", "",
-                  "The same chip with `mapping.split` raised (more, shorter token ranges per KV head, more instances):", "",
+                  "The same chip with `mapping.split` raised (more, shorter token ranges per KV head; `instances: auto` "
+                  "stays 256, as the same tokens fill the same instances; the area changes only by the merge unit's buffer):", "",
                   "| split | instances | area mm² | latency µs | H200 µs | mJ/token |", "|---|---|---|---|---|---|"]
         for r in match:
             lines.append(f"| {r['split']} | {r['instances']} | {_f(r['area_mm2'])} | {_f(r['latency_us'])} "
