@@ -454,6 +454,76 @@ def section_reduction(shapes: Shapes, extra: dict, img: Optional[Path], tick: Ca
                 verdict(equal and worst < 1e-9), f"{SCRIPT} (docs/img/validation_reduction.png)", {"points": points})]
 
 
+BALANCED_MACRO = ROOT / "macros" / "axelram_balanced.yaml"
+
+
+def _point_figures(kind: str, loaded, trace, T: int) -> dict:
+    """Cycles, energy (pJ) and area of one design at the paper point: a run with every key and
+    value written and a preloaded run, the write path as their difference."""
+    full = simulate_design(kind, loaded, trace, "simulate")
+    q = simulate_design(kind, loaded, trace, "preloaded")
+    cost = cost_model(kind, loaded)
+    e_q = cost.energy_pj(q.actions, q.time_s, 1)
+    e_w = cost.energy_pj(subtract_actions(full.actions, q.actions), full.time_s - q.time_s, 1)
+    return {"query_cycles": q.cycles["total"], "write_cycles_per_token": (full.cycles["total"] - q.cycles["total"]) / T,
+            "query_pj": e_q["total"], "query_leakage_share": e_q["leakage_total"] / e_q["total"],
+            "index_sram_dynamic_pj": e_q["dynamic_by_component"].get("index_sram", 0.0),
+            "token_pj": e_w["total"] / T, "area_um2": cost.area_um2(1)["total"]}
+
+
+def section_design_points(shapes: Shapes, extra: dict, tick: Callable[[str], None]) -> list[Row]:
+    """The paper's write path against the balanced one, and the paper macro's energy under each
+    SRAM energy source (technology.sram_cells, technology.sram_energy), at the paper point."""
+    from axelsim.hw import norm_unit, rotator
+
+    T = shapes.tokens
+    trace = paper_trace(T)
+    paper, balanced = paper_macro(), api.load_macro(BALANCED_MACRO, {"technology.node_nm": 45})
+    tick("design points: paper vs balanced")
+    fig = {name: _point_figures("axelram", loaded, trace, T) for name, loaded in (("paper", paper), ("balanced", balanced))}
+    ii = {name: norm_unit.norm_timing(loaded.config)[1] for name, loaded in (("paper", paper), ("balanced", balanced))}
+    rot_ii = rotator.rotator_timing(balanced.config)[1]
+    p, b = fig["paper"], fig["balanced"]
+    keeps_up = ii["balanced"] == rot_ii and b["write_cycles_per_token"] < p["write_cycles_per_token"]
+    same_query = b["query_cycles"] == p["query_cycles"]
+    cmd = f"{run_command(T)} && axelsim run macros/axelram_balanced.yaml --trace t{T}.safetensors --json b.json"
+    rows = [Row(
+        "design", f"Balanced write path (2^b - 1 = {balanced.config.write_path.threshold_multipliers} threshold "
+        f"multipliers) against the paper's one multiplier, T = {T}, 45 nm: the write path keeps up with the rotator, "
+        "the query path is unchanged", "not given (the paper draws one threshold multiplier)",
+        f"norm-unit II {ii['paper']} -> {ii['balanced']} cycles per vector (rotator II {rot_ii}); write "
+        f"{p['write_cycles_per_token']:.3g} -> {b['write_cycles_per_token']:.3g} cycles per token (K and V); energy "
+        f"per written token {fmt_pj(p['token_pj'])} -> {fmt_pj(b['token_pj'])}; query {fmt_int(p['query_cycles'])} -> "
+        f"{fmt_int(b['query_cycles'])} cycles, {fmt_pj(p['query_pj'])} -> {fmt_pj(b['query_pj'])}; area "
+        f"{fmt_area(p['area_um2'])} -> {fmt_area(b['area_um2'])} ({100 * (b['area_um2'] / p['area_um2'] - 1):+.2f} %)",
+        verdict(keeps_up and same_query), cmd, {"norm_ii": ii, "rotator_ii": rot_ii, **{f"{k}_{n}": v for n, f in fig.items()
+                                                                                        for k, v in f.items()}})]
+    sources = {"itrs-lop (default)": paper,
+               "itrs-hp": paper_macro_with({"technology.sram_cells": "itrs-hp"}),
+               "Horowitz SRAM points": paper_macro_with({"technology.sram_energy": "horowitz"})}
+    tick("design points: SRAM energy sources")
+    src = {name: _point_figures("axelram", loaded, trace, T) for name, loaded in sources.items()}
+    lop, hp, hz = (src[n] for n in sources)
+    listing = "; ".join(f"{name}: {fmt_pj(f['query_pj'])} per query (leakage {100 * f['query_leakage_share']:.0f} %, "
+                        f"index_sram dynamic {fmt_pj(f['index_sram_dynamic_pj'])}), {fmt_pj(f['token_pj'])} per "
+                        f"written token" for name, f in src.items())
+    expected = hp["query_leakage_share"] > lop["query_leakage_share"] and \
+        hz["index_sram_dynamic_pj"] > lop["index_sram_dynamic_pj"]
+    rows.append(Row(
+        "energy", f"Paper macro's energy per query (T = {T}, 45 nm) under each SRAM energy source: itrs-hp cells "
+        "leak more than itrs-lop, and Horowitz's 64-bit SRAM points price the reads above the CACTI lop fit",
+        "not given", f"{listing}; Horowitz / lop index_sram dynamic "
+        f"{hz['index_sram_dynamic_pj'] / lop['index_sram_dynamic_pj']:.2f}x",
+        verdict(expected), f"{run_command(T)}, and the same with a copy of the macro setting technology.sram_cells: itrs-hp, or technology.sram_energy: horowitz",
+        {name: f for name, f in src.items()}))
+    extra["design_points"] = {"balanced": fig, "sources": src}
+    return rows
+
+
+def paper_macro_with(overrides: dict):
+    return api.load_macro(PAPER_MACRO, {"technology.node_nm": 45, **overrides})
+
+
 def plot_reduction(points: list[dict], d: int, path: Path) -> None:
     import matplotlib
 
@@ -785,7 +855,7 @@ def measure(quick: bool = False, img_dir: Optional[Path] = None, sens_dir: Path 
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=6, desc="reproduce_paper", unit="section", file=sys.stderr)
+        bar = tqdm(total=7, desc="reproduce_paper", unit="section", file=sys.stderr)
 
     def tick(label: str) -> None:
         if bar is not None:
@@ -811,6 +881,12 @@ def measure(quick: bool = False, img_dir: Optional[Path] = None, sens_dir: Path 
     started = time.perf_counter()
     rows += heldout_rows(shapes, extra)
     seconds["held-out calibration"] = time.perf_counter() - started
+    started = time.perf_counter()
+    tick("design points")
+    rows += section_design_points(shapes, extra, tick)
+    seconds["design points"] = time.perf_counter() - started
+    if bar is not None:
+        bar.update(1)
     if bar is not None:
         bar.close()
     return {"rows": rows, "extra": extra, "shapes": shapes, "seconds": seconds, "quick": quick}

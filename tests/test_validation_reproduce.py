@@ -105,7 +105,25 @@ def test_reduction_sweep_is_the_closed_form_and_plotted(quick):
     for p in points:
         assert p["axelram_mults"] == D * (1 << p["bits"]) + p["tokens"]
         assert p["reduction"] == pytest.approx(D * p["tokens"] / (D * (1 << p["bits"]) + p["tokens"]), rel=1e-12)
+        assert p["counters_equal_executed"] and p["executed_mults"] == p["axelram_mults"]
     assert (tmp / "img" / "validation_reduction.png").stat().st_size > 10_000
+
+
+def test_design_point_rows(quick):
+    result, _ = quick
+    bal = rows_by(result, "Balanced write path")[0]
+    v = bal.values
+    # one threshold multiplier forms 7 thresholds in 7 cycles; seven in one: the rotator's II
+    assert v["norm_ii"] == {"paper": L - 1, "balanced": 1} and v["rotator_ii"] == 1
+    assert v["write_cycles_per_token_balanced"] < v["write_cycles_per_token_paper"]
+    assert v["query_cycles_balanced"] == v["query_cycles_paper"]
+    assert v["area_um2_balanced"] > v["area_um2_paper"]  # six more multipliers
+    assert bal.agrees == "yes"
+    src = rows_by(result, "Paper macro's energy per query")[0]
+    lop, hp, hz = (src.values[k] for k in ("itrs-lop (default)", "itrs-hp", "Horowitz SRAM points"))
+    assert lop == {k: v[f"{k}_paper"] for k in lop}  # the default source is the paper macro itself
+    assert src.agrees == ("yes" if hp["query_leakage_share"] > lop["query_leakage_share"]
+                          and hz["index_sram_dynamic_pj"] > lop["index_sram_dynamic_pj"] else "no")
 
 
 def test_memory_rows(quick):
