@@ -1,6 +1,6 @@
 """Off-chip spill (sram.overflow: spill): spilled rows go through the off-chip memory model
-(HBM2: energy per bit, bandwidth, latency) in energy and in cycles, checked against hand-computed
-costs."""
+(HBM3 by default, HBM2 as an option: energy per bit, bandwidth, latency) in energy and in cycles,
+checked against hand-computed costs."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from axelsim.trace import SynthSpec, save_trace, synth_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 TECH = ROOT / "macros" / "tech" / "reference.yaml"
-DRAM_PJ_PER_BIT = 3.97  # O'Connor et al., MICRO 2017: HBM2
+DRAM_PJ_PER_BIT = 3.97  # O'Connor et al., MICRO 2017: HBM2 (kept as HBM3's upper bound)
 HBM_GB_PER_S, HBM_LATENCY_NS = 256.0, 28.0
 
 
@@ -99,3 +99,25 @@ def test_table_without_offchip_section_is_a_config_error_naming_it(tmp_path):
     with pytest.raises(ConfigError) as info:
         tech.offchip_pj_per_bit()
     assert info.value.source == str(tmp_path / "t.yaml") and info.value.where == "offchip"
+
+
+def test_hbm3_is_the_default_and_hbm2_an_option_by_hand(spill_files):
+    import math
+
+    from axelsim.config import LoadedMacro
+
+    loaded = load_macro(spill_files / "spill.yaml")
+    assert loaded.config.sram.offchip_memory == "hbm3"
+    tech = Technology.for_macro(loaded)
+    # JESD238: 1024 pins x 6.4 Gb/s; JESD235: 1024 x 2 Gb/s (GB/s = Gb/s / 8)
+    assert tech.offchip_memory("hbm3").bandwidth_gb_per_s == pytest.approx(1024 * 6.4 / 8)
+    assert tech.offchip_memory("hbm2").bandwidth_gb_per_s == pytest.approx(1024 * 2 / 8)
+    row_bytes = loaded.config.row_bits / 8  # 26 bytes at d = 64, b = 3
+    # at 10 GHz a row holds the channel 26 B / 819.2 GB/s = 0.32 cycles (HBM3: 1), 26 / 256 = 1.02 (HBM2: 2)
+    for kind, name, bw, ii in (("hbm3", "HBM3", 819.2, 1), ("hbm2", "HBM2", 256.0, 2)):
+        sram = loaded.config.sram.model_copy(update={"offchip_memory": kind})
+        cfg = loaded.config.model_copy(update={"clock_hz": 1e10, "sram": sram})
+        t = CostModel.from_macro(LoadedMacro(cfg, loaded.path, loaded.signs_path, loaded.tech_path)).timing(spills=True)
+        assert t.offchip_ii_cycles == ii == math.ceil(row_bytes / bw * 10)
+        assert t.offchip_latency_cycles == math.ceil((HBM_LATENCY_NS + 2 * t.wire_ns) * 10 - 1e-9)
+        assert t.offchip_memory == name and t.as_report()["offchip_memory"] == name

@@ -136,6 +136,8 @@ class SramConfig(StrictModel):
     """What happens when a trace needs more rows than the banks hold: reject the trace, or
     spill the excess to off-chip memory (the technology table's `offchip` section: its
     bandwidth, latency and energy per bit)."""
+    offchip_memory: Literal["hbm3", "hbm2"] = "hbm3"
+    """Which off-chip memory of the technology table's `offchip` section holds spilled rows."""
 
 
 class PowerConfig(StrictModel):

@@ -335,7 +335,7 @@ class CostModel:
     def action_pj(self, unit_name: str, action: str, units: Mapping[str, Unit]) -> float:
         """Dynamic energy of one action of one unit, in pJ; UnpricedActionError if it has no price."""
         if unit_name == OFFCHIP and action in MEMORY_ACTIONS:
-            return self.offchip_row_bits(units) * self.tech.offchip_pj_per_bit()
+            return self.offchip_row_bits(units) * self.tech.offchip_pj_per_bit(self.config.sram.offchip_memory)
         unit = units.get(unit_name)
         if unit is None:
             raise UnpricedActionError(f"unit {unit_name!r} is not part of the {self.kind} macro ({', '.join(units)})")

@@ -426,19 +426,25 @@ class Technology:
         return self._scaled(0.0, entry["area_um2"] * bits, entry["leakage_w"] * bits, float(self._aladdin["node_nm"]))
 
     # --- memories -------------------------------------------------------------------------------
-    def offchip_memory(self) -> OffchipMemory:
-        """The `offchip` section (a macro with sram.overflow: spill needs one); ConfigError if malformed."""
-        entry = self._offchip
+    def offchip_memory(self, kind: str = "hbm3") -> OffchipMemory:
+        """Memory `kind` ('hbm3', 'hbm2': sram.offchip_memory) of the `offchip` section (a macro
+        with sram.overflow: spill needs it); ConfigError naming the key if missing or malformed."""
+        section = self._offchip
+        if not isinstance(section, dict):
+            raise ConfigError(self.source, "offchip", "expected a section of off-chip memories (hbm3, hbm2), each with "
+                              "its 'source' citation, energy_pj_per_bit, bandwidth_gb_per_s and latency_ns "
+                              "(prices the rows of sram.overflow: spill)")
+        entry, where = section.get(kind), f"offchip.{kind}"
         if not isinstance(entry, dict) or not isinstance(entry.get("source"), str):
-            raise ConfigError(self.source, "offchip", "expected a section with its 'source' citation, energy_pj_per_bit, "
-                              "bandwidth_gb_per_s and latency_ns (prices the rows of sram.overflow: spill)")
-        name = entry.get("memory") if isinstance(entry.get("memory"), str) else "DRAM"
-        return OffchipMemory(name, *(_num(entry, "offchip", k, self.source)
+            raise ConfigError(self.source, where, "expected a memory with its 'source' citation, energy_pj_per_bit, "
+                              "bandwidth_gb_per_s and latency_ns")
+        name = entry.get("memory") if isinstance(entry.get("memory"), str) else kind.upper()
+        return OffchipMemory(name, *(_num(entry, where, k, self.source)
                                      for k in ("energy_pj_per_bit", "bandwidth_gb_per_s", "latency_ns")))
 
-    def offchip_pj_per_bit(self) -> float:
-        """Energy (pJ) to read or write one bit of off-chip DRAM (not node-scaled)."""
-        return self.offchip_memory().energy_pj_per_bit
+    def offchip_pj_per_bit(self, kind: str = "hbm3") -> float:
+        """Energy (pJ) to read or write one bit of off-chip memory `kind` (not node-scaled)."""
+        return self.offchip_memory(kind).energy_pj_per_bit
 
     def wire_ns_per_mm(self) -> float:
         """Delay of a repeated wire, ns per mm (node-independent, see the table's `wire` section)."""

@@ -130,6 +130,8 @@ class SramTiming:
     """Delay of one add per format name used ('fp32': 0.25, ...), ns (empty when ideal)."""
     fp_mul_ns: dict = field(default_factory=dict)
     source: dict = field(default_factory=dict)
+    offchip_memory: str = ""
+    """The off-chip memory spilled rows go to ('HBM3', 'HBM2'; empty when the macro does not spill)."""
 
     @classmethod
     def ideal(cls, macro: MacroConfig) -> "SramTiming":
@@ -152,7 +154,7 @@ class SramTiming:
                 "softmax_add_cycles": self.softmax_add_cycles, "softmax_mul_cycles": self.softmax_mul_cycles,
                 "exp_latency_cycles": self.exp_latency_cycles, "bin_adder_latency_cycles": self.bin_adder_latency_cycles,
                 "fp_add_ns": dict(self.fp_add_ns), "fp_mul_ns": dict(self.fp_mul_ns),
-                "source": dict(self.source)}
+                "offchip_memory": self.offchip_memory, "source": dict(self.source)}
 
 
 def _cycles(ns: float, clock_hz: float) -> int:
@@ -183,11 +185,13 @@ def derive_timing(macro: MacroConfig, tech: Technology, macro_area_um2: float, s
     write = pick("write_latency_cycles", s.write_latency_cycles, _cycles(access + wire_ns, f))
     bank_ii = pick("bank_ii_cycles", s.bank_ii_cycles, _cycles(cycle, f))
     off_lat = off_ii = 1
+    off_name = ""
     if spills:
-        dram = tech.offchip_memory()
+        dram = tech.offchip_memory(macro.sram.offchip_memory)
         off_lat = _cycles(dram.latency_ns + 2 * wire_ns, f)
         off_ii = _cycles(macro.row_bits / 8 / dram.bandwidth_gb_per_s, f)  # bytes / (GB/s) = ns
         origin["offchip"] = "derived"
+        off_name = dram.name
     soft, value = macro.formats.get("softmax"), macro.formats.get("value")
     add_ns = {fmt.name: tech.fp_delay_ns("add", fmt) for fmt in (soft, value)}
     mul_ns = {fmt.name: tech.fp_delay_ns("mul", fmt) for fmt in (soft, value)}
@@ -195,7 +199,7 @@ def derive_timing(macro: MacroConfig, tech: Technology, macro_area_um2: float, s
     origin.update(softmax_add_cycles="derived", softmax_mul_cycles="derived", exp_latency_cycles="derived")
     bins = pick("bin_adder_latency_cycles", macro.value_path.bin_adder_latency, _cycles(add_ns[value.name], f))
     return SramTiming(read, write, bank_ii, access, cycle, wire_ns, wire_mm, off_lat, off_ii, s_add, s_mul,
-                      exp_latency_cycles(s_add, s_mul), bins, add_ns, mul_ns, origin)
+                      exp_latency_cycles(s_add, s_mul), bins, add_ns, mul_ns, origin, off_name)
 
 
 def tile_price(macro: MacroConfig, tech: Technology, geo: TileGeometry) -> SramPrice:
