@@ -154,9 +154,10 @@ def simulate(
             raise output_error(waveform, error) from None
     numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs)
     base = {}
+    references: dict = {}  # the float64 attention of each layer, computed once for every baseline
     for kind in BASELINE_KINDS if baselines else ():
         with progress_bar(f"baseline {kind}", progress) as tick:
-            base[kind] = simulate_baseline(kind, loaded, signs, view, fidelity, tick)
+            base[kind] = simulate_baseline(kind, loaded, signs, view, fidelity, tick, references)
     report = build_report(loaded, view, result, numerics, base, fidelity)
     if bit_study:
         from axelsim.report.numerics import bit_width_study
@@ -176,15 +177,17 @@ def sram_timing(loaded: LoadedMacro, kind: str = "axelram"):
 
 
 def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
-                      progress: Optional[Callable[[int, int], None]] = None) -> dict[str, Any]:
-    """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section."""
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      references: Optional[dict] = None) -> dict[str, Any]:
+    """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section.
+    `references`: {layer: float64 attention} shared between the baselines of one trace (filled here)."""
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
     from axelsim.report.numerics import baseline_numerics
 
     result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
                                    source=str(loaded.path), timing=sram_timing(loaded, kind))
-    numerics = baseline_numerics(kind, loaded.config, signs, trace, result.scores, result.outputs)
+    numerics = baseline_numerics(kind, loaded.config, signs, trace, result.scores, result.outputs, references)
     return baseline_section(kind, loaded, trace, result, numerics)
 
 

@@ -6,8 +6,8 @@ The CLI runs as `python -m axelsim` with this tree first on PYTHONPATH (what the
 `axelsim` script runs). Rows:
 - cold_start_run: `axelsim run` of a 1-layer, 2-query job with an empty numba cache (a fresh
   install: NUMBA_CACHE_DIR set to a new empty directory), against the same command warm.
-- process_run_8b_slice: `axelsim run macros/axelram_paper.yaml --fidelity burst` on an
-  8B-shaped FP16 slice (8 layers, 8 KV / 32 query heads, d = 128, T = 4096, one query per head
+- process_run_8b_slice: `axelsim run macros/axelram_paper.yaml --fidelity burst` (its rows per
+  bank raised to hold the slice: `slice_macro`) on an 8B-shaped FP16 slice (8 layers, 8 KV / 32 query heads, d = 128, T = 4096, one query per head
   at the last position), against scripts/numpy_reference.py on the same file.
 - process_compare_8b_slice: `axelsim compare` of three macros (paper, b2, b4) on that slice
   (every baseline of the first macro included), against the same numpy reference process.
@@ -90,12 +90,26 @@ def slice_8b_trace(layers: int = 8, tokens: int = 4096) -> Path:
     return path
 
 
+SLICE_ROWS_PER_BANK = 8 * 8 * 4096 * 2 // 16
+"""Rows per bank the slice needs in a 16-bank macro: 8 layers x 8 KV heads x 4096 tokens x K,V."""
+
+
+def slice_macro(name: str, folder: str) -> str:
+    """macros/NAME laid under a copy sized for the slice (`base:` inheritance; only
+    sram.rows_per_bank changes): the shipped macros hold one KV head (paper) or 16 x 4096 rows."""
+    stem = Path(name).stem
+    path = Path(folder) / f"{stem}_8b_slice.yaml"
+    path.write_text(f"base: {ROOT / 'macros' / name}\nname: {stem}_8b_slice\n"
+                    f"sram:\n  rows_per_bank: {SLICE_ROWS_PER_BANK}\n")
+    return str(path)
+
+
 def bench_run_8b_slice() -> dict:
     """Whole `axelsim run` (burst, every write timed, baselines and the bit-exact check included)
     on the 8B-shaped slice against the numpy float reference process on the same file."""
     trace = slice_8b_trace()
     with tempfile.TemporaryDirectory() as tmp:
-        ours = run_process(axelsim("run", str(ROOT / "macros" / "axelram_paper.yaml"), "--trace", str(trace),
+        ours = run_process(axelsim("run", slice_macro("axelram_paper.yaml", tmp), "--trace", str(trace),
                                    "--fidelity", "burst", "--json", str(Path(tmp) / "r.json"), "--quiet"))
     ref = run_process([sys.executable, str(ROOT / "scripts" / "numpy_reference.py"), str(trace)])
     return {"axelsim_wall_s": ours["wall_s"], "axelsim_cpu_s": ours["cpu_s"],
@@ -104,7 +118,8 @@ def bench_run_8b_slice() -> dict:
             "cpu_ratio_over_numpy": ours["cpu_s"] / ref["cpu_s"],
             "succeeded": ours["returncode"] == 0 and ref["returncode"] == 0,
             "trace_mib": trace.stat().st_size / 2**20,
-            "command": "axelsim run macros/axelram_paper.yaml --trace SLICE --fidelity burst --json OUT; "
+            "command": f"axelsim run PAPER_SLICE.yaml (macros/axelram_paper.yaml, sram.rows_per_bank: {SLICE_ROWS_PER_BANK}) "
+                       "--trace SLICE --fidelity burst --json OUT; "
                        "python scripts/numpy_reference.py SLICE"}
 
 
@@ -115,8 +130,8 @@ def bench_compare_8b_slice() -> dict:
     """Whole `axelsim compare` of three macros on the 8B-shaped slice (the baselines of the first
     included) against the numpy float reference process on the same file."""
     trace = slice_8b_trace()
-    macros = [str(ROOT / "macros" / name) for name in COMPARE_MACROS]
     with tempfile.TemporaryDirectory() as tmp:
+        macros = [slice_macro(name, tmp) for name in COMPARE_MACROS]
         ours = run_process(axelsim("compare", *macros, "--trace", str(trace), "--fidelity", "burst",
                                    "--json", str(Path(tmp) / "c.json"), "--quiet"))
     ref = run_process([sys.executable, str(ROOT / "scripts" / "numpy_reference.py"), str(trace)])
@@ -125,7 +140,7 @@ def bench_compare_8b_slice() -> dict:
             "ratio_over_numpy": ours["wall_s"] / ref["wall_s"],
             "succeeded": ours["returncode"] == 0 and ref["returncode"] == 0,
             "command": "axelsim compare " + " ".join(f"macros/{m}" for m in COMPARE_MACROS)
-                       + " --trace SLICE --fidelity burst --json OUT; python scripts/numpy_reference.py SLICE"}
+                       + f" (each with sram.rows_per_bank: {SLICE_ROWS_PER_BANK}) --trace SLICE --fidelity burst --json OUT; python scripts/numpy_reference.py SLICE"}
 
 
 ROWS = [

@@ -113,6 +113,16 @@ def _project(sketch, j, vec, prod, rot):
     return tree_sum_rounded(prod, rot)
 
 
+@nb.njit(cache=True)
+def _rotate(x, signs, rot):
+    """FWHT(s ⊙ x), unnormalised, in the rotator format: the write path's y, or the query's r."""
+    u = np.empty(x.size)
+    for i in range(x.size):
+        u[i] = x[i] * signs[i]
+    fwht_rounded(u, rot)
+    return u
+
+
 @nb.njit(cache=True, parallel=True)
 def residual_kernel(x, signs, rom_centroids, stored, idx, sketch, rot, sign_bits, rnorms, ops):
     """Steps 1-3 per vector of x float64 [N, d] (input-rounded): sign_bits uint8 [N, m],
@@ -120,10 +130,7 @@ def residual_kernel(x, signs, rom_centroids, stored, idx, sketch, rot, sign_bits
     n_vec, d = x.shape
     m = sketch.shape[0]
     for v in nb.prange(n_vec):
-        u = np.empty(d)
-        for i in range(d):
-            u[i] = x[v, i] * signs[i]
-        fwht_rounded(u, rot)  # y: the write path's rotator output, not recomputed in hardware
+        u = _rotate(x[v], signs, rot)  # y: the write path's rotator output, not recomputed in hardware
         rho = np.empty(d)
         sq = np.empty(d)
         for i in range(d):
@@ -152,10 +159,7 @@ def query_sketch_kernel(q, signs, sketch, scale, inv_dim, rot, tab, w, ops):
     n_q, d = q.shape
     m = sketch.shape[0]
     for k in nb.prange(n_q):
-        u = np.empty(d)
-        for i in range(d):
-            u[i] = q[k, i] * signs[i]
-        fwht_rounded(u, rot)  # the table generator's rotation, shared (counted there)
+        u = _rotate(q[k], signs, rot)  # the table generator's rotation, shared (counted there)
         prod = np.empty(d)
         adds = 0
         for j in range(m):

@@ -136,9 +136,11 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
 
 
 def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
-                      outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, Any]:
+                      outputs: Mapping[int, Optional[np.ndarray]], references: Optional[dict] = None) -> dict[str, Any]:
     """A baseline's numerics: `bit_exact` (and its scores/outputs parts) against the baseline's
-    own golden reference (axelsim.numerics.baselines), and the five metrics against float64."""
+    own golden reference (axelsim.numerics.baselines), and the five metrics against float64.
+    `references`: {layer: attention_f64 result} reused when present and filled when not (the
+    float64 attention depends on the trace alone, so the baselines of one trace share it)."""
     from axelsim.numerics.baselines import KiviSpec, baseline_layer
 
     spec = NumericsSpec.from_macro(config, signs)
@@ -150,7 +152,11 @@ def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapp
         k, q = trace.k(layer), trace.q(layer)
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
         golden = baseline_layer(kind, spec, kivi, k, v, q, trace.q_positions, layer, trace_source(trace))
-        reference = attention_f64(k, v, q, trace.q_positions)
+        reference = None if references is None else references.get(layer)
+        if reference is None:
+            reference = attention_f64(k, v, q, trace.q_positions)
+            if references is not None:
+                references[layer] = reference
         out = outputs.get(layer) if v is not None else None
         exact_scores &= same_bits(scores[layer], golden.scores)
         exact_outputs &= same_bits(out, golden.outputs)
