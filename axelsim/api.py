@@ -49,7 +49,8 @@ def select(trace: Trace, layers: Optional[Iterable[int]] = None, kv_heads: Optio
 
 
 def sign_rom(loaded: LoadedMacro, trace: Trace):
-    """The macro's sign ROM, covering every layer of the trace (seed rule or signs file)."""
+    """The macro's sign ROM, covering every layer of the trace (seed rule or signs file; with
+    `signs.rule: paper` the paper's key ROM, its value ROM attached as `.values`)."""
     from axelsim.numerics.hadamard import SignRom
 
     config = loaded.config
@@ -63,6 +64,13 @@ def sign_rom(loaded: LoadedMacro, trace: Trace):
                               f"expected a sign vector for layer {max(trace.layer_indices)} of trace {trace.name}, "
                               f"the file holds {rom.n_layers} layers")
         return rom
+    if config.signs.rule == "paper":
+        from dataclasses import replace
+
+        from axelsim.numerics.hadamard import paper_sign_roms
+
+        keys, values = paper_sign_roms(config.signs.seed, n_layers, config.head_dim)
+        return replace(keys, values=values)
     return SignRom.from_seed(config.signs.seed, n_layers, config.head_dim)
 
 

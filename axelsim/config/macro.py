@@ -84,6 +84,16 @@ class SignsConfig(StrictModel):
     seed: Optional[int] = Field(default=0, ge=0, le=MAX_SEED)
     file: Optional[str] = None
     """A YAML written by `axelsim calibrate-signs`, relative to the macro file."""
+    rule: Literal["axelsim", "paper"] = "axelsim"
+    """'axelsim': one vector per layer from the seed rule, shared by keys, values and queries.
+    'paper': the paper code's rule (numerics.hadamard.paper_sign_roms; seed 0..2^32-1, the
+    paper's default 42): separate key (and query) and value vectors per layer, 2 d ROM bits per
+    layer. Needs a seed, not a file."""
+
+    @property
+    def separate_values(self) -> bool:
+        """True when the values have their own sign vectors (a second ROM of n_layers x d bits)."""
+        return self.rule == "paper"
 
     @model_validator(mode="before")
     @classmethod
@@ -91,6 +101,8 @@ class SignsConfig(StrictModel):
         if not isinstance(data, dict):
             return data
         has_file = data.get("file") is not None
+        if has_file and data.get("rule") == "paper":
+            raise KeyedValueError("signs.rule", "'paper' derives its vectors from a seed: drop 'file' or the rule")
         if has_file and data.get("seed") is not None:
             raise KeyedValueError("signs", "either 'seed' or 'file', not both")
         if has_file:

@@ -71,6 +71,11 @@ def _tree_register_bits(dim: int, stages_per_cycle: int, width: int) -> int:
     return width * sum(dim >> k for k in registered)
 
 
+def sign_rom_rows(c: MacroConfig, n_layers: int) -> int:
+    """Rows of d bits in the sign ROM: one per layer, two with separate value vectors (signs.rule: paper)."""
+    return n_layers * (2 if c.signs.separate_values else 1)
+
+
 def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     """The AXELRAM macro's hardware, unit by unit (names from docs/interfaces.md)."""
     d, levels, b = c.head_dim, c.levels, c.bits
@@ -91,7 +96,7 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
         "index_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, c.row_bits, sram.read_ports + sram.write_ports,
                                                 tiled=True)),
         "codebook_rom": Unit({}, memory=Memory(1, 2 * levels - 1, 16, 1)),
-        "sign_rom": Unit({}, memory=Memory(1, n_layers, d, 1)),
+        "sign_rom": Unit({}, memory=Memory(1, sign_rom_rows(c, n_layers), d, 1)),
         "table_generator": Unit({f"mul.{tab}": rp.table_multipliers}, register_bits=d * _bits(rot)),
         "table_sram": Unit(
             {}, memory=Memory(rp.pipelines * rp.lookups_per_cycle, d * levels // rp.lookups_per_cycle, _bits(tab), 2)
@@ -204,7 +209,7 @@ def baseline_memory_bytes(kind: str, c: MacroConfig, n_layers: int, kv_heads: in
     d = c.head_dim
     kinds = 2 if c.value_path.enabled else 1
     streams = n_layers * kv_heads
-    rom = {"codebook_rom": float(2 * (2 * c.levels - 1)), "sign_rom": n_layers * d / 8}
+    rom = {"codebook_rom": float(2 * (2 * c.levels - 1)), "sign_rom": sign_rom_rows(c, n_layers) * d / 8}
     if kind == "fp16":
         bits, rom = float(streams * kinds * tokens * d * 16), {"codebook_rom": 0.0, "sign_rom": 0.0}
     elif kind == "kivi":
@@ -402,7 +407,7 @@ class CostModel:
 
         per_vector = (d*b + 16)/8; kv_storage over K and V (K only when the value path is off);
         kv_storage_fp16 = the same vectors at 2 bytes per element; codebook_rom = 2*(2*2^b - 1);
-        sign_rom = n_layers*d/8; table = pipelines * d*2^b entries of the table format.
+        sign_rom = n_layers*d/8 (twice that with separate value vectors); table = pipelines * d*2^b entries of the table format.
         """
         c = self.config
         vectors = n_layers * kv_heads * tokens * (2 if c.value_path.enabled else 1)
@@ -416,6 +421,6 @@ class CostModel:
             "kv_storage_fp16": float(vectors * fp16_vector),
             "compression": fp16_vector / per_vector,
             "codebook_rom": float(2 * (2 * c.levels - 1)),
-            "sign_rom": n_layers * c.head_dim / 8,
+            "sign_rom": sign_rom_rows(c, n_layers) * c.head_dim / 8,
             "table": table_bits / 8,
         }

@@ -36,7 +36,7 @@ from axelsim.hw import arith, kernels, rotator, value_unit
 from axelsim.hw import baseline_kernels as bk
 from axelsim.hw.controller import Machine, StageSpec
 from axelsim.hw.datapath import fwht
-from axelsim.hw.macro import SimResult, _sign_table, replay, summarize
+from axelsim.hw.macro import SimResult, _sign_table, _value_sign_table, replay, summarize
 from axelsim.hw.sram import AddressMap, BankCalendar
 from axelsim.hw.units import Ledger
 from axelsim.numerics.codebook import lloyd_max_codebook
@@ -159,7 +159,7 @@ class BaselineMachine(Machine):
             heads, tokens = np.meshgrid(np.arange(hkv), np.arange(first, last + 1), indexing="ij")
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kv)
             sat = np.empty(n, dtype=np.bool_)
-            kernels.write_burst(raw.reshape(n, d), self.signs[layer], self.boundaries, c["input"], c["rotator"],
+            kernels.write_burst(raw.reshape(n, d), self.rom_row(layer, kv), self.boundaries, c["input"], c["rotator"],
                                 c["fp16"], self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
                                 self.amap.flat(bank, row), sat)
             spilled = int(np.count_nonzero(row >= self.amap.rows_per_bank))
@@ -369,7 +369,8 @@ class BaselineMachine(Machine):
         self.last_done = done
         if not (has_values and m.value_path.enabled):
             return scores, None, done
-        return scores, self.values(slot, layer, pipe, h, kv_head, scores, signs, done, label), self.last_done
+        return scores, self.values(slot, layer, pipe, h, kv_head, scores, self.value_signs[layer], done, label), \
+            self.last_done
 
     def inverse_rotated(self, layer: int, path: str, data: dict, n: int, kv_head: int, kv: int) -> np.ndarray:
         """dequant_inverse_rotate: rows -> centroids x norm -> inverse FWHT (counted)."""
@@ -377,7 +378,7 @@ class BaselineMachine(Machine):
 
         def compute():
             out = np.empty((n, m.head_dim))
-            bk.inverse_rotate(data["idx"], data["norms"], self.cents, self.signs[layer].astype(np.float64), out,
+            bk.inverse_rotate(data["idx"], data["norms"], self.cents, self.rom_row(layer, kv).astype(np.float64), out,
                               self.codes["rotator"], m.log2_dim)
             return out
 
@@ -498,12 +499,13 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     layer_ids = list(trace.layer_indices)
     d = macro.head_dim
     sign_table = _sign_table(signs, layer_ids, d) if signs is not None else {L: np.ones(d, np.int8) for L in layer_ids}
+    value_table = _value_sign_table(signs, layer_ids, d) if signs is not None else None
     codebook = lloyd_max_codebook(d, macro.bits)
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = BaselineMachine(macro, sign_table, np.asarray(codebook.rom_centroids, dtype=np.float64),
                               np.asarray(codebook.rom_boundaries, dtype=np.float64), "burst", ledger, amap,
-                              timing or SramTiming.ideal(macro))
+                              timing or SramTiming.ideal(macro), value_signs=value_table)
     machine.setup(kind, layer_ids, trace.kv_heads, trace.tokens)
     scores, outputs, served = replay(machine, trace, layer_ids, prefill, progress)
     instances = baseline_instances(kind, macro)

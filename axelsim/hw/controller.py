@@ -77,9 +77,18 @@ class Machine:
     decode_cycles: list = field(default_factory=list)
     """Per query position: cycles from the first stream of its step (its token's writes, then
     its queries over every layer and head) starting to the last one ending."""
+    value_signs: Optional[dict] = None
+    """{layer: int8 [d]} of the value sign ROM when values have their own (signs.rule: paper);
+    None: `signs` rotates values too."""
 
     def __post_init__(self):
         m = self.macro
+        if self.value_signs is None:
+            self.value_signs = self.signs
+        # x -> (s_k s_v) x (an exact sign flip, commuting with every rounding and the norm) makes
+        # FWHT(s_k . flipped) = FWHT(s_v . x): values interleaved with keys in one write stream
+        # ride the key-signed stage kernels
+        self.value_flip = {L: (self.signs[L] * self.value_signs[L]).astype(np.float64) for L in self.signs}
         self.fmt = {k: m.formats.get(k) for k in ("input", "rotator", "table", "accumulator",
                                                   "score", "softmax", "value")}
         self.sram = IndexSram(self.amap, m.row_bits)
@@ -97,6 +106,10 @@ class Machine:
                      "scale": kernels.is_wide(f["score"], f["softmax"]),
                      # the first FWHT stage adds input values, which may be finer than the rotator's
                      "fwht_first": f["input"] != f["rotator"] and (f["input"].kind, f["rotator"].kind) != ("fp16", "fp32")}
+
+    def rom_row(self, layer: int, kind: int) -> np.ndarray:
+        """The sign vector that rotates keys (kind 0) or values (kind 1) of `layer`."""
+        return self.signs[layer] if kind == 0 else self.value_signs[layer]
 
     # ---- generic stream execution ---------------------------------------------------------
     def run_stream(self, phase: str, layer: int, ready: np.ndarray, specs: list[StageSpec],
@@ -345,7 +358,7 @@ class Machine:
             heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(first, last + 1), indexing="ij")
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
             saturated = np.empty(len(raw), dtype=np.bool_)
-            kernels.write_burst(raw, self.signs[layer], self.boundaries, c["input"], c["rotator"], c["fp16"],
+            kernels.write_burst(raw, self.rom_row(layer, kind), self.boundaries, c["input"], c["rotator"], c["fp16"],
                                 self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
                                 self.amap.flat(bank, row), saturated)
             n += len(raw)
@@ -367,7 +380,7 @@ class Machine:
                      ready: int) -> int:
         """Write key (and value) `token` of every KV head of one layer; returns the done cycle."""
         m, f = self.macro, self.fmt
-        vectors = k if v is None else np.stack([k, v], axis=1).reshape(-1, m.head_dim)
+        vectors = k if v is None else np.stack([k, v * self.value_flip[layer]], axis=1).reshape(-1, m.head_dim)
         vectors = np.ascontiguousarray(vectors, dtype=np.float64)
         kinds = 1 if v is None else 2
         heads = np.repeat(np.arange(k.shape[0]), kinds)
@@ -440,7 +453,7 @@ class Machine:
             # norm, rotate, quantize and pack fused per vector, rows stored in place: the same
             # arithmetic as the per-stage kernels (tests/test_hw_kernels.py checks bit equality)
             c = self.codes
-            kernels.write_burst(raw, self.signs[layer], self.boundaries, c["input"], c["rotator"], c["fp16"],
+            kernels.write_burst(raw, self.rom_row(layer, kind), self.boundaries, c["input"], c["rotator"], c["fp16"],
                                 self.wide["squares"], self.wide["fwht_first"], self.upper_ties, self.macro.bits, self.sram.rows,
                                 self.amap.flat(bank, row), np.empty(len(raw), dtype=np.bool_))
 
@@ -491,7 +504,7 @@ class Machine:
         if not (has_values and m.value_path.enabled):
             return scores, None, self.last_done
         vbank, vrow = self.amap.locate(slot, kv_head, tokens, 1)
-        outputs = self.value_stream(layer, pipe, h, vbank, vrow, z_all, signs, label)
+        outputs = self.value_stream(layer, pipe, h, vbank, vrow, z_all, self.value_signs[layer], label)
         return scores, outputs, self.last_done
 
     def read_rows(self, layer: int, path: str, bank, row, sl, heads: int):

@@ -66,6 +66,12 @@ def _sign_table(signs, layers: list[int], dim: int) -> dict:
     return table
 
 
+def _value_sign_table(signs, layers: list[int], dim: int) -> Optional[dict]:
+    """The value ROM's rows when the SignRom has one (`SignRom.values`), else None."""
+    values = getattr(signs, "values", None)
+    return None if values is None else _sign_table(values, layers, dim)
+
+
 def _union_length(spans: list[tuple[int, int]]) -> tuple[int, list[tuple[int, int]]]:
     """Total length and the disjoint sorted union of [start, end) spans."""
     merged: list[tuple[int, int]] = []
@@ -276,7 +282,8 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     timing = timing or derived_timing(macro, source)
     machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
                       np.asarray(codebook.rom_centroids, dtype=np.float64),
-                      np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing)
+                      np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing,
+                      value_signs=_value_sign_table(signs, layer_ids, macro.head_dim))
     scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
                         _instances(macro), served_t, macro.head_dim)

@@ -212,15 +212,16 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
     scores = np.full((n_h * n_q, n_tok), np.nan)
     rot = spec.formats["rotator"]
     signs = spec.signs.vector(layer).astype(np.float64)
+    value_signs = spec.rom_for("v").vector(layer).astype(np.float64)
     cents = np.asarray(spec.codebook.rom_centroids, dtype=np.float64)
 
-    def rows(x, tensor):
+    def rows(x, tensor, kv):
         if kind in ("fp16", "kivi"):
             return fp16_rows(spec, x, tensor, source)
-        w = write_heads(spec, x, layer, tensor, source)
+        w = write_heads(spec, x, layer, tensor, source, kv)
         return w.indices, w.norms.astype(np.float64)
 
-    kr = rows(k, f"layers.{layer}.k")
+    kr = rows(k, f"layers.{layer}.k", "k")
     split = np.zeros(job_keys.size, dtype=np.int64)
     if kind == "dequant_rotated":
         idx, norms = kr
@@ -238,7 +239,7 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
     out_scores = scores.reshape(n_h, n_q, n_tok)
     if v is None:
         return BaselineLayer(out_scores, None)
-    vr = rows(v, f"layers.{layer}.v")
+    vr = rows(v, f"layers.{layer}.v", "v")
     sm, val = spec.formats["softmax"], spec.formats["value"]
     log2e, coeffs = exp_constants(sm)
     sigma = float(round_to(1.0 / math.sqrt(spec.dim), sm))
@@ -246,7 +247,7 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
     args = (format_code(sm), format_code(val), sigma, log2e, np.asarray(coeffs, dtype=np.float64))
     if kind == "dequant_rotated":
         idx, norms = vr
-        _rotated_value_jobs(scores, idx, norms, cents, signs, job_kv, job_keys, *args, out)
+        _rotated_value_jobs(scores, idx, norms, cents, value_signs, job_kv, job_keys, *args, out)
     else:
         if kind == "fp16":
             quant = window = vr
@@ -256,7 +257,7 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
             quant = kivi_vectors(vr, -1, kivi, rot)
             split = np.maximum(job_keys - kivi.window, 0)
         else:
-            quant = window = _inverse_vectors(spec, vr, signs, cents)
+            quant = window = _inverse_vectors(spec, vr, value_signs, cents)
             split = np.zeros(job_keys.size, dtype=np.int64)
         _value_jobs(scores, quant, window, job_kv, job_keys, split, *args, out)
     return BaselineLayer(out_scores, out.reshape(n_h, n_q, spec.dim))

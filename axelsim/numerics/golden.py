@@ -59,7 +59,8 @@ class NumericsSpec:
         """The numeric view of a macro; ConfigError if the sign ROM has another head size."""
         vp = macro.value_path
         return cls.build(macro.head_dim, macro.bits, signs, macro.formats, ties=macro.write_path.ties,
-                         sum_partials=vp.sum_partials(), bin_partials=vp.bin_partials())
+                         sum_partials=vp.sum_partials(), bin_partials=vp.bin_partials(),
+                         value_signs=getattr(signs, "values", None))
 
     @classmethod
     def build(cls, dim: int, bits: int, signs: SignRom, formats: Optional[FormatsConfig] = None,

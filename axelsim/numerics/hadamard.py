@@ -140,6 +140,13 @@ class SignRom:
     source: str = "<signs>"
     seed: Optional[int] = None
     """The seed-rule seed of rows derived on demand (None: every row is in `rows`)."""
+    values: Optional["SignRom"] = None
+    """The value vectors when values have their own ROM (the paper's protocol: `paper_sign_roms`);
+    None: these rows rotate keys, queries and values alike."""
+
+    def for_values(self) -> "SignRom":
+        """The ROM whose rows rotate the values."""
+        return self.values if self.values is not None else self
 
     @property
     def vectors(self) -> np.ndarray:

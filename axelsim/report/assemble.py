@@ -243,7 +243,9 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "macro": config.model_dump(mode="json"),
         "inputs": {
             "macro_file": loaded.path.name,
-            "signs": loaded.signs_path.name if loaded.signs_path is not None else f"seed {config.signs.seed}",
+            "signs": loaded.signs_path.name if loaded.signs_path is not None else
+            f"paper rule, seed {config.signs.seed} (separate key and value ROMs)" if config.signs.separate_values else
+            f"seed {config.signs.seed}",
             "technology_file": loaded.tech_path.name,
             "technology_builtin": loaded.tech_builtin,
             "fidelity": fidelity,
