@@ -1,10 +1,12 @@
-"""The RTL twin (d = 16, b = 3, a few tokens, two query heads) against the golden model (bits) and
-the cycle model (the cycle each item enters and leaves each unit), plus the comparison's own
+"""The RTL twin (d = 16, b = 3, a few tokens, two query heads, the value path built) against the
+golden model (bits of the stored rows, scores and attention outputs) and the cycle model (the
+cycle each item enters and leaves each of the 16 units), plus the comparison's own
 failure paths and the CLI's bad-input lines. Runs in make test (the rtl extra is installed)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -41,9 +43,20 @@ def checked(tmp_path_factory):
     return comp.to_dict(), run, golden, schedule, out
 
 
+def test_rtl_sources_of_every_part_are_written(checked):
+    from axelsim.rtl.run import write_sources
+
+    _, run, _, _, out = checked
+    files = write_sources(run.design, out, verilog=False)
+    assert files == [f"{stem}.il" for stem in ("norm_unit", "rotator", "quantizer", "index_sram", "table_generator",
+                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins", "finalize")]
+    assert all((out / f).read_text().startswith("attribute") or "module" in (out / f).read_text() for f in files)
+
+
 def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):
     report, run, _, _, _ = checked
-    assert report["bit_exact_by_unit"] == {"norm_unit": True, "quantizer": True, "norm_multiplier": True}
+    assert report["bit_exact_by_unit"] == {"norm_unit": True, "quantizer": True, "norm_multiplier": True,
+                                           "output_scale": True}
     assert report["cycles_equal"], {u: c for u, c in report["cycles_by_unit"].items() if not c["equal"]}
     assert report["total_cycles_rtl"] == report["total_cycles_model"] > 0
     assert report["overruns"] == 0
@@ -51,6 +64,10 @@ def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):
     counts = {u: c["items"] for u, c in report["cycles_by_unit"].items()}
     assert counts["index_sram_write"] == 12 and counts["norm_multiplier"] == 18 and counts["table_generator"] == 4
     assert len(run.scores) == 4 and all(np.isfinite(s).all() for s in run.scores.values())
+    # the value path: every scored key's value row read, exp'd and binned; one finalisation per job
+    assert all(counts[u] == 18 for u in ("softmax_scale", "index_sram_read_v", "exp", "bins"))
+    assert all(counts[u] == 4 for u in ("centroids", "inverse_fwht", "output_scale"))
+    assert len(run.outputs) == 4 and all(np.isfinite(o).all() and np.abs(o).max() > 0 for o in run.outputs.values())
 
 
 def test_comparison_detects_a_late_item_and_a_wrong_bit(checked):
@@ -61,7 +78,7 @@ def test_comparison_detects_a_late_item_and_a_wrong_bit(checked):
     cycles = compare_cycles(run, shifted)
     assert not cycles["adder_tree"]["equal"] and cycles["adder_tree"]["max_abs_diff_cycles"] == 1
     assert cycles["rotator"]["equal"]
-    bad = copy.deepcopy(run)
+    bad = dataclasses.replace(run, rows=dict(run.rows), scores=dict(run.scores), outputs=dict(run.outputs))
     key = next(iter(bad.rows))
     idx, norm, sat = bad.rows[key]
     bad.rows[key] = (idx ^ np.uint8(1), norm, sat)
@@ -69,7 +86,13 @@ def test_comparison_detects_a_late_item_and_a_wrong_bit(checked):
     bad.scores[key] = bad.scores[key].copy()
     bad.scores[key][0] = np.nextafter(np.float32(bad.scores[key][0]), np.float32(np.inf))
     bits = compare_bits(bad, golden)
-    assert bits == {"norm_unit": True, "quantizer": False, "norm_multiplier": False}
+    assert bits == {"norm_unit": True, "quantizer": False, "norm_multiplier": False, "output_scale": True}
+    key = next(iter(bad.outputs))
+    bad.outputs[key] = bad.outputs[key].copy()
+    bad.outputs[key][3] = np.nextafter(np.float32(bad.outputs[key][3]), np.float32(-np.inf))
+    assert compare_bits(bad, golden)["output_scale"] is False
+    del bad.outputs[key]  # a missing output is not bit-exact either
+    assert compare_bits(bad, golden)["output_scale"] is False
 
 
 def test_cycle_model_waits_for_the_last_lookup_before_rewriting_the_table():

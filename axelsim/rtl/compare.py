@@ -7,7 +7,8 @@ the cycles at which the RTL units took and released each item.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -15,32 +16,17 @@ from axelsim.config.macro import MacroConfig
 from axelsim.errors import ConfigError
 from axelsim.numerics.codebook import lloyd_max_codebook
 from axelsim.numerics.golden import NumericsSpec, golden_layer
-from axelsim.rtl.harness import UNITS, RtlRun, simulate_rtl
-
-STAGE_OF = {"norm_unit": "norm_unit", "rotator": "rotator", "quantizer": "quantizer",
-            "index_sram_write": "index_sram_write", "table_generator": "table_generator",
-            "index_sram_read": "index_sram_read", "table_sram": "table_sram", "adder_tree": "adder_tree",
-            "norm_multiplier": "norm_multiplier"}
-"""RTL unit -> the cycle model's stage key name (Machine.run_stream StageSpec.key[0])."""
-
-
-def rtl_macro(macro: MacroConfig) -> MacroConfig:
-    """The macro the RTL twin builds: the value path is not built in RTL, so it is switched off
-    (for the cycle model too, so both describe the same machine)."""
-    if macro.value_path.enabled:
-        return macro.model_copy(update={"value_path": macro.value_path.model_copy(update={"enabled": False})})
-    return macro
-
+from axelsim.rtl.harness import RtlRun, simulate_rtl
 
 def resolved_macro(loaded) -> MacroConfig:
-    """`rtl_macro` of a loaded macro with its index SRAM timing made explicit: the latencies and
+    """The macro config of a loaded macro with its index SRAM timing made explicit: the latencies and
     bank II that `axelsim run` derives from the technology table (or the macro's overriding keys)
     become config keys, so the RTL and the cycle model are built from the same numbers."""
     from axelsim.cost import CostModel
 
     timing = CostModel.from_macro(loaded).timing(spills=loaded.config.sram.overflow == "spill",
                                                  source=str(loaded.path))
-    mac = rtl_macro(loaded.config)
+    mac = loaded.config
     if timing.bank_ii_cycles != 1:
         raise ConfigError(str(loaded.path), "sram.bank_ii_cycles",
                           f"a bank II of 1 cycle for the RTL twin (its banks take one access per cycle), "
@@ -51,9 +37,20 @@ def resolved_macro(loaded) -> MacroConfig:
     return mac.model_copy(update={"sram": sram})
 
 
-def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str) -> tuple[dict, int]:
+def exp_latency(macro: MacroConfig) -> int:
+    """The exp stage latency (cycles) of the cycle model's timing for this macro: the RTL cuts its
+    chain of EXP_STEPS one-operation steps into this many registered stages."""
+    from axelsim.cost.tiles import SramTiming
+    from axelsim.hw import value_unit
+
+    return int(getattr(SramTiming.ideal(macro), "exp_latency_cycles", value_unit.EXP_LATENCY))
+
+
+def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str,
+                counts: Optional[dict] = None) -> tuple[dict, int]:
     """Run the cycle model and record, per stage key name, the (start, done) cycles of every
-    item in program order; returns (schedule, total cycles)."""
+    item in program order; returns (schedule, total cycles). `counts`, if given, receives the
+    model's counted actions per unit ({unit: {action: n}})."""
     from axelsim.cost.tiles import SramTiming
     from axelsim.hw.controller import Machine
     from axelsim.hw.macro import _sign_table, replay
@@ -74,6 +71,10 @@ def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: 
                         np.asarray(cb.rom_boundaries), "burst", Ledger(), amap, SramTiming.ideal(macro))
     machine.schedule = {}
     replay(machine, trace, layer_ids, "simulate", None)
+    if counts is not None:
+        for (_layer, _path, unit, action), n in machine.ledger.counts.items():
+            counts.setdefault(unit, {}).setdefault(action, 0)
+            counts[unit][action] += int(n)
     total = max((done for items in machine.schedule.values() for _, done in items), default=0)
     return machine.schedule, total
 
@@ -88,6 +89,8 @@ class Comparison:
     total_cycles_model: int
     overruns: int
     cycles_simulated: int
+    model_counts: dict = field(default_factory=dict)
+    """The cycle model's counted actions, {cost-model unit: {action: n}} (for the activity table)."""
 
     def to_dict(self) -> dict:
         return {"bit_exact": all(self.bit_exact.values()), "bit_exact_by_unit": self.bit_exact,
@@ -130,16 +133,23 @@ def compare_bits(run: RtlRun, golden: dict) -> dict:
     for (slot, h, qi), scores in run.scores.items():
         want = golden[slot].scores[h, qi, :scores.size]
         score_ok &= _same_bits(scores, want)
-    return {"norm_unit": norm_ok and bool(run.rows), "quantizer": idx_ok and bool(run.rows),
-            "norm_multiplier": score_ok}
+    out = {"norm_unit": norm_ok and bool(run.rows), "quantizer": idx_ok and bool(run.rows),
+           "norm_multiplier": score_ok}
+    if run.outputs or any(g.outputs is not None for g in golden.values()):
+        # every query's attention output: the value path's exp, bins, centroids, FWHT and scale
+        out_ok = len(run.outputs) == len(run.scores) > 0
+        for (slot, h, qi), vec in run.outputs.items():
+            out_ok &= golden[slot].outputs is not None and _same_bits(vec, golden[slot].outputs[h, qi])
+        out["output_scale"] = out_ok
+    return out
 
 
 def compare_cycles(run: RtlRun, schedule: dict) -> dict:
     """Per unit: every item's (entered, left) cycles in the RTL against the cycle model's."""
     out = {}
-    for unit in UNITS:
-        rtl = [(s, d) for _, s, d in run.timing.get(unit, [])]
-        model = [tuple(x) for x in schedule.get(STAGE_OF[unit], [])]
+    for unit in run.timing:
+        rtl = [(s, d) for _, s, d in run.timing[unit]]
+        model = [tuple(x) for x in schedule.get(unit, [])]
         diff = [abs(a[1] - b[1]) for a, b in zip(rtl, model)]
         out[unit] = {"items": len(rtl), "items_model": len(model), "equal": rtl == model,
                      "max_abs_diff_cycles": max(diff, default=0),
@@ -152,14 +162,16 @@ def check(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str, v
     """Simulate the RTL on the slice and compare it with the golden and cycle models.
 
     macro: with explicit SRAM timing keys (`resolved_macro`); a key left null is one cycle on both sides."""
-    mac = rtl_macro(macro)
+    mac = macro
     if trace.head_dim != mac.head_dim:
         raise ConfigError(source, "head_dim", f"the trace's head_dim {trace.head_dim}, got {mac.head_dim}")
     cb = lloyd_max_codebook(mac.head_dim, mac.bits)
     sign_table = {L: np.asarray(signs.vector(L), dtype=np.int8) for L in layer_ids}
-    run = simulate_rtl(mac, sign_table, trace, layer_ids, cb.rom_centroids, cb.rom_boundaries, vcd_path)
+    run = simulate_rtl(mac, sign_table, trace, layer_ids, cb.rom_centroids, cb.rom_boundaries, vcd_path,
+                       exp_latency(mac))
     golden = golden_results(mac, signs, trace, layer_ids)
-    schedule, total_model = hw_schedule(mac, signs, trace, layer_ids, source)
+    counts: dict = {}
+    schedule, total_model = hw_schedule(mac, signs, trace, layer_ids, source, counts)
     comp = Comparison(compare_bits(run, golden), compare_cycles(run, schedule), run.total_cycles, total_model,
-                      run.overruns, run.cycles_simulated)
+                      run.overruns, run.cycles_simulated, counts)
     return comp, run

@@ -21,6 +21,8 @@ Design notes (the why):
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
@@ -195,6 +197,22 @@ def select_special(m: Module, fout: Fmt, nan, inf, inf_sign, finite: Signal, nam
     return res
 
 
+def operator(build):
+    """Build an operator in a submodule of its own, named by its `name` argument: one fragment,
+    which the simulator evaluates only when that operator's operands change (not whenever
+    anything in the enclosing unit does)."""
+    params = inspect.signature(build)
+
+    @functools.wraps(build)
+    def wrapped(m: Module, *args, **kwargs):
+        name = params.bind(m, *args, **kwargs).arguments["name"]
+        sub = Module()
+        m.submodules[name] = sub
+        return build(sub, *args, **kwargs)
+
+    return wrapped
+
+
 def widen(m: Module, bits, src: Fmt, dst: Fmt, name: str) -> Signal:
     """Exact conversion to a format at least as wide (binary16 -> binary32), NaN canonical."""
     if src == dst:
@@ -208,6 +226,7 @@ def wider(a: Fmt, b: Fmt) -> Fmt:
     return a if a.precision >= b.precision else b
 
 
+@operator
 def fp_add(m: Module, a, b, fin: Fmt, fout: Fmt, name: str, subtract: bool = False) -> Signal:
     """rnd_fout(a + b) (or a - b) of two fin operands; returns the result bits."""
     if subtract:
@@ -247,6 +266,7 @@ def fp_add(m: Module, a, b, fin: Fmt, fout: Fmt, name: str, subtract: bool = Fal
     return select_special(m, fout, nan, ua.is_inf | ub.is_inf, Mux(ua.is_inf, ua.sign, ub.sign), rounded, name)
 
 
+@operator
 def fp_mul(m: Module, a, b, fa: Fmt, fb: Fmt, fout: Fmt, name: str, scale_log2: int = 0) -> Signal:
     """rnd_fout(a * b * 2^scale_log2): the exact product, one rounding (the scale is exact)."""
     ua, ub = unpack(m, a, fa, f"{name}_a"), unpack(m, b, fb, f"{name}_b")
@@ -279,6 +299,7 @@ def isqrt(m: Module, radicand: Signal, name: str) -> tuple[Signal, Signal]:
     return root, rem != 0
 
 
+@operator
 def fp_sqrt(m: Module, a, fmt: Fmt, name: str) -> Signal:
     """rnd_fmt(sqrt(a)); sqrt(-0) = -0, negative or NaN -> NaN, +inf -> +inf."""
     ua = unpack(m, a, fmt, f"{name}_a")
@@ -309,6 +330,7 @@ def fp_sqrt(m: Module, a, fmt: Fmt, name: str) -> Signal:
     return res
 
 
+@operator
 def fp_ge(m: Module, a, b, fmt: Fmt, name: str) -> Signal:
     """a >= b (IEEE: false if either is NaN, -0 == +0)."""
     ua, ub = unpack(m, a, fmt, f"{name}_a"), unpack(m, b, fmt, f"{name}_b")
@@ -327,6 +349,7 @@ def fp_ge(m: Module, a, b, fmt: Fmt, name: str) -> Signal:
     return ge
 
 
+@operator
 def fp_convert(m: Module, a, fin: Fmt, fout: Fmt, name: str, saturate: bool = False) -> tuple[Signal, Signal]:
     """rnd_fout(a); with `saturate` a finite value beyond fout's range becomes +-max finite.
 

@@ -15,6 +15,7 @@ Recorded per unit and item: the cycle it entered and the cycle it left (its `out
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Optional
@@ -26,11 +27,18 @@ from amaranth.sim import Simulator
 from axelsim.config.macro import MacroConfig
 from axelsim.rtl.fp import FP16, FP32
 from axelsim.rtl.units import (Formats, IndexSram, LookupPipeline, NormUnit, Quantizer, Rotator,
-                               TableGenerator)
+                               TableGenerator, ceil_div)
+from axelsim.rtl.value import EXP_STEPS, Bins, ExpUnit, Finalize, SoftmaxScale
 
 UNITS = ("norm_unit", "rotator", "quantizer", "index_sram_write", "table_generator", "index_sram_read",
          "table_sram", "adder_tree", "norm_multiplier")
-"""Stage names, as the cycle model's stream stages are keyed."""
+"""Stage names of the write and score paths, as the cycle model's stream stages are keyed."""
+VALUE_UNITS = ("softmax_scale", "index_sram_read_v", "exp", "bins", "centroids", "inverse_fwht", "output_scale")
+"""Stage names of the value path (built when value_path.enabled)."""
+
+
+def units_of(macro: MacroConfig) -> tuple[str, ...]:
+    return UNITS + (VALUE_UNITS if macro.value_path.enabled else ())
 
 _NP = {16: (np.float16, np.uint16), 32: (np.float32, np.uint32)}
 
@@ -59,20 +67,41 @@ def from_bits(bits, width: int) -> np.ndarray:
 
 
 class MacroTop(Elaboratable):
-    """All RTL units of one macro (one lookup pipeline), side by side; the testbench wires them."""
+    """All RTL units of one macro (one lookup pipeline, its value unit when value_path.enabled),
+    side by side; the testbench wires them."""
 
-    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int):
+    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int, exp_latency: int = EXP_STEPS):
+        self.value = macro.value_path.enabled
         self.norm = NormUnit(macro, boundaries)
         self.rotator = Rotator(macro)
         self.quantizer = Quantizer(macro)
-        self.sram = IndexSram(macro, sram_depth)
+        self.sram = IndexSram(macro, sram_depth, read_channels=2 if self.value else 1)
         self.table = TableGenerator(macro, centroids)
         self.lookup = LookupPipeline(macro)
+        self.parts = ["norm", "rotator", "quantizer", "sram", "table", "lookup"]
+        d, levels = macro.head_dim, macro.levels
+        self.norm_ii = max(ceil_div(d, macro.write_path.norm_squarers),
+                           ceil_div(levels - 1, macro.write_path.threshold_multipliers))
+        self.quant_ii = ceil_div(d, macro.write_path.comparators // (levels - 1))
+        self.table_ii = ceil_div(d * levels, macro.read_path.table_multipliers)
+        self.lookup_ii = ceil_div(d, macro.read_path.lookups_per_cycle)
+        self.lookup_issue_ii = self.lookup_ii  # softmax scale: II 1 (one query head per key)
+        if self.value:
+            self.scale = SoftmaxScale(macro)
+            self.exp = ExpUnit(macro, exp_latency)
+            self.bins = Bins(macro)
+            self.fin = Finalize(macro, centroids)
+            self.parts += ["scale", "exp", "bins", "fin"]
+            self.bins_ii = ceil_div(d, macro.value_path.bin_lanes)
+            self.value_issue_ii = max(1, self.bins_ii)
+            self.cen_ii = ceil_div(d * levels, macro.value_path.centroid_multipliers)
 
         # flat ports: one testbench write per vector instead of one per word
         self.flat_in = {"norm.x": self.norm.x, "rotator.x": self.rotator.x, "quantizer.y": self.quantizer.y,
                         "quantizer.t": self.quantizer.thresholds, "table.r": self.table.r}
         self.flat_out = {"norm.t": self.norm.thresholds, "rotator.y": self.rotator.y, "quantizer.idx": self.quantizer.idx}
+        if self.value:
+            self.flat_out["fin.out"] = self.fin.out
         self.flat = {k: Signal(sum(len(s) for s in v), name=k.replace(".", "_"))
                      for k, v in {**self.flat_in, **self.flat_out}.items()}
 
@@ -82,10 +111,14 @@ class MacroTop(Elaboratable):
             m.d.comb += Cat(*words).eq(self.flat[key])
         for key, words in self.flat_out.items():
             m.d.comb += self.flat[key].eq(Cat(*words))
-        for name in ("norm", "rotator", "quantizer", "sram", "table", "lookup"):
+        for name in self.parts:
             m.submodules[name] = getattr(self, name)
         for mine, theirs in zip(self.lookup.table, self.table.table):  # the table SRAM feeds the lookups
             m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
+        if self.value:  # the bins and the running sum feed the finalisation
+            for mine, theirs in zip(self.fin.bins, self.bins.bins):
+                m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
+            m.d.comb += self.fin.total.eq(self.bins.total)
         return m
 
 
@@ -129,11 +162,19 @@ class RtlRun:
     """(slot, kv_head, token, kv) -> (indices uint8 [d], stored norm float64, saturated)."""
     scores: dict
     """(slot, q_head, query number) -> float64 [p + 1] scores."""
+    outputs: dict
+    """(slot, q_head, query number) -> float64 [d] attention outputs (value path built)."""
     total_cycles: int
     overruns: int
     cycles_simulated: int
     overrun_units: list = field(default_factory=list)
     """(unit, cycle) of every item that arrived while its unit was busy (a scheduling error)."""
+    bin_holds: int = 0
+    """Cycles a job's first key waited for the previous job's finalisation to take the bins."""
+    host_s: dict = field(default_factory=dict)
+    """Host seconds: build_s (elaborate and compile the design), simulate_s (run it)."""
+    design: Optional[MacroTop] = None
+    """The simulated design (its parts are written and synthesised by `axelsim rtl`)."""
 
 
 class Testbench:
@@ -142,13 +183,19 @@ class Testbench:
     def __init__(self, macro: MacroConfig, top: MacroTop, signs: dict, trace, layer_ids: list[int]):
         self.macro, self.top, self.signs, self.trace, self.layer_ids = macro, top, signs, trace, layer_ids
         self.f = Formats(macro)
+        units = units_of(macro)
         self.queues = {u: deque() for u in ("norm_unit", "rotator", "quantizer", "index_sram_write",
-                                            "table_generator", "index_sram_read", "table_sram")}
-        self.next_ok = {u: 0 for u in UNITS}
-        self.timing = {u: [] for u in UNITS}
-        self.inflight: dict[str, deque] = {u: deque() for u in UNITS}
+                                            "table_generator", "index_sram_read", "table_sram") + VALUE_UNITS[:5]}
+        self.next_ok = {u: 0 for u in units}
+        self.timing = {u: [] for u in units}
+        self.inflight: dict[str, deque] = {u: deque() for u in units}
         self.rows: dict = {}
         self.scores: dict = {}
+        self.outputs: dict = {}
+        self.jobs: dict = {}
+        """job number -> {z: {token: bits}, m: bits}: the value path's behavioural buffers."""
+        self.fin_started = -1
+        """The newest job whose finalisation has taken its bins and running sum."""
         self.overruns = 0
         self.driven: dict = {}
         self.overrun_units: list = []
@@ -156,6 +203,8 @@ class Testbench:
         self.write_done = 0
         self.last_done = 0
         self.mac_lookup_ii = top.lookup_issue_ii
+        self.bin_holds = 0
+        """Cycles a job's first key waited at the bins for the previous job's finalisation."""
         self.program = self._program()
 
     # ---- program order ----------------------------------------------------------------------
@@ -195,6 +244,8 @@ class Testbench:
             else:
                 item.data["ready"] = None
                 item.data["older_writes"] = older_writes
+                item.data["job"] = len(self.jobs)
+                self.jobs[len(self.jobs)] = {"z": {}}
             self.rot_order.append(item)
 
     # ---- one cycle ------------------------------------------------------------------------------
@@ -256,9 +307,9 @@ class Testbench:
         if ctx.get(t.table.out_valid):
             item = self._left("table_generator", cycle)
             self._start_scores(item, cycle)
-        if ctx.get(t.sram.r_done):
+        if ctx.get(t.sram.reads[0].done):
             item = self._left("index_sram_read", cycle)
-            item.data["row"] = ctx.get(t.sram.rdata)
+            item.data["row"] = ctx.get(t.sram.reads[0].data)
             item.data["ready"] = cycle
             self.queues["table_sram"].append(item)
         if ctx.get(t.lookup.leaves_valid):
@@ -270,14 +321,64 @@ class Testbench:
         if ctx.get(t.lookup.out_valid):
             item = self._left("norm_multiplier", cycle)
             key = item.label[:3]
-            self.scores.setdefault(key, {})[item.label[3]] = ctx.get(t.lookup.score)
+            item.data["score"] = ctx.get(t.lookup.score)
+            self.scores.setdefault(key, {})[item.label[3]] = item.data["score"]
+            if t.value:
+                item.data["ready"] = cycle
+                self.queues["softmax_scale"].append(item)
+        if t.value:
+            self._collect_value(ctx, cycle)
+
+    def _collect_value(self, ctx, cycle):
+        """The value path's unit outputs (see `_collect`)."""
+        t, mac = self.top, self.macro
+        if ctx.get(t.scale.out_valid):
+            item = self._left("softmax_scale", cycle)
+            job = self.jobs[item.data["job"]]
+            job["z"][item.label[3]] = ctx.get(t.scale.z)
+            if item.data["last"]:  # the job's value stream: its value rows 0..p
+                job["m"] = ctx.get(t.scale.top)
+                slot, h, qi, _ = item.label
+                for tok in range(item.label[3] + 1):
+                    bank, row = row_location(mac, self.trace.kv_heads, self.trace.tokens, slot, item.data["kvh"], tok, 1)
+                    self.queues["index_sram_read_v"].append(Item("value", (slot, h, qi, tok), {
+                        "bank": bank, "row": row, "ready": cycle, "job": item.data["job"], "first": tok == 0,
+                        "last": tok == item.label[3], "layer": item.data["layer"]}))
+        if ctx.get(t.sram.reads[1].done):
+            item = self._left("index_sram_read_v", cycle)
+            item.data["row"] = ctx.get(t.sram.reads[1].data)
+            item.data["ready"] = cycle
+            self.queues["exp"].append(item)
+        if ctx.get(t.exp.out_valid):
+            item = self._left("exp", cycle)
+            item.data["e"] = ctx.get(t.exp.e)
+            item.data["ready"] = cycle
+            self.queues["bins"].append(item)
+        if ctx.get(t.bins.out_valid):
+            item = self._left("bins", cycle)
+            if item.data["last"]:
+                item.data["ready"] = cycle
+                self.queues["centroids"].append(item)
+        if ctx.get(t.fin.centroids_valid):
+            item = self._left("centroids", cycle)
+            self.inflight["inverse_fwht"].append((item, cycle))
+        if ctx.get(t.fin.fwht_valid):
+            item = self._left("inverse_fwht", cycle)
+            self.inflight["output_scale"].append((item, cycle))
+        if ctx.get(t.fin.out_valid):
+            item = self._left("output_scale", cycle)
+            width = t.fin.f.value.width
+            bits = unpack(ctx.get(t.flat["fin.out"]), width, mac.head_dim)
+            self.outputs[item.label[:3]] = from_bits(bits, width)
 
     def _start_scores(self, query: Item, cycle: int):
         slot, h, qi, kvh, p = query.label
         for tok in range(p + 1):
             bank, row = row_location(self.macro, self.trace.kv_heads, self.trace.tokens, slot, kvh, tok, 0)
             self.queues["index_sram_read"].append(
-                Item("key", (slot, h, qi, tok), {"bank": bank, "row": row, "ready": cycle, "first": tok == 0}))
+                Item("key", (slot, h, qi, tok), {"bank": bank, "row": row, "ready": cycle, "first": tok == 0,
+                                                 "last": tok == p, "job": query.data["job"], "kvh": kvh,
+                                                 "layer": query.data["layer"]}))
 
     def _can(self, unit: str, cycle: int) -> Optional[Item]:
         q = self.queues[unit]
@@ -338,27 +439,76 @@ class Testbench:
             self._enter("table_generator", cycle, t.table_ii)
             sets.append((t.flat["table.r"], item.data["y"]))
         sets.append((t.table.in_valid, int(item is not None)))
-        # SRAM read port: a score stream issues at its slowest unit's interval
-        item = self._can("index_sram_read", cycle)
-        if item is not None:
-            self._enter("index_sram_read", cycle, self.mac_lookup_ii)
-            sets += [(t.sram.rbank, item.data["bank"]), (t.sram.rrow, item.data["row"])]
-        sets.append((t.sram.r_valid, int(item is not None)))
+        # SRAM read requesters: a stream issues at its slowest unit's interval; the older job's
+        # stream takes a bank first (the cycle model reserves ports in program order)
+        wanted = [(self._can(u, cycle), u, ch, ii) for u, ch, ii in
+                  (("index_sram_read", t.sram.reads[0], self.mac_lookup_ii),
+                   ("index_sram_read_v", t.sram.reads[1] if t.value else None, t.value_issue_ii if t.value else 1))
+                  if ch is not None]
+        taken = set()
+        for item, unit, ch, ii in sorted(wanted, key=lambda w: w[0].data["job"] if w[0] is not None else 1 << 60):
+            ok = item is not None and item.data["bank"] not in taken
+            if ok:
+                taken.add(item.data["bank"])
+                self._enter(unit, cycle, ii)
+                sets += [(ch.bank, item.data["bank"]), (ch.row, item.data["row"])]
+            sets.append((ch.valid, int(ok)))
         # lookup pipeline
         item = self._can("table_sram", cycle)
         if item is not None:
             self._enter("table_sram", cycle, t.lookup_ii)
             sets.append((t.lookup.row, item.data["row"]))
         sets.append((t.lookup.in_valid, int(item is not None)))
+        if t.value:
+            sets += self._issue_value(cycle)
         for sig, value in sets:  # only changes: every set settles the design
             if self.driven.get(id(sig)) != value:
                 ctx.set(sig, value)
                 self.driven[id(sig)] = value
-        for unit, sig in (("norm_unit", t.norm.overrun), ("quantizer", t.quantizer.overrun),
-                          ("table_generator", t.table.overrun), ("table_sram", t.lookup.overrun)):
+        checks = [("norm_unit", t.norm.overrun), ("quantizer", t.quantizer.overrun),
+                  ("table_generator", t.table.overrun), ("table_sram", t.lookup.overrun)]
+        if t.value:
+            checks += [("bins", t.bins.overrun), ("centroids", t.fin.overrun), ("index_sram_read", t.sram.conflict)]
+        for unit, sig in checks:
             if ctx.get(sig):
                 self.overruns += 1
                 self.overrun_units.append((unit, cycle))
+
+    def _issue_value(self, cycle: int) -> list:
+        """The value path's issues this cycle (see `_issue`): (signal, value) pairs."""
+        t, mac = self.top, self.macro
+        sets = []
+        item = self._can("softmax_scale", cycle)
+        if item is not None:
+            self._enter("softmax_scale", cycle, 1)
+            sets += [(t.scale.score, item.data["score"]), (t.scale.first, int(item.data["first"]))]
+        sets.append((t.scale.in_valid, int(item is not None)))
+        item = self._can("exp", cycle)
+        if item is not None:
+            self._enter("exp", cycle, 1)
+            job = self.jobs[item.data["job"]]
+            sets += [(t.exp.z, job["z"][item.label[3]]), (t.exp.m, job["m"])]
+        sets.append((t.exp.in_valid, int(item is not None)))
+        # a job's first key clears the bins and the running sum: only once the previous job's
+        # finalisation has taken them (write after read on the one set of bins)
+        item = self._can("bins", cycle)
+        if item is not None and item.data["first"] and self.fin_started < item.data["job"] - 1:
+            self.bin_holds += 1
+            item = None
+        if item is not None:
+            self._enter("bins", cycle, t.bins_ii)
+            db = mac.head_dim * mac.bits
+            row = item.data["row"]
+            sets += [(t.bins.e, item.data["e"]), (t.bins.idx, row & ((1 << db) - 1)), (t.bins.norm, row >> db),
+                     (t.bins.first, int(item.data["first"]))]
+        sets.append((t.bins.in_valid, int(item is not None)))
+        item = self._can("centroids", cycle)
+        if item is not None:
+            self._enter("centroids", cycle, t.cen_ii)
+            self.fin_started = item.data["job"]
+            sets.append((t.fin.signs, self._sign_word(item.data["layer"])))
+        sets.append((t.fin.in_valid, int(item is not None)))
+        return sets
 
     def _query_ready(self, query: Item, cycle: int) -> bool:
         """A query job is ready when every write before it in program order is stored."""
@@ -375,31 +525,28 @@ class Testbench:
 
 
 def simulate_rtl(macro: MacroConfig, signs: dict, trace, layer_ids: list[int], centroids, boundaries,
-                 vcd_path: Optional[str] = None) -> RtlRun:
+                 vcd_path: Optional[str] = None, exp_latency: int = EXP_STEPS) -> RtlRun:
     """Build MacroTop for the slice and run it; signs {layer: int8 [d]}."""
     depth = sram_depth(macro, len(layer_ids), trace.kv_heads, trace.tokens)
-    top = MacroTop(macro, centroids, boundaries, depth)
-    top.norm_ii = max(-(-macro.head_dim // macro.write_path.norm_squarers),
-                      -(-(macro.levels - 1) // macro.write_path.threshold_multipliers))
-    top.quant_ii = -(-macro.head_dim // (macro.write_path.comparators // (macro.levels - 1)))
-    top.table_ii = -(-macro.head_dim * macro.levels // macro.read_path.table_multipliers)
-    top.lookup_ii = -(-macro.head_dim // macro.read_path.lookups_per_cycle)
-    top.lookup_issue_ii = top.lookup_ii
+    top = MacroTop(macro, centroids, boundaries, depth, exp_latency)
     bench = Testbench(macro, top, signs, trace, layer_ids)
+    started = time.perf_counter()
     sim = Simulator(top)
     sim.add_clock(1e-9)
     sim.add_testbench(bench.run)
+    built = time.perf_counter()
     if vcd_path:
         with sim.write_vcd(vcd_path):
             sim.run()
     else:
         sim.run()
+    host = {"build_s": built - started, "simulate_s": time.perf_counter() - built}
     scores = {}
     for key, per_tok in bench.scores.items():
         n = max(per_tok) + 1
         scores[key] = from_bits([per_tok[i] for i in range(n)], bench.f.score.width)
-    return RtlRun(bench.timing, bench.rows, scores, bench.total_cycles, bench.overruns, bench.cycles_simulated,
-                  bench.overrun_units)
+    return RtlRun(bench.timing, bench.rows, scores, bench.outputs, bench.total_cycles, bench.overruns,
+                  bench.cycles_simulated, bench.overrun_units, bench.bin_holds, host, top)
 
 
-__all__ = ["MacroTop", "RtlRun", "simulate_rtl", "UNITS", "row_location", "to_bits", "from_bits", "FP16", "FP32"]
+__all__ = ["MacroTop", "RtlRun", "simulate_rtl", "UNITS", "VALUE_UNITS", "units_of", "row_location", "to_bits", "from_bits", "FP16", "FP32"]

@@ -7,31 +7,32 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from axelsim.config.macro import MacroConfig
-from axelsim.numerics.codebook import lloyd_max_codebook
+from axelsim.io import atomic_path
+from axelsim.rtl.activity import toggles_by_scope
 from axelsim.rtl.compare import check, resolved_macro
-from axelsim.rtl.harness import MacroTop, sram_depth
+from axelsim.rtl.harness import MacroTop
 from axelsim.rtl.synth import NAND2_AREA_UM2, rtlil_text, synthesize, write_verilog
 
-SYNTH_UNITS = {"norm_unit": ("norm", ("norm_unit",)), "rotator": ("rotator", ("rotator",)),
-               "quantizer": ("quantizer", ("quantizer",)),
-               "table_generator": ("table", ("table_generator", "table_sram")),
-               "lookup_pipeline": ("lookup", ("lookup_pipeline",))}
-"""RTL unit -> (MacroTop attribute, the cost model's units it corresponds to). The RTL table
-generator holds the table SRAM as registers, so it is compared with both cost-model units."""
-
-
-def build_top(macro: MacroConfig, n_layers: int, kv_heads: int, tokens: int) -> MacroTop:
-    cb = lloyd_max_codebook(macro.head_dim, macro.bits)
-    return MacroTop(macro, cb.rom_centroids, cb.rom_boundaries, sram_depth(macro, n_layers, kv_heads, tokens))
+SYNTH_UNITS = {"norm_unit": (("norm",), ("norm_unit",)), "rotator": (("rotator",), ("rotator",)),
+               "quantizer": (("quantizer",), ("quantizer",)),
+               "table_generator": (("table",), ("table_generator", "table_sram")),
+               "lookup_pipeline": (("lookup",), ("lookup_pipeline",)),
+               "value_unit": (("scale", "exp", "bins", "fin"), ("value_unit",))}
+"""RTL unit -> (its MacroTop parts, the cost model's units it corresponds to). The RTL table
+generator holds the table SRAM as registers, so it is compared with both cost-model units; the
+value unit is the sum of its four parts."""
+PART_FILES = {"norm": "norm_unit", "rotator": "rotator", "quantizer": "quantizer", "table": "table_generator",
+              "lookup": "lookup_pipeline", "sram": "index_sram", "scale": "softmax_scale", "exp": "exp_unit",
+              "bins": "bins", "fin": "finalize"}
+"""MacroTop part -> the file stem of its RTLIL / Verilog."""
 
 
 def write_sources(top: MacroTop, out: Path, verilog: bool) -> list[str]:
     """RTLIL of every unit (and Verilog through Yosys when `verilog`) into out/."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for unit, (attr, _) in {**SYNTH_UNITS, "index_sram": ("sram", ())}.items():
-        elab = getattr(top, attr)
+    for attr in top.parts:
+        unit, elab = PART_FILES[attr], getattr(top, attr)
         path = out / f"{unit}.il"
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(rtlil_text(elab, unit))
@@ -48,13 +49,42 @@ def area_table(top: MacroTop, loaded) -> dict:
 
     model = CostModel.from_macro(loaded).area_um2(1)
     rows = {}
-    for unit, (attr, cost_units) in SYNTH_UNITS.items():
-        est = synthesize(getattr(top, attr))
+    for unit, (attrs, cost_units) in SYNTH_UNITS.items():
+        if not all(hasattr(top, a) for a in attrs):
+            continue
+        parts = [synthesize(getattr(top, a)) for a in attrs]
+        est = {k: sum(p[k] for p in parts) for k in ("transistors", "flip_flops", "area_um2")}
         cost = sum(model.get(u, 0.0) for u in cost_units)
         rows[unit] = {"transistors": est["transistors"], "flip_flops": est["flip_flops"],
                       "rtl_area_um2": est["area_um2"], "cost_model_area_um2": cost,
                       "area_ratio_cost_over_rtl": cost / est["area_um2"] if est["area_um2"] else None,
                       "cost_model_units": list(cost_units)}
+    return rows
+
+
+ACTIVITY_ITEMS = {"norm_unit": "norm_unit", "rotator": "rotator", "quantizer": "quantizer",
+                  "table_generator": "table_generator", "lookup_pipeline": "table_sram", "value_unit": "bins"}
+"""RTL unit -> the unit whose items count its operations (vectors, vectors, vectors, tables,
+keys scored, values binned)."""
+
+
+def activity_table(vcd: Path, run, model_counts: dict) -> dict:
+    """Per unit: toggles in the simulation (activity.toggles_by_scope) against the cycle model's
+    counted actions of the corresponding cost-model units."""
+    parts = {attr: unit for unit, (attrs, _) in SYNTH_UNITS.items() for attr in attrs}
+    toggles = toggles_by_scope(vcd, parts)
+    rows = {}
+    for unit, (attrs, cost_units) in SYNTH_UNITS.items():
+        if not all(hasattr(run.design, a) for a in attrs):
+            continue
+        items = len(run.timing.get(ACTIVITY_ITEMS[unit], []))
+        actions = {f"{u}.{a}": n for u in cost_units for a, n in sorted(model_counts.get(u, {}).items())}
+        total = sum(actions.values())
+        t = toggles.get(unit, 0)
+        rows[unit] = {"toggles": t, "operations": items, "toggles_per_operation": t / items if items else None,
+                      "model_actions": total, "model_actions_by_kind": actions,
+                      "model_actions_per_operation": total / items if items else None,
+                      "toggles_per_model_action": t / total if total else None}
     return rows
 
 
@@ -64,20 +94,26 @@ def run_rtl(loaded, signs, view, out: Path, synth: bool = False, source: Optiona
     mac = resolved_macro(loaded)
     layer_ids = list(view.layer_indices)
     src = source or str(loaded.path)
-    top = build_top(mac, len(layer_ids), view.kv_heads, view.tokens)
-    files = write_sources(top, out, verilog=synth)
-    comp, run = check(mac, signs, view, layer_ids, src, vcd_path=None)
+    out.mkdir(parents=True, exist_ok=True)
+    vcd = out / "rtl.vcd"
+    with atomic_path(vcd) as tmp:
+        comp, run = check(mac, signs, view, layer_ids, src, vcd_path=str(tmp))
+    top = run.design  # the design just simulated (every part elaborated) is the one written
+    files = write_sources(top, out, verilog=synth) + [vcd.name]
     report = {"macro": loaded.config.name, "head_dim": mac.head_dim, "bits": mac.bits,
-              "value_path_built": False, "trace": str(view.path or view.name),
+              "value_path_built": bool(mac.value_path.enabled and view.has_values), "trace": str(view.path or view.name),
               "layers": layer_ids, "kv_heads": view.kv_heads, "q_heads": view.q_heads,
               "tokens_written": 1 + max(int(p) for p in view.q_positions), "queries": int(len(view.q_positions)),
-              **comp.to_dict(), "files": files}
+              **comp.to_dict(), "activity_by_unit": activity_table(vcd, run, comp.model_counts), "files": files}
     if synth:
         report["area_by_unit"] = area_table(top, loaded)
         report["nand2_area_um2"] = NAND2_AREA_UM2
+    report["host_s"] = run.host_s
     report["wall_s"] = time.perf_counter() - started
     report["units"] = {"cycles": "clock cycles", "area": "um^2 at 45 nm (NAND2_X1 equivalents, NanGate FreePDK45)",
-                       "wall_s": "seconds of host time"}
+                       "wall_s": "seconds of host time", "host_s": "seconds of host time",
+                       "toggles": "signal bits that changed value between clock cycles",
+                       "model_actions": "actions counted by the cycle model (arithmetic operations, memory accesses)"}
     return report
 
 
@@ -95,5 +131,9 @@ def format_rtl(report: dict) -> str:
         ratio = a["area_ratio_cost_over_rtl"]
         lines.append(f"area {unit:<18} rtl {a['rtl_area_um2']:>10.0f} um2  cost model {a['cost_model_area_um2']:>10.0f} um2"
                      f"  ratio {ratio:.2f}" if ratio is not None else f"area {unit}: no RTL area")
+    for unit, a in report.get("activity_by_unit", {}).items():
+        per = a["toggles_per_model_action"]
+        lines.append(f"activity {unit:<16} {a['toggles']:>9} toggles over {a['operations']:>3} operations, "
+                     f"{a['model_actions']:>6} model actions" + (f", {per:.0f} toggles per action" if per else ""))
     lines.append("bit exact: " + ", ".join(f"{u}={v}" for u, v in report["bit_exact_by_unit"].items()))
     return "\n".join(lines)

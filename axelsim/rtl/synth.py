@@ -22,6 +22,8 @@ from pathlib import Path
 from amaranth.back import rtlil, verilog  # noqa: F401  (verilog: used through rtlil + yosys below)
 from amaranth.hdl import Signal
 
+from axelsim.rtl.units import ReadChannel
+
 NAND2_TRANSISTORS = 4
 NAND2_AREA_UM2 = 0.798
 """NAND2_X1 of the NanGate FreePDK45 Open Cell Library (45 nm): 0.798 um^2 (0.532 x 1.4 um cell)."""
@@ -40,6 +42,8 @@ def unit_ports(unit) -> list[Signal]:
         elif isinstance(value, (list, tuple)):
             for v in value:
                 walk(v)
+        elif isinstance(value, ReadChannel):
+            walk(list(vars(value).values()))
 
     for value in vars(unit).values():
         walk(value)

@@ -269,7 +269,7 @@ class IndexSram(Elaboratable):
     after write/read_latency_cycles. `conflict` rises when two accesses of one kind meet in
     one bank and cycle beyond its ports (the controller must avoid it)."""
 
-    def __init__(self, macro: MacroConfig, depth: int):
+    def __init__(self, macro: MacroConfig, depth: int, read_channels: int = 1):
         if macro.sram.read_ports != 1 or macro.sram.write_ports != 1:
             raise ConfigError("macro", "sram.read_ports", "1 read and 1 write port per bank for the RTL twin")
         self.macro, self.depth = macro, depth
@@ -277,9 +277,10 @@ class IndexSram(Elaboratable):
         self.wbank, self.wrow = Signal(range(max(banks, 2))), Signal(range(max(depth, 2)))
         self.wdata = Signal(macro.row_bits)
         self.w_valid, self.w_done = Signal(), Signal()
-        self.rbank, self.rrow = Signal(range(max(banks, 2))), Signal(range(max(depth, 2)))
-        self.r_valid, self.r_done = Signal(), Signal()
-        self.rdata = Signal(macro.row_bits)
+        self.reads = [ReadChannel(banks, depth, macro.row_bits, f"rd{c}") for c in range(read_channels)]
+        """Read requesters (the score stream's, then the value stream's): each reaches every bank's
+        one read port; two in one bank and cycle raise `conflict` (the controller avoids it)."""
+        self.conflict = Signal()
 
     def elaborate(self, platform):
         m = Module()
@@ -291,28 +292,48 @@ class IndexSram(Elaboratable):
             m.d.sync += [nb_.eq(wbank), nr.eq(wrow), nd.eq(wdata), nv.eq(wv)]
             wbank, wrow, wdata, wv = nb_, nr, nd, nv
         outs = []
+        hits = []
         for b in range(banks):
             mem = Memory(shape=mac.row_bits, depth=self.depth, init=[])
             m.submodules[f"bank{b}"] = mem
             wp = mem.write_port()
             m.d.comb += [wp.addr.eq(wrow), wp.data.eq(wdata), wp.en.eq(wv & (wbank == b))]
             rp = mem.read_port()
-            m.d.comb += [rp.addr.eq(self.rrow), rp.en.eq(self.r_valid & (self.rbank == b))]
+            want = [ch.valid & (ch.bank == b) for ch in self.reads]
+            hits.append(sum(want) > 1 if len(want) > 1 else Const(0, 1))
+            addr = self.reads[-1].row
+            for ch, w in zip(self.reads[-2::-1], want[-2::-1]):  # the first requester's row wins the port
+                addr = Mux(w, ch.row, addr)
+            m.d.comb += [rp.addr.eq(addr), rp.en.eq(sum(want) != 0)]
             outs.append(rp.data)
-        sel = Signal.like(self.rbank)
-        m.d.sync += sel.eq(self.rbank)
-        data = Signal(mac.row_bits)
-        m.d.comb += data.eq(Array(outs)[sel])
-        rv = Signal()
-        m.d.sync += rv.eq(self.r_valid)
-        for i in range(rl - 1):
-            nd, nv = Signal.like(data), Signal()
-            m.d.sync += [nd.eq(data), nv.eq(rv)]
-            data, rv = nd, nv
+        m.d.comb += self.conflict.eq(Cat(*hits) != 0)
+        for ch in self.reads:
+            sel = Signal.like(ch.bank)
+            m.d.sync += sel.eq(ch.bank)
+            data = Signal(mac.row_bits)
+            m.d.comb += data.eq(Array(outs)[sel])
+            rv = Signal()
+            m.d.sync += rv.eq(ch.valid)
+            for i in range(rl - 1):
+                nd, nv = Signal.like(data), Signal()
+                m.d.sync += [nd.eq(data), nv.eq(rv)]
+                data, rv = nd, nv
+            m.d.comb += [ch.data.eq(data), ch.done.eq(rv)]
         done = Signal()
         m.d.sync += done.eq(wv)
-        m.d.comb += [self.rdata.eq(data), self.r_done.eq(rv), self.w_done.eq(done)]
+        m.d.comb += self.w_done.eq(done)
         return m
+
+
+class ReadChannel:
+    """One read requester of the index SRAM: bank, row, valid in; data and done `read_latency` later."""
+
+    def __init__(self, banks: int, depth: int, row_bits: int, name: str):
+        self.bank = Signal(range(max(banks, 2)), name=f"{name}_bank")
+        self.row = Signal(range(max(depth, 2)), name=f"{name}_row")
+        self.valid = Signal(name=f"{name}_valid")
+        self.done = Signal(name=f"{name}_done")
+        self.data = Signal(row_bits, name=f"{name}_data")
 
 
 class TableGenerator(Elaboratable):
