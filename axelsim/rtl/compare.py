@@ -19,9 +19,11 @@ from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.rtl.harness import RtlRun, simulate_rtl
 
 def resolved_macro(loaded) -> MacroConfig:
-    """The macro config of a loaded macro with its index SRAM timing made explicit: the latencies and
-    bank II that `axelsim run` derives from the technology table (or the macro's overriding keys)
-    become config keys, so the RTL and the cycle model are built from the same numbers."""
+    """The macro config of a loaded macro with its derived timing made explicit: the index SRAM
+    latencies and bank II and the bin adder latency that `axelsim run` derives from the technology
+    table (or the macro's overriding keys) become config keys, so the RTL and the cycle model are
+    built from the same numbers. The RTL takes one cycle per FP operation: a derived softmax add
+    or multiply (the exp stage's 8 adds + 7 multiplies + 1) or bin adder of more is refused."""
     from axelsim.cost import CostModel
 
     timing = CostModel.from_macro(loaded).timing(spills=loaded.config.sram.overflow == "spill",
@@ -31,19 +33,20 @@ def resolved_macro(loaded) -> MacroConfig:
         raise ConfigError(str(loaded.path), "sram.bank_ii_cycles",
                           f"a bank II of 1 cycle for the RTL twin (its banks take one access per cycle), "
                           f"got {timing.bank_ii_cycles} at this clock and tile size")
+    one_cycle = {"value_path.bin_adder_latency": timing.bin_adder_latency_cycles,
+                 "formats.softmax (add cycles)": timing.softmax_add_cycles,
+                 "formats.softmax (multiply cycles)": timing.softmax_mul_cycles}
+    for key, cycles in one_cycle.items():  # the RTL's operators each take one cycle
+        if cycles != 1 and mac.value_path.enabled:
+            raise ConfigError(str(loaded.path), key, f"1 cycle for the RTL twin (one FP operation per cycle), "
+                              f"got {cycles} at this clock")
+    if mac.value_path.partial_accumulators != 1 and mac.value_path.enabled:
+        raise ConfigError(str(loaded.path), "value_path.partial_accumulators", "1 for the RTL twin (one set of bins)")
     sram = mac.sram.model_copy(update={"read_latency_cycles": timing.read_latency_cycles,
                                        "write_latency_cycles": timing.write_latency_cycles,
                                        "bank_ii_cycles": timing.bank_ii_cycles})
-    return mac.model_copy(update={"sram": sram})
-
-
-def exp_latency(macro: MacroConfig) -> int:
-    """The exp stage latency (cycles) of the cycle model's timing for this macro: the RTL cuts its
-    chain of EXP_STEPS one-operation steps into this many registered stages."""
-    from axelsim.cost.tiles import SramTiming
-    from axelsim.hw import value_unit
-
-    return int(getattr(SramTiming.ideal(macro), "exp_latency_cycles", value_unit.EXP_LATENCY))
+    value = mac.value_path.model_copy(update={"bin_adder_latency": timing.bin_adder_latency_cycles})
+    return mac.model_copy(update={"sram": sram, "value_path": value})
 
 
 def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str,
@@ -167,8 +170,7 @@ def check(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str, v
         raise ConfigError(source, "head_dim", f"the trace's head_dim {trace.head_dim}, got {mac.head_dim}")
     cb = lloyd_max_codebook(mac.head_dim, mac.bits)
     sign_table = {L: np.asarray(signs.vector(L), dtype=np.int8) for L in layer_ids}
-    run = simulate_rtl(mac, sign_table, trace, layer_ids, cb.rom_centroids, cb.rom_boundaries, vcd_path,
-                       exp_latency(mac))
+    run = simulate_rtl(mac, sign_table, trace, layer_ids, cb.rom_centroids, cb.rom_boundaries, vcd_path)
     golden = golden_results(mac, signs, trace, layer_ids)
     counts: dict = {}
     schedule, total_model = hw_schedule(mac, signs, trace, layer_ids, source, counts)

@@ -28,7 +28,7 @@ from axelsim.config.macro import MacroConfig
 from axelsim.rtl.fp import FP16, FP32
 from axelsim.rtl.units import (Formats, IndexSram, LookupPipeline, NormUnit, Quantizer, Rotator,
                                TableGenerator, ceil_div)
-from axelsim.rtl.value import EXP_STEPS, Bins, ExpUnit, Finalize, SoftmaxScale
+from axelsim.rtl.value import Bins, ExpUnit, Finalize, SoftmaxScale
 
 UNITS = ("norm_unit", "rotator", "quantizer", "index_sram_write", "table_generator", "index_sram_read",
          "table_sram", "adder_tree", "norm_multiplier")
@@ -70,7 +70,7 @@ class MacroTop(Elaboratable):
     """All RTL units of one macro (one lookup pipeline, its value unit when value_path.enabled),
     side by side; the testbench wires them."""
 
-    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int, exp_latency: int = EXP_STEPS):
+    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int):
         self.value = macro.value_path.enabled
         self.norm = NormUnit(macro, boundaries)
         self.rotator = Rotator(macro)
@@ -88,7 +88,7 @@ class MacroTop(Elaboratable):
         self.lookup_issue_ii = self.lookup_ii  # softmax scale: II 1 (one query head per key)
         if self.value:
             self.scale = SoftmaxScale(macro)
-            self.exp = ExpUnit(macro, exp_latency)
+            self.exp = ExpUnit(macro)
             self.bins = Bins(macro)
             self.fin = Finalize(macro, centroids)
             self.parts += ["scale", "exp", "bins", "fin"]
@@ -525,10 +525,10 @@ class Testbench:
 
 
 def simulate_rtl(macro: MacroConfig, signs: dict, trace, layer_ids: list[int], centroids, boundaries,
-                 vcd_path: Optional[str] = None, exp_latency: int = EXP_STEPS) -> RtlRun:
+                 vcd_path: Optional[str] = None) -> RtlRun:
     """Build MacroTop for the slice and run it; signs {layer: int8 [d]}."""
     depth = sram_depth(macro, len(layer_ids), trace.kv_heads, trace.tokens)
-    top = MacroTop(macro, centroids, boundaries, depth, exp_latency)
+    top = MacroTop(macro, centroids, boundaries, depth)
     bench = Testbench(macro, top, signs, trace, layer_ids)
     started = time.perf_counter()
     sim = Simulator(top)

@@ -7,8 +7,9 @@ Timing comes from the structure, as in axelsim.rtl.units (an item enters with `i
 cycle; `out_valid` rises for one cycle when its result is on the output registers):
 
 - softmax scale: z = rnd_S(score * sigma) and the running max, one register (latency 1, II 1);
-- exp: the chain of EXP_STEPS operations cut into the exp latency's registered stages (one
-  operation per stage at the cycle model's 1-cycle FP operations; II 1), one exp unit;
+- exp: the chain of EXP_STEPS = 16 operations, one registered stage each (latency 16, II 1; the
+  cycle model's 8 adds + 7 multiplies + the exponent stage at one cycle per operation), one
+  exp unit;
 - weights + bins: w = rnd_V(e * norm) and E = rnd_S(E + e) (one register), then the d bin
   read-modify-writes on `bin_lanes` adders over ceil(d / bin_lanes) cycles (the adder reads and
   writes its bin within the cycle, so consecutive keys never wait for one another);
@@ -128,7 +129,7 @@ class ExpUnit(Elaboratable):
     f = rnd_S(y - k), Horner of 2^f, rnd_S(p 2^k). x = -inf or |y| >= 2^9 (p 2^k underflows to 0
     in fp16 and fp32) gives +0; NaN x, or x log2e overflowing, gives NaN (as the golden model)."""
 
-    def __init__(self, macro: MacroConfig, latency: int):
+    def __init__(self, macro: MacroConfig, latency: int = 0):
         self.f = ValueFormats(macro)
         s = self.f.softmax
         log2e, coeffs = exp_constants(self.f.soft_nf)
@@ -138,7 +139,8 @@ class ExpUnit(Elaboratable):
         self.in_valid = Signal()
         self.e = Signal(s.width)
         self.out_valid = Signal()
-        self.groups = exp_groups(latency)
+        self.groups = exp_groups(latency or EXP_STEPS)
+        """latency 0: one operation per stage (the macro's); tests cut the chain shorter."""
 
     def _steps(self, m: Module, s: Fmt):
         c = [Const(b, s.width) for b in self.coeff_bits]
