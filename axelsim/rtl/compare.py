@@ -51,8 +51,9 @@ def resolved_macro(loaded) -> MacroConfig:
 
 def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str,
                 counts: Optional[dict] = None) -> tuple[dict, int]:
-    """Run the cycle model and record, per stage key name, the (start, done) cycles of every
-    item in program order; returns (schedule, total cycles). `counts`, if given, receives the
+    """Run the cycle model (key fidelity: every stream through `run_stream`, the writes one
+    stream per position and layer; burst mode times the same cycles, tests/test_hw_write_batch.py)
+    and record, per stage key name, the (start, done) cycles of every item in program order; returns (schedule, total cycles). `counts`, if given, receives the
     model's counted actions per unit ({unit: {action: n}})."""
     from axelsim.cost.tiles import SramTiming
     from axelsim.hw.controller import Machine
@@ -71,7 +72,7 @@ def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: 
     cb = lloyd_max_codebook(macro.head_dim, macro.bits)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     machine = Recording(macro, _sign_table(signs, layer_ids, macro.head_dim), np.asarray(cb.rom_centroids),
-                        np.asarray(cb.rom_boundaries), "burst", Ledger(), amap, SramTiming.ideal(macro))
+                        np.asarray(cb.rom_boundaries), "key", Ledger(), amap, SramTiming.ideal(macro))
     machine.schedule = {}
     replay(machine, trace, layer_ids, "simulate", None)
     if counts is not None:

@@ -1,14 +1,15 @@
 """Run the RTL units cycle by cycle (Amaranth simulator) over a trace slice.
 
-The datapath is the RTL of axelsim.rtl.units. The controller and the buffers between units
-are behavioural (this testbench): it replays the trace in SPEC.md program order (positions
-ascending; at p the K and V vectors of every KV head, layer by layer; then every query at p)
-and moves each item into a unit when three things hold in that cycle: the item has left the
-unit before (its `out_valid` was seen), every older item of that unit has entered it (in-order
-issue, program order), and the unit accepts (its initiation interval since the last item
-passed; a score stream's first stage issues at the stream's slowest unit's interval, so no
-later stage backs up). A query job is ready when every write so far is done. Nothing here
-reads the cycle model; `compare.py` does, afterwards.
+The datapath is the RTL of axelsim.rtl.units and axelsim.rtl.value; the issue controller is
+RTL too (axelsim.rtl.controller: interval counters, the table and bins write-after-read
+interlocks, the read-port arbiter). The program sequencer and the buffers between units are
+behavioural (this testbench): it replays the trace in SPEC.md program order (positions
+ascending; at p the K and V vectors of every KV head, layer by layer; then every query at p),
+requests entry for the item at the head of each unit's buffer once its data is there (it has
+left the unit before; every older item of that unit has entered it: in-order issue, program
+order), and moves it in when the controller grants it (a score stream's first stage issues at
+the stream's slowest unit's interval, so no later stage backs up). A query job is ready when
+every write so far is done. Nothing here reads the cycle model; `compare.py` does, afterwards.
 
 Recorded per unit and item: the cycle it entered and the cycle it left (its `out_valid`).
 """
@@ -25,6 +26,7 @@ from amaranth.hdl import Cat, Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from axelsim.config.macro import MacroConfig
+from axelsim.rtl.controller import IssueController
 from axelsim.rtl.fp import FP16, FP32
 from axelsim.rtl.units import (Formats, IndexSram, LookupPipeline, NormUnit, Quantizer, Rotator,
                                TableGenerator, ceil_div)
@@ -70,7 +72,7 @@ class MacroTop(Elaboratable):
     """All RTL units of one macro (one lookup pipeline, its value unit when value_path.enabled),
     side by side; the testbench wires them."""
 
-    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int):
+    def __init__(self, macro: MacroConfig, centroids, boundaries, sram_depth: int, max_keys: int = 4096):
         self.value = macro.value_path.enabled
         self.norm = NormUnit(macro, boundaries)
         self.rotator = Rotator(macro)
@@ -86,6 +88,9 @@ class MacroTop(Elaboratable):
         self.table_ii = ceil_div(d * levels, macro.read_path.table_multipliers)
         self.lookup_ii = ceil_div(d, macro.read_path.lookups_per_cycle)
         self.lookup_issue_ii = self.lookup_ii  # softmax scale: II 1 (one query head per key)
+        intervals = {"norm_unit": self.norm_ii, "rotator": 1, "quantizer": self.quant_ii, "index_sram_write": 1,
+                     "table_generator": self.table_ii, "index_sram_read": self.lookup_issue_ii,
+                     "table_sram": self.lookup_ii}
         if self.value:
             self.scale = SoftmaxScale(macro)
             self.exp = ExpUnit(macro)
@@ -95,6 +100,10 @@ class MacroTop(Elaboratable):
             self.bins_ii = ceil_div(d, macro.value_path.bin_lanes)
             self.value_issue_ii = max(1, self.bins_ii)
             self.cen_ii = ceil_div(d * levels, macro.value_path.centroid_multipliers)
+            intervals.update(softmax_scale=1, index_sram_read_v=self.value_issue_ii, exp=1, bins=self.bins_ii,
+                             centroids=self.cen_ii)
+        self.ctl = IssueController(intervals, macro.sram.banks, max_keys)
+        self.parts.append("ctl")
 
         # flat ports: one testbench write per vector instead of one per word
         self.flat_in = {"norm.x": self.norm.x, "rotator.x": self.rotator.x, "quantizer.y": self.quantizer.y,
@@ -119,6 +128,8 @@ class MacroTop(Elaboratable):
             for mine, theirs in zip(self.fin.bins, self.bins.bins):
                 m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
             m.d.comb += self.fin.total.eq(self.bins.total)
+        # the controller sees a table completed and every key leaving the table SRAM
+        m.d.comb += [self.ctl.table_done.eq(self.table.out_valid), self.ctl.key_looked_up.eq(self.lookup.leaves_valid)]
         return m
 
 
@@ -186,7 +197,6 @@ class Testbench:
         units = units_of(macro)
         self.queues = {u: deque() for u in ("norm_unit", "rotator", "quantizer", "index_sram_write",
                                             "table_generator", "index_sram_read", "table_sram") + VALUE_UNITS[:5]}
-        self.next_ok = {u: 0 for u in units}
         self.timing = {u: [] for u in units}
         self.inflight: dict[str, deque] = {u: deque() for u in units}
         self.rows: dict = {}
@@ -194,15 +204,13 @@ class Testbench:
         self.outputs: dict = {}
         self.jobs: dict = {}
         """job number -> {z: {token: bits}, m: bits}: the value path's behavioural buffers."""
-        self.fin_started = -1
-        """The newest job whose finalisation has taken its bins and running sum."""
+
         self.overruns = 0
         self.driven: dict = {}
         self.overrun_units: list = []
         self.writes_done = 0
         self.write_done = 0
         self.last_done = 0
-        self.mac_lookup_ii = top.lookup_issue_ii
         self.bin_holds = 0
         """Cycles a job's first key waited at the bins for the previous job's finalisation."""
         self.program = self._program()
@@ -254,12 +262,12 @@ class Testbench:
         self._enqueue_program()
         cycle = 0
         limit = 200000
-        arrived_rot: dict = {}
+        self.arrived_rot: dict = {}
         while cycle < limit:
-            self._collect(ctx, cycle, arrived_rot)
+            self._collect(ctx, cycle)
             if self._finished():
                 break
-            self._issue(ctx, cycle, arrived_rot)
+            self._issue(ctx, cycle)
             await ctx.tick()
             cycle += 1
         self.cycles_simulated = cycle
@@ -275,7 +283,7 @@ class Testbench:
         self.last_done = max(self.last_done, cycle)
         return item
 
-    def _collect(self, ctx, cycle, arrived_rot):
+    def _collect(self, ctx, cycle):
         t, d = self.top, self.macro.head_dim
         if ctx.get(t.norm.out_valid):
             item = self._left("norm_unit", cycle)
@@ -283,7 +291,7 @@ class Testbench:
             item.data["stored"] = ctx.get(t.norm.stored)
             item.data["sat"] = ctx.get(t.norm.saturated)
             item.data["ready"] = cycle
-            arrived_rot[id(item)] = cycle
+            self.arrived_rot[id(item)] = cycle
         if ctx.get(t.rotator.out_valid):
             item = self._left("rotator", cycle)
             item.data["y"] = ctx.get(t.flat["rotator.y"])
@@ -380,91 +388,46 @@ class Testbench:
                                                  "last": tok == p, "job": query.data["job"], "kvh": kvh,
                                                  "layer": query.data["layer"]}))
 
-    def _can(self, unit: str, cycle: int) -> Optional[Item]:
+    def _head(self, unit: str, cycle: int) -> Optional[Item]:
+        """The item at the head of a unit's buffer if its data is there by this cycle."""
+        if unit == "rotator":  # program order over writes (after their norm) and queries (after older writes)
+            if not self.rot_order:
+                return None
+            head = self.rot_order[0]
+            if head.kind == "write":
+                return head if id(head) in self.arrived_rot and self.arrived_rot[id(head)] <= cycle else None
+            return head if self._query_ready(head, cycle) else None
         q = self.queues[unit]
-        if q and q[0].data["ready"] is not None and q[0].data["ready"] <= cycle and self.next_ok[unit] <= cycle:
+        if q and q[0].data["ready"] is not None and q[0].data["ready"] <= cycle:
             return q[0]
         return None
 
-    def _enter(self, unit: str, cycle: int, ii: int) -> Item:
-        item = self.queues[unit].popleft()
-        self.inflight[unit].append((item, cycle))
-        self.next_ok[unit] = cycle + ii
-        return item
-
-    def _issue(self, ctx, cycle, arrived_rot):
-        t, mac = self.top, self.macro
-        sets = []
-        # norm unit
-        item = self._can("norm_unit", cycle)
-        valid = item is not None
-        if valid:
-            self._enter("norm_unit", cycle, t.norm_ii)
-            sets.append((t.flat["norm.x"], item.data["x"]))
-        sets.append((t.norm.in_valid, int(valid)))
-        # rotator: program order over writes (after their norm) and queries (after all writes so far)
-        valid = False
-        if self.rot_order and self.next_ok["rotator"] <= cycle:
-            head = self.rot_order[0]
-            if head.kind == "write":
-                ok = id(head) in arrived_rot and arrived_rot[id(head)] <= cycle
-            else:
-                ok = self._query_ready(head, cycle)
-            if ok:
-                self.rot_order.popleft()
-                self.inflight["rotator"].append((head, cycle))
-                self.next_ok["rotator"] = cycle + 1
-                sets.append((t.flat["rotator.x"], head.data["x"]))
-                sets.append((t.rotator.signs, self._sign_word(head.data["layer"])))
-                valid = True
-        sets.append((t.rotator.in_valid, int(valid)))
-        # quantizer
-        item = self._can("quantizer", cycle)
-        if item is not None:
-            self._enter("quantizer", cycle, t.quant_ii)
-            sets += [(t.flat["quantizer.y"], item.data["y"]), (t.flat["quantizer.t"], item.data["thr"])]
-        sets.append((t.quantizer.in_valid, int(item is not None)))
-        # SRAM write port
-        item = self._can("index_sram_write", cycle)
-        if item is not None:
-            self._enter("index_sram_write", cycle, 1)
-            slot, h, p, kv = item.label
-            bank, row = row_location(mac, self.trace.kv_heads, self.trace.tokens, slot, h, p, kv)
-            sets += [(t.sram.wbank, bank), (t.sram.wrow, row), (t.sram.wdata, item.data["row"])]
-        sets.append((t.sram.w_valid, int(item is not None)))
-        # table generator: writes the table only after the previous job's last lookup (write after read)
-        readers_busy = any(self.queues[u] or self.inflight[u] for u in ("index_sram_read", "table_sram"))
-        item = None if readers_busy else self._can("table_generator", cycle)
-        if item is not None:
-            self._enter("table_generator", cycle, t.table_ii)
-            sets.append((t.flat["table.r"], item.data["y"]))
-        sets.append((t.table.in_valid, int(item is not None)))
-        # SRAM read requesters: a stream issues at its slowest unit's interval; the older job's
-        # stream takes a bank first (the cycle model reserves ports in program order)
-        wanted = [(self._can(u, cycle), u, ch, ii) for u, ch, ii in
-                  (("index_sram_read", t.sram.reads[0], self.mac_lookup_ii),
-                   ("index_sram_read_v", t.sram.reads[1] if t.value else None, t.value_issue_ii if t.value else 1))
-                  if ch is not None]
-        taken = set()
-        for item, unit, ch, ii in sorted(wanted, key=lambda w: w[0].data["job"] if w[0] is not None else 1 << 60):
-            ok = item is not None and item.data["bank"] not in taken
-            if ok:
-                taken.add(item.data["bank"])
-                self._enter(unit, cycle, ii)
-                sets += [(ch.bank, item.data["bank"]), (ch.row, item.data["row"])]
-            sets.append((ch.valid, int(ok)))
-        # lookup pipeline
-        item = self._can("table_sram", cycle)
-        if item is not None:
-            self._enter("table_sram", cycle, t.lookup_ii)
-            sets.append((t.lookup.row, item.data["row"]))
-        sets.append((t.lookup.in_valid, int(item is not None)))
-        if t.value:
-            sets += self._issue_value(cycle)
+    def _drive(self, ctx, sets) -> None:
         for sig, value in sets:  # only changes: every set settles the design
             if self.driven.get(id(sig)) != value:
                 ctx.set(sig, value)
                 self.driven[id(sig)] = value
+
+    def _issue(self, ctx, cycle):
+        """Requests to the issue controller (RTL), then the granted items into their units."""
+        t, ctl = self.top, self.top.ctl
+        heads = {u: self._head(u, cycle) for u in ctl.req}
+        reqs = [(ctl.req[u], int(item is not None)) for u, item in heads.items()]
+        for unit, sig in (("index_sram_read", ctl.read_bank), ("index_sram_read_v", ctl.read_v_bank)):
+            if heads.get(unit) is not None:
+                reqs.append((sig, heads[unit].data["bank"]))
+        if heads.get("bins") is not None:
+            reqs.append((ctl.bins_first, int(heads["bins"].data["first"])))
+        self._drive(ctx, reqs)
+        granted = {u: heads[u] if heads[u] is not None and ctx.get(ctl.grant[u]) else None for u in heads}
+        if heads.get("bins") is not None and granted["bins"] is None and heads["bins"].data["first"]:
+            self.bin_holds += 1
+        for unit, item in granted.items():
+            if item is not None:
+                (self.rot_order if unit == "rotator" else self.queues[unit]).popleft()
+                self.inflight[unit].append((item, cycle))
+        sets = self._unit_inputs(granted)
+        self._drive(ctx, sets)
         checks = [("norm_unit", t.norm.overrun), ("quantizer", t.quantizer.overrun),
                   ("table_generator", t.table.overrun), ("table_sram", t.lookup.overrun)]
         if t.value:
@@ -474,38 +437,69 @@ class Testbench:
                 self.overruns += 1
                 self.overrun_units.append((unit, cycle))
 
-    def _issue_value(self, cycle: int) -> list:
-        """The value path's issues this cycle (see `_issue`): (signal, value) pairs."""
+    def _unit_inputs(self, granted: dict) -> list:
+        """(signal, value) pairs: each granted item's data and every unit's in_valid."""
         t, mac = self.top, self.macro
         sets = []
-        item = self._can("softmax_scale", cycle)
+        item = granted["norm_unit"]
         if item is not None:
-            self._enter("softmax_scale", cycle, 1)
+            sets.append((t.flat["norm.x"], item.data["x"]))
+        sets.append((t.norm.in_valid, int(item is not None)))
+        item = granted["rotator"]
+        if item is not None:
+            sets += [(t.flat["rotator.x"], item.data["x"]), (t.rotator.signs, self._sign_word(item.data["layer"]))]
+        sets.append((t.rotator.in_valid, int(item is not None)))
+        item = granted["quantizer"]
+        if item is not None:
+            sets += [(t.flat["quantizer.y"], item.data["y"]), (t.flat["quantizer.t"], item.data["thr"])]
+        sets.append((t.quantizer.in_valid, int(item is not None)))
+        item = granted["index_sram_write"]
+        if item is not None:
+            slot, h, p, kv = item.label
+            bank, row = row_location(mac, self.trace.kv_heads, self.trace.tokens, slot, h, p, kv)
+            sets += [(t.sram.wbank, bank), (t.sram.wrow, row), (t.sram.wdata, item.data["row"])]
+        sets.append((t.sram.w_valid, int(item is not None)))
+        item = granted["table_generator"]
+        if item is not None:  # the job's key count, pending at the controller once the table is done
+            sets += [(t.flat["table.r"], item.data["y"]), (t.ctl.job_keys, item.label[4] + 1)]
+        sets.append((t.table.in_valid, int(item is not None)))
+        for unit, ch in (("index_sram_read", 0), ("index_sram_read_v", 1)):
+            if unit not in granted:
+                continue
+            item, port = granted[unit], t.sram.reads[ch]
+            if item is not None:
+                sets += [(port.bank, item.data["bank"]), (port.row, item.data["row"])]
+            sets.append((port.valid, int(item is not None)))
+        item = granted["table_sram"]
+        if item is not None:
+            sets.append((t.lookup.row, item.data["row"]))
+        sets.append((t.lookup.in_valid, int(item is not None)))
+        if t.value:
+            sets += self._value_inputs(granted)
+        return sets
+
+    def _value_inputs(self, granted: dict) -> list:
+        """The value path's part of `_unit_inputs`."""
+        t, mac = self.top, self.macro
+        sets = []
+        item = granted["softmax_scale"]
+        if item is not None:
             sets += [(t.scale.score, item.data["score"]), (t.scale.first, int(item.data["first"]))]
         sets.append((t.scale.in_valid, int(item is not None)))
-        item = self._can("exp", cycle)
+        item = granted["exp"]
         if item is not None:
-            self._enter("exp", cycle, 1)
             job = self.jobs[item.data["job"]]
             sets += [(t.exp.z, job["z"][item.label[3]]), (t.exp.m, job["m"])]
         sets.append((t.exp.in_valid, int(item is not None)))
-        # a job's first key clears the bins and the running sum: only once the previous job's
-        # finalisation has taken them (write after read on the one set of bins)
-        item = self._can("bins", cycle)
-        if item is not None and item.data["first"] and self.fin_started < item.data["job"] - 1:
-            self.bin_holds += 1
-            item = None
+        item = granted["bins"]
         if item is not None:
-            self._enter("bins", cycle, t.bins_ii)
             db = mac.head_dim * mac.bits
             row = item.data["row"]
             sets += [(t.bins.e, item.data["e"]), (t.bins.idx, row & ((1 << db) - 1)), (t.bins.norm, row >> db),
                      (t.bins.first, int(item.data["first"]))]
         sets.append((t.bins.in_valid, int(item is not None)))
-        item = self._can("centroids", cycle)
+        item = granted["centroids"]
         if item is not None:
-            self._enter("centroids", cycle, t.cen_ii)
-            self.fin_started = item.data["job"]
             sets.append((t.fin.signs, self._sign_word(item.data["layer"])))
         sets.append((t.fin.in_valid, int(item is not None)))
         return sets
@@ -528,7 +522,7 @@ def simulate_rtl(macro: MacroConfig, signs: dict, trace, layer_ids: list[int], c
                  vcd_path: Optional[str] = None) -> RtlRun:
     """Build MacroTop for the slice and run it; signs {layer: int8 [d]}."""
     depth = sram_depth(macro, len(layer_ids), trace.kv_heads, trace.tokens)
-    top = MacroTop(macro, centroids, boundaries, depth)
+    top = MacroTop(macro, centroids, boundaries, depth, trace.tokens)
     bench = Testbench(macro, top, signs, trace, layer_ids)
     started = time.perf_counter()
     sim = Simulator(top)

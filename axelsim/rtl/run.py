@@ -17,13 +17,14 @@ SYNTH_UNITS = {"norm_unit": (("norm",), ("norm_unit",)), "rotator": (("rotator",
                "quantizer": (("quantizer",), ("quantizer",)),
                "table_generator": (("table",), ("table_generator", "table_sram")),
                "lookup_pipeline": (("lookup",), ("lookup_pipeline",)),
-               "value_unit": (("scale", "exp", "bins", "fin"), ("value_unit",))}
+               "value_unit": (("scale", "exp", "bins", "fin"), ("value_unit",)),
+               "controller": (("ctl",), ())}
 """RTL unit -> (its MacroTop parts, the cost model's units it corresponds to). The RTL table
 generator holds the table SRAM as registers, so it is compared with both cost-model units; the
-value unit is the sum of its four parts."""
+value unit is the sum of its four parts; the cost model prices no controller."""
 PART_FILES = {"norm": "norm_unit", "rotator": "rotator", "quantizer": "quantizer", "table": "table_generator",
               "lookup": "lookup_pipeline", "sram": "index_sram", "scale": "softmax_scale", "exp": "exp_unit",
-              "bins": "bins", "fin": "finalize"}
+              "bins": "bins", "fin": "finalize", "ctl": "controller"}
 """MacroTop part -> the file stem of its RTLIL / Verilog."""
 
 
@@ -57,7 +58,7 @@ def area_table(top: MacroTop, loaded) -> dict:
         cost = sum(model.get(u, 0.0) for u in cost_units)
         rows[unit] = {"transistors": est["transistors"], "flip_flops": est["flip_flops"],
                       "rtl_area_um2": est["area_um2"], "cost_model_area_um2": cost,
-                      "area_ratio_cost_over_rtl": cost / est["area_um2"] if est["area_um2"] else None,
+                      "area_ratio_cost_over_rtl": cost / est["area_um2"] if est["area_um2"] and cost_units else None,
                       "cost_model_units": list(cost_units)}
     return rows
 
@@ -75,7 +76,7 @@ def activity_table(vcd: Path, run, model_counts: dict) -> dict:
     toggles = toggles_by_scope(vcd, parts)
     rows = {}
     for unit, (attrs, cost_units) in SYNTH_UNITS.items():
-        if not all(hasattr(run.design, a) for a in attrs):
+        if unit not in ACTIVITY_ITEMS or not all(hasattr(run.design, a) for a in attrs):
             continue
         items = len(run.timing.get(ACTIVITY_ITEMS[unit], []))
         actions = {f"{u}.{a}": n for u in cost_units for a, n in sorted(model_counts.get(u, {}).items())}
