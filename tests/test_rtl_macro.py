@@ -49,7 +49,8 @@ def test_rtl_sources_of_every_part_are_written(checked):
     _, run, _, _, out = checked
     files = write_sources(run.design, out, verilog=False)
     assert files == [f"{stem}.il" for stem in ("norm_unit", "rotator", "quantizer", "index_sram", "table_generator",
-                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins", "finalize")]
+                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins", "finalize",
+                                               "controller")]
     assert all((out / f).read_text().startswith("attribute") or "module" in (out / f).read_text() for f in files)
 
 
