@@ -197,3 +197,19 @@ def test_partial_accumulators_are_priced_in_area():
     reg = tech.register_bits(1).area_um2
     assert stall - one == pytest.approx(2 * 32 * reg)
     assert partial - one == pytest.approx((2 * d * levels * 32 + 2 * 32) * reg)
+
+
+def test_hazards_with_spilled_rows_key_equals_burst_and_golden():
+    # the hazard reads the levels of spilled value rows from off-chip storage as well
+    macro = small_macro(8, 2, sram=dict(banks=2, rows_per_bank=4, overflow="spill"),
+                        value_path=dict(bin_adder_latency=3, partial_accumulators=2))
+    trace = random_trace(41, tokens=12, d=8, q_positions=[5, 11])
+    signs = signs_for(1, 8)
+    timing = _ideal(macro)
+    burst = simulate(macro, signs, trace, timing=timing)
+    key = simulate(macro, signs, trace, fidelity="key", timing=timing)
+    assert burst.cycles == key.cycles and burst.actions["offchip"]["read"] > 0
+    assert burst.unit_stats["value_unit"]["stall_causes"] == key.unit_stats["value_unit"]["stall_causes"]
+    gold = golden_layer(NumericsSpec.from_macro(macro, signs), trace.k(0), trace.v(0), trace.q(0),
+                        trace.q_positions, 0)
+    assert np.array_equal(burst.outputs[0], gold.outputs) and np.array_equal(key.outputs[0], gold.outputs)
