@@ -332,13 +332,20 @@ def _write_outputs(args: argparse.Namespace, document: dict, plot: Callable[[], 
         print(f"plots    {len(paths)} files in {args.plots}")
 
 
+def _plots():
+    """axelsim.report.plots, imported only when plots are asked for (matplotlib's import is
+    about half a second of every run otherwise)."""
+    from axelsim.report import plots
+
+    return plots
+
+
 def _selection(args: argparse.Namespace) -> dict:
     return {"layers": args.layers, "kv_heads": args.heads, "queries": args.queries, "fidelity": args.fidelity}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim import api
-    from axelsim.report.plots import plot_run
     from axelsim.report.tables import format_summary
 
     _check_outputs(files=[args.json, args.layer_csv], folders=[args.plots, args.accelergy])
@@ -346,7 +353,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
                           **_selection(args))
     print(format_summary(report))
-    _write_outputs(args, report, lambda: plot_run(report, args.plots))
+    _write_outputs(args, report, lambda: _plots().plot_run(report, args.plots))
     if args.layer_csv:
         api.write_csv(api.layer_table(report), args.layer_csv)
         print(f"layers   {args.layer_csv}")
@@ -360,13 +367,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from axelsim import api
-    from axelsim.report.plots import plot_compare
     from axelsim.report.tables import format_compare
 
     _check_outputs(files=[args.json], folders=[args.plots])
     result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
     print(format_compare(result))
-    _write_outputs(args, result, lambda: plot_compare(api.compare_designs(result), args.plots))
+    _write_outputs(args, result, lambda: _plots().plot_compare(api.compare_designs(result), args.plots))
     return EXIT_OK
 
 

@@ -136,15 +136,16 @@ def bench_burst_prefill(layers: int = 1, tokens: int = 2048) -> dict:
     trace = decode_trace(layers, tokens)
     signs = api.sign_rom(loaded, trace)
     simulate_macro(loaded.config, signs, trace, prefill="simulate")  # compile or load the kernels of this size
-    spent = [0.0]
+    spent, cpu = [0.0], [0.0]
     plain = Machine.write_positions
 
     def timed(self, *args):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             return plain(self, *args)
         finally:
             spent[0] += time.perf_counter() - started
+            cpu[0] += time.process_time() - cpu_started
 
     Machine.write_positions = timed
     try:
@@ -167,6 +168,7 @@ def bench_burst_prefill(layers: int = 1, tokens: int = 2048) -> dict:
             np.searchsorted(bounds, (flat @ h.T) / (norm * np.sqrt(DIM)))
     numpy_s = time.perf_counter() - start
     return {"vectors_per_s": vectors / spent[0], "seconds_writes": spent[0],
+            "vectors_per_cpu_s": vectors / cpu[0],  # CPU seconds of every thread: less sensitive to load
             "whole_run_vectors_per_s": vectors / seconds, "seconds_whole_run": seconds,
             "numpy_float_write_vectors_per_s": vectors / numpy_s, "ratio_numpy_over_cycle_model": spent[0] / numpy_s,
             "vectors": vectors, "cycles": result.cycles["total"], "layers": layers, "tokens": tokens}
@@ -328,7 +330,8 @@ ROWS = [
         "prefill replay, every write timed (burst, 1 layer, T = 2048, 32,768 vectors; the time of the timed "
         "writes, and of the whole run with its decode step), vs a numpy float write path",
         targets=(Target("vectors_per_s", ">=", 500_000.0, "timed writes at least 500,000 vectors/s (issue 18)"),),
-        show=("vectors_per_s", "whole_run_vectors_per_s", "numpy_float_write_vectors_per_s", "ratio_numpy_over_cycle_model")),
+        show=("vectors_per_s", "vectors_per_cpu_s", "whole_run_vectors_per_s", "numpy_float_write_vectors_per_s",
+              "ratio_numpy_over_cycle_model")),
     Row("cycle_key_mode", bench_key_mode,
         "key mode, every key an event at every unit (1 layer, 2 KV x 4 query heads, keys preloaded)",
         targets=(Target("keys_per_s", ">=", 250_000.0, "at least 250,000 keys/s at T = 4096 (issue 18)"),
