@@ -125,3 +125,19 @@ def test_cli_rtl_without_the_extra_says_so(tmp_path, capsys, monkeypatch):
     code = main(["rtl", str(MACRO), "--trace", str(TRACE), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "rtl extra" in err
+
+
+def test_rtl_refuses_separate_value_signs(tmp_path):
+    import yaml
+
+    from axelsim.config.load import load_macro
+    from axelsim.errors import ConfigError
+    from axelsim.rtl.compare import resolved_macro
+
+    text = yaml.safe_load(MACRO.read_text())
+    text["signs"] = {"rule": "paper", "seed": 42}
+    text["technology"] = {"file": str(ROOT / "macros" / "tech" / "reference.yaml")}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(text))
+    with pytest.raises(ConfigError, match="signs.rule"):
+        resolved_macro(load_macro(path))

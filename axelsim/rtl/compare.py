@@ -40,6 +40,9 @@ def resolved_macro(loaded) -> MacroConfig:
         if cycles != 1 and mac.value_path.enabled:
             raise ConfigError(str(loaded.path), key, f"1 cycle for the RTL twin (one FP operation per cycle), "
                               f"got {cycles} at this clock")
+    if mac.signs.separate_values:
+        raise ConfigError(str(loaded.path), "signs.rule", "'axelsim' (one sign vector per layer for keys, values and "
+                          "queries) for the RTL twin, got 'paper'")
     if mac.value_path.partial_accumulators != 1 and mac.value_path.enabled:
         raise ConfigError(str(loaded.path), "value_path.partial_accumulators", "1 for the RTL twin (one set of bins)")
     sram = mac.sram.model_copy(update={"read_latency_cycles": timing.read_latency_cycles,
