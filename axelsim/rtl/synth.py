@@ -33,7 +33,7 @@ YOSYS_SCRIPT = ("read_rtlil unit.il; synth -flatten -top top; dffunmap; abc -g c
 
 
 def unit_ports(unit) -> list[Signal]:
-    """Every Signal attribute of a unit (single or in (nested) lists): its ports."""
+    """Every Signal attribute of a unit (single, or in (nested) lists and dicts): its ports."""
     ports: list[Signal] = []
 
     def walk(value):
@@ -42,6 +42,8 @@ def unit_ports(unit) -> list[Signal]:
         elif isinstance(value, (list, tuple)):
             for v in value:
                 walk(v)
+        elif isinstance(value, dict):
+            walk(list(value.values()))
         elif isinstance(value, ReadChannel):
             walk(list(vars(value).values()))
 
