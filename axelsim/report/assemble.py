@@ -262,14 +262,7 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         "stall_cycles_by_unit": stall_units(result.unit_stats),
         "phase_active_cycles": {phase: int(n) for phase, n in result.phase_active.items()},
         "timeline": result.timeline,
-        "ops": ops_section(result.ops),
-        "multiplications_per_query": dict(result.multiplications_per_query),
-        "energy_pj": energy_section(cost, result, trace),
-        "actions": {unit: dict(sorted(counts.items())) for unit, counts in sorted(result.actions.items())},
-        "energy_per_action_pj": energy_per_action(cost, trace.n_layers, result.actions),
-        "area_um2": area_section(cost, trace.n_layers),
-        "memory_bytes": memory,
-        "sram_tiles": sram_tiles_section(cost, result, trace),
+        **costed_sections(cost, result, trace, memory),
         "kv_compression_x": compression,
         "numerics": numerics,
         "baselines": baselines,
@@ -287,14 +280,10 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
     return report
 
 
-def baseline_section(kind: str, loaded: LoadedMacro, trace, result, numerics: dict[str, Any]) -> dict[str, Any]:
-    """One conventional macro's figures, in the same keys and units as the main report;
-    `numerics` is report.numerics.baseline_numerics of its scores and outputs."""
-    cost = CostModel.for_baseline(kind, loaded)
-    memory = baseline_memory_bytes(kind, loaded.config, trace.n_layers, trace.kv_heads, trace.tokens)
+def costed_sections(cost: CostModel, result, trace, memory: dict[str, Any]) -> dict[str, Any]:
+    """The keys the main report and every baseline share, in report order: counted operations,
+    actions, energy (pJ), area (µm²), memory (bytes) and SRAM tiles of one simulated design."""
     return {
-        "cycles": cycles_section(result.cycles),
-        "time_s": result.time_s,
         "ops": ops_section(result.ops),
         "multiplications_per_query": dict(result.multiplications_per_query),
         "energy_pj": energy_section(cost, result, trace),
@@ -303,5 +292,17 @@ def baseline_section(kind: str, loaded: LoadedMacro, trace, result, numerics: di
         "area_um2": area_section(cost, trace.n_layers),
         "memory_bytes": memory,
         "sram_tiles": sram_tiles_section(cost, result, trace),
+    }
+
+
+def baseline_section(kind: str, loaded: LoadedMacro, trace, result, numerics: dict[str, Any]) -> dict[str, Any]:
+    """One conventional macro's figures, in the same keys and units as the main report;
+    `numerics` is report.numerics.baseline_numerics of its scores and outputs."""
+    cost = CostModel.for_baseline(kind, loaded)
+    memory = baseline_memory_bytes(kind, loaded.config, trace.n_layers, trace.kv_heads, trace.tokens)
+    return {
+        "cycles": cycles_section(result.cycles),
+        "time_s": result.time_s,
+        **costed_sections(cost, result, trace, memory),
         "numerics": numerics,
     }
