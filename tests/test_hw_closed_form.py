@@ -57,3 +57,32 @@ def test_one_query_is_fill_plus_steady_state_plus_drain(clock_hz):
     for layer in burst.outputs:
         assert (key.outputs[layer] == burst.outputs[layer]).all()
     assert math.isclose(burst.time_s, expect / clock_hz)
+
+
+@pytest.mark.parametrize("clock_hz,lanes", [(1e9, 32), (4e9, 64)])
+def test_bins_on_fewer_lanes_than_coordinates(clock_hz, lanes):
+    # bin_lanes < d: each key's d bin updates take C = d / lanes lane groups after the weight
+    # register, so the bins stage holds a key C cycles (II) and its last sum is back 1 + (C - 1) + A
+    # cycles after entry (the RTL twin's Bins: 1 + C at A = 1)
+    loaded = _paper_at(clock_hz)
+    value = loaded.config.value_path.model_copy(update={"bin_lanes": lanes})
+    macro = loaded.config.model_copy(update={"value_path": value})
+    t = CostModel.from_macro(LoadedMacro(macro, loaded.path, None, loaded.tech_path)).timing()
+    R, E, A = t.read_latency_cycles, t.exp_latency_cycles, t.bin_adder_latency_cycles
+    n, d, L, log2d = 48, 128, 8, 7
+    C = d // lanes
+    assert C >= A  # the lanes, not the adder, set the pace: no key waits on a bin
+    precompute = log2d + d * L // 128
+    score_fill = R + 1 + log2d + 1 + 1
+    value_fill = R + E + 1 + (C - 1) + A  # index read, exp, weight register, lane groups, adder
+    drain = d * L // 128 + log2d + (4 + d // 128)
+    expect = precompute + (score_fill + (n - 1)) + (value_fill + (n - 1) * C) + drain
+    trace = random_trace(12, tokens=n, d=d)
+    signs = signs_for(1, d)
+    burst = simulate(macro, signs, trace, prefill="preloaded", timing=t)
+    assert burst.cycles["total"] == expect
+    assert "bin_hazard" not in burst.unit_stats["value_unit"]["stall_causes"]
+    key = simulate(macro, signs, trace, prefill="preloaded", fidelity="key", timing=t)
+    assert key.cycles == burst.cycles and key.ops == burst.ops
+    for layer in burst.outputs:
+        assert (key.outputs[layer] == burst.outputs[layer]).all()

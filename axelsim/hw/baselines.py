@@ -429,7 +429,7 @@ class BaselineMachine(Machine):
                           kernels.is_wide(s_fmt, v_in))
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
         self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
-        stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 2, lanes)]
+        stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 1 + lanes, lanes)]  # multiply, then the lane groups (AXELRAM bins at A = 1)
         issue = max(1, *(ii for _, _, ii in stages))
         specs = [StageSpec(read_unit, ("sram_read_v", pipe), self.timing.read_latency_cycles, issue, bank_ids=bank,
                            calendar=self.read_cal)]

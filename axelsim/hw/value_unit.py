@@ -5,9 +5,12 @@ Timing (cycles), G = query heads served per key (GQA shared read), per key:
   scale+max (in the score stream's tail): latency 1, II = G;
   exp: latency `timing.exp_latency_cycles` (its pipelined chain, cost.tiles.EXP_STAGE_OPS),
   II = ceil(G / exp_units);
-  weight + bins: latency 1 + A (A = timing.bin_adder_latency_cycles, the bin read-modify-write),
-  II = ceil(G d / bin_lanes), and a key waits while a bin it updates (or its running-sum
-  partial) is still in an earlier key's read-modify-write (`BinHazard`);
+  weight + bins: the weight multiply (one register), then the G d bin read-modify-writes on
+  `bin_lanes` adders over C = ceil(G d / bin_lanes) cycles, the last group written back A
+  cycles after it issues (A = timing.bin_adder_latency_cycles): latency 1 + (C - 1) + A = C + A,
+  II = C (the RTL twin's schedule, axelsim/rtl/value.py `Bins`: 1 + C at A = 1), and a key
+  waits while a bin it updates (or its running-sum partial) is still in an earlier key's
+  read-modify-write (`BinHazard`);
 per query head (finalisation): with P > 1 partial accumulators the merge (P - 1 passes),
 centroids II = latency = ceil(d L / centroid_multipliers); inverse FWHT as the rotator with
 `inverse_fwht_butterflies`; output scaling latency DIV_LATENCY + ceil(d / centroid_multipliers),
@@ -38,12 +41,18 @@ def bins_ii(macro: MacroConfig, heads: int) -> int:
     return -(-heads * macro.head_dim // macro.value_path.bin_lanes)
 
 
+def bins_latency(macro: MacroConfig, heads: int, adder_cycles: int) -> int:
+    """Cycles from a key entering the weights + bins stage to its last bin written back: the
+    weight register (1), the remaining C - 1 lane groups (C = bins_ii), the adder (A)."""
+    return bins_ii(macro, heads) + adder_cycles
+
+
 def stream_timing(macro: MacroConfig, heads: int, timing: Optional[SramTiming] = None) -> list[tuple[str, int, int]]:
     """[(stage, latency, II)] of the per-key value stream after the index read (timing None: ideal)."""
     vp = macro.value_path
     timing = timing or SramTiming.ideal(macro)
     return [("exp", timing.exp_latency_cycles, -(-heads // vp.exp_units)),
-            ("bins", 1 + timing.bin_adder_latency_cycles, bins_ii(macro, heads))]
+            ("bins", bins_latency(macro, heads, timing.bin_adder_latency_cycles), bins_ii(macro, heads))]
 
 
 def merge_timing(macro: MacroConfig, timing: SramTiming) -> tuple[int, int]:
