@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from axelsim.config import LoadedMacro, load_macro
@@ -86,3 +87,42 @@ def test_bins_on_fewer_lanes_than_coordinates(clock_hz, lanes):
     assert key.cycles == burst.cycles and key.ops == burst.ops
     for layer in burst.outputs:
         assert (key.outputs[layer] == burst.outputs[layer]).all()
+
+
+def _decode_point(loaded: LoadedMacro, n: int):
+    from axelsim import api
+    from axelsim.trace import SynthSpec, synth_trace
+
+    trace = synth_trace(SynthSpec(layers=1, kv_heads=1, q_heads=1, head_dim=128, tokens=n, query_positions=[n - 1],
+                                  seed=1))
+    t = CostModel.from_macro(loaded).timing()
+    signs = api.sign_rom(loaded, trace)
+    written = simulate(loaded.config, signs, trace, prefill="simulate", timing=t)
+    preloaded = simulate(loaded.config, signs, trace, prefill="preloaded", timing=t)
+    return written.cycles["total"] - preloaded.cycles["total"], written.decode_cycles[0], t
+
+
+def test_write_port_rate_and_the_decode_step_backlog_of_the_balanced_macro():
+    # Writes of n tokens back to back, then one query at n - 1. Per token the write units take
+    # 2 x unit II; the index SRAM's write port takes bank_ii + 1: K and V of a token share a bank
+    # (token-interleaved map), V waits bank_ii cycles for K and the port issues in order. The
+    # slower of the two sets the write rate. The decode step runs from the last token entering
+    # the norm unit to its query's end: the query adds 2 cycles per key (score + value stream),
+    # and when the port is the slower one the last token also waits behind the backlog of the
+    # earlier tokens' rows, (port - units) cycles per earlier token.
+    from axelsim.hw import norm_unit, quantizer, rotator
+    from axelsim.hw.sram import AddressMap
+
+    for name, units_per_token, port_per_token in (("paper", 14, 3), ("balanced", 2, 3)):
+        loaded = load_macro(ROOT / "macros" / f"axelram_{name}.yaml")
+        m = loaded.config
+        unit_ii = max(norm_unit.norm_timing(m)[1], rotator.rotator_timing(m)[1], quantizer.quantizer_timing(m)[1])
+        assert 2 * unit_ii == units_per_token
+        amap = AddressMap(m, 1, 1, 64, "test")
+        assert (amap.locate(0, 0, np.arange(64), 0)[0] == amap.locate(0, 0, np.arange(64), 1)[0]).all()
+        (w32, step32, t), (w64, step64, _) = _decode_point(loaded, 32), _decode_point(loaded, 64)
+        assert t.bank_ii_cycles + 1 == port_per_token
+        rate = max(units_per_token, port_per_token)
+        assert w64 - w32 == 32 * rate
+        backlog = rate - units_per_token
+        assert step64 - step32 == 32 * (2 + backlog)
