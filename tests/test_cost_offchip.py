@@ -4,6 +4,7 @@ checked against hand-computed costs."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ from axelsim.trace import SynthSpec, save_trace, synth_trace
 ROOT = Path(__file__).resolve().parents[1]
 TECH = ROOT / "macros" / "tech" / "reference.yaml"
 DRAM_PJ_PER_BIT = 3.97  # O'Connor et al., MICRO 2017: HBM2 (kept as HBM3's upper bound)
-HBM_GB_PER_S, HBM_LATENCY_NS = 256.0, 28.0
+# Row-miss latency tRCD + CL. HBM3: Ramulator 2.0's HBM3_6400Mbps preset (tCK 625 ps, nRCDRD 31,
+# nCL 20); HBM2: 14 + 14 ns (typical speed bin).
+HBM3_LATENCY_NS = (31 + 20) * 625e-3
+HBM2_LATENCY_NS = 14.0 + 14.0
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +69,8 @@ def test_spill_run_charges_the_spilled_rows(spill_files):
 
 def test_spilled_rows_take_the_offchip_latency_and_channel_time(spill_files):
     """One query over 24 keys, 16 on the macro (2 banks x 8 rows) and 8 spilled: by hand, the
-    off-chip read latency is ceil((28 ns + 2 x H-tree) x 1 GHz) and the channel holds each 208-bit
-    row 26 B / 256 GB/s = 0.10 ns -> 1 cycle; a run with spilled reads is longer than the same
+    off-chip read latency (HBM3, the default) is ceil((31.875 ns + 2 x H-tree) x 1 GHz) and the
+    channel holds each 208-bit row 26 B / 819.2 GB/s = 0.03 ns -> 1 cycle; a run with spilled reads is longer than the same
     run with every row on the macro by at least the latency difference."""
     from axelsim.hw.macro import simulate
     from axelsim.trace import load_trace
@@ -75,7 +79,8 @@ def test_spilled_rows_take_the_offchip_latency_and_channel_time(spill_files):
     cost = CostModel.from_macro(loaded)
     timing = cost.timing(spills=True)
     wire_ns = cost.wire_mm() * 0.041
-    assert timing.offchip_latency_cycles == -(-(HBM_LATENCY_NS + 2 * wire_ns) // 1)
+    assert timing.offchip_latency_cycles == math.ceil(HBM3_LATENCY_NS + 2 * wire_ns)
+    assert 2 * wire_ns < 1.125 and timing.offchip_latency_cycles == 33  # 31.875 ns + a sub-ns H-tree, at 1 GHz
     assert timing.offchip_ii_cycles == 1 and timing.source["offchip"] == "derived"
     trace = load_trace(spill_files / "t.safetensors").with_selection(queries=1)
     signs = api.sign_rom(loaded, trace)
@@ -114,10 +119,11 @@ def test_hbm3_is_the_default_and_hbm2_an_option_by_hand(spill_files):
     assert tech.offchip_memory("hbm2").bandwidth_gb_per_s == pytest.approx(1024 * 2 / 8)
     row_bytes = loaded.config.row_bits / 8  # 26 bytes at d = 64, b = 3
     # at 10 GHz a row holds the channel 26 B / 819.2 GB/s = 0.32 cycles (HBM3: 1), 26 / 256 = 1.02 (HBM2: 2)
-    for kind, name, bw, ii in (("hbm3", "HBM3", 819.2, 1), ("hbm2", "HBM2", 256.0, 2)):
+    for kind, name, bw, ii, lat in (("hbm3", "HBM3", 819.2, 1, HBM3_LATENCY_NS), ("hbm2", "HBM2", 256.0, 2, HBM2_LATENCY_NS)):
         sram = loaded.config.sram.model_copy(update={"offchip_memory": kind})
         cfg = loaded.config.model_copy(update={"clock_hz": 1e10, "sram": sram})
         t = CostModel.from_macro(LoadedMacro(cfg, loaded.path, loaded.signs_path, loaded.tech_path)).timing(spills=True)
         assert t.offchip_ii_cycles == ii == math.ceil(row_bytes / bw * 10)
-        assert t.offchip_latency_cycles == math.ceil((HBM_LATENCY_NS + 2 * t.wire_ns) * 10 - 1e-9)
+        assert tech.offchip_memory(kind).latency_ns == pytest.approx(lat)
+        assert t.offchip_latency_cycles == math.ceil((lat + 2 * t.wire_ns) * 10 - 1e-9)
         assert t.offchip_memory == name and t.as_report()["offchip_memory"] == name
