@@ -116,8 +116,9 @@ class Machine:
                    label: str, burst_work: Optional[Callable[[], None]] = None) -> StreamTiming:
         """Time a stream through its stages (key or burst fidelity) and run its datapath.
 
-        Key mode runs each stage's `item` kernel (else its `work`) per item as the item enters
-        the stage (one simpy process per unit, pipeline.run_keys); burst mode runs
+        Key mode times every item as an event at every unit (pipeline.run_keys, one process
+        per unit) and runs each stage's `item` kernel (else its `work`) over the items in item
+        order; burst mode runs
         `burst_work` (the stream's fused datapath) if given, else every stage's work over all
         items. Either way a stage's `count` is called once with the items it processed.
         """
