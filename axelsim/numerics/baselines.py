@@ -1,11 +1,12 @@
 """Golden references of the baseline macros (docs/cycle_model.md, "Baselines").
 
-The independent side of each baseline's `bit_exact`: built of the golden model's arithmetic
-(axelsim.numerics.fp: `rnd`, `mul_round`, `round_to`; the golden FWHT, adder tree and exp unit
-of axelsim.numerics.kernels; AXELRAM's rows from the golden write path), never of the cycle
-model's (axelsim.hw). KIVI's quantizer is vectorised numpy over whole layers; the per-job
-dot products and the value accumulations are numba kernels over jobs (a job = one query
-head at one query position).
+The independent side of each baseline's `bit_exact`: the golden model's arithmetic
+(float64 operations, each rounded once to its format, as axelsim.numerics.fp defines it) as
+vectorised numpy (axelsim.numerics.nparith), never the cycle model's (axelsim.hw) nor a
+compiled kernel: a run compiles none of this. AXELRAM's rows come from the golden write path.
+Dot products run over blocks of (job, key, coordinate); softmax sums and value accumulations
+run in token order over every job's lanes at once (a job = one query head at one query
+position).
 
 `baseline_layer(kind, ...)` returns scores [Hq, Nq, T] (NaN beyond each query's position)
 and outputs [Hq, Nq, d] (None without values) for one layer.
@@ -17,13 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import numba as nb
 import numpy as np
 
 from axelsim.config.formats import FP16, NumberFormat
-from axelsim.numerics.fp import format_code, mul_round, rnd, round_to
+from axelsim.numerics import nparith as ar
+from axelsim.numerics.fp import round_to
 from axelsim.numerics.golden import NumericsSpec, _job_keys, _to_input, check_vectors, exp_constants, write_heads
-from axelsim.numerics.kernels import exp_unit, fwht_rounded, tree_sum_rounded
 
 KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
 
@@ -92,107 +92,157 @@ def kivi_vectors(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) 
     return out
 
 
-# ---- read and value paths per job -----------------------------------------------------------
-@nb.njit(cache=True, parallel=True)
-def _dot_jobs(qin, quant, window, job_kv, job_keys, job_split, acc, score, out):
-    """scores[m, t] = rnd_score(tree_acc(mul_round(q_i, k_i))) with k from `quant` below the job's
-    split and from `window` from it on; qin [M, d], quant/window [Hkv, T, d]."""
-    n_jobs, d = qin.shape
-    for m in nb.prange(n_jobs):
-        kv = job_kv[m]
-        buf = np.empty(d)
-        for t in range(job_keys[m]):
-            src = quant if t < job_split[m] else window
-            for i in range(d):
-                buf[i] = mul_round(qin[m, i], src[kv, t, i], acc)
-            s, _ = tree_sum_rounded(buf, acc)
-            out[m, t] = rnd(s, score)
+# ---- read and value paths per job, vectorised -----------------------------------------------
+BLOCK_ELEMENTS = 1 << 21
+"""Products held at once by the vectorised dot products (16 MiB of float64)."""
 
 
-@nb.njit(cache=True, parallel=True)
-def _rotated_jobs(qin, signs, rom_centroids, inv_dim, idx, norms, job_kv, job_keys, rot, acc, score, out):
-    """dequant_rotated: r = FWHT(s q) once per job; per key rnd_score(tree(rnd_acc(r_i c_idx / d)) x norm)."""
-    n_jobs, d = qin.shape
-    for m in nb.prange(n_jobs):
-        kv = job_kv[m]
-        r = np.empty(d)
-        for i in range(d):
-            r[i] = qin[m, i] * signs[i]
-        fwht_rounded(r, rot)
-        buf = np.empty(d)
-        for t in range(job_keys[m]):
-            for i in range(d):
-                buf[i] = mul_round(r[i], rom_centroids[idx[kv, t, i]] * inv_dim, acc)
-            s, _ = tree_sum_rounded(buf, acc)
-            out[m, t] = mul_round(s, norms[kv, t], score)
+@dataclass(frozen=True)
+class _Jobs:
+    """A layer's jobs (one query head at one query position): KV head and causal key count."""
+
+    kv: np.ndarray
+    keys: np.ndarray
+
+    def groups(self):
+        """(KV head, indices of its jobs, most keys of them) per KV head."""
+        for kv in np.unique(self.kv):
+            jobs = np.flatnonzero(self.kv == kv)
+            yield int(kv), jobs, int(self.keys[jobs].max())
+
+    def mask(self, out: np.ndarray) -> np.ndarray:
+        """NaN beyond each job's keys (out [M, T])."""
+        out[np.arange(out.shape[1])[None, :] >= self.keys[:, None]] = np.nan
+        return out
 
 
-@nb.njit(cache=True, parallel=True)
-def _inverse_rotated(idx, norms, rom_centroids, signs, inv_dim, rot, out):
-    """dequant_inverse_rotate's vectors: s * FWHT(rnd_rot(c_idx x norm)) / d, idx [N, d]."""
-    n, d = idx.shape
-    for v in nb.prange(n):
-        u = np.empty(d)
-        for i in range(d):
-            u[i] = rnd(rom_centroids[idx[v, i]] * norms[v], rot)
-        fwht_rounded(u, rot)
-        for i in range(d):
-            out[v, i] = signs[i] * u[i] * inv_dim
+def _blocks(n_jobs: int, n_keys: int, d: int):
+    step = max(1, BLOCK_ELEMENTS // max(1, n_jobs * d))
+    for t0 in range(0, n_keys, step):
+        yield t0, min(n_keys, t0 + step)
 
 
-@nb.njit(cache=True)
-def _softmax_weights(scores_row, n_keys, sm, sigma, log2e, coeffs, e):
-    """e_t = exp_S(rnd_S(z_t - max z)), z_t = rnd_S(score_t sigma); returns the running sum E."""
-    top = -math.inf
-    for t in range(n_keys):
-        e[t] = mul_round(scores_row[t], sigma, sm)
-        if e[t] > top:
-            top = e[t]
-    total = 0.0
-    for t in range(n_keys):
-        e[t] = exp_unit(rnd(e[t] - top, sm), sm, log2e, coeffs)
-        total = rnd(total + e[t], sm)
-    return total
+def _dot_scores(spec: NumericsSpec, qin, quant, window, jobs: _Jobs, split, key_fmt: NumberFormat) -> np.ndarray:
+    """scores[m, t] = rnd_score(tree_acc(rnd_acc(q_i k_i))), k from `quant` below the job's split
+    and from `window` from it on; qin [M, d], quant/window [Hkv, T, d]."""
+    f = spec.formats
+    acc, is_wide = f["accumulator"], ar.wide(f["input"], key_fmt)
+    out = np.full((qin.shape[0], quant.shape[1]), np.nan)
+    for kv, js, n in jobs.groups():
+        for t0, t1 in _blocks(js.size, n, spec.dim):
+            keys = window[kv, None, t0:t1]
+            if quant is not window:
+                below = (np.arange(t0, t1)[None, :] < split[js, None])[..., None]
+                keys = np.where(below, quant[kv, None, t0:t1], keys)
+            out[js, t0:t1] = ar.rnd(ar.tree_sum(ar.mul(qin[js, None, :], keys, acc, is_wide), acc), f["score"])
+    return jobs.mask(out)
 
 
-@nb.njit(cache=True, parallel=True)
-def _value_jobs(scores, quant, window, job_kv, job_keys, job_split, sm, val, sigma, log2e, coeffs, out):
-    """out = rnd_V(acc x rnd_V(1/E)), acc_i = sum_t rnd_V(e_t v_t,i) accumulated in token order."""
-    n_jobs, d = out.shape
-    for m in nb.prange(n_jobs):
-        kv = job_kv[m]
-        n_keys = job_keys[m]
-        e = np.empty(n_keys)
-        total = _softmax_weights(scores[m], n_keys, sm, sigma, log2e, coeffs, e)
-        acc = np.zeros(d)
-        for t in range(n_keys):
-            src = quant if t < job_split[m] else window
-            for i in range(d):
-                acc[i] = rnd(acc[i] + mul_round(e[t], src[kv, t, i], val), val)
-        gain = rnd(1.0 / total, val)
-        for i in range(d):
-            out[m, i] = mul_round(acc[i], gain, val)
+def _rotated_scores(spec: NumericsSpec, qin, signs, cents, idx, norms, jobs: _Jobs, n_tok: int) -> np.ndarray:
+    """dequant_rotated: r = FWHT(s q) once per job; per key
+    rnd_score(tree(rnd_acc(r_i c_idx / d)) x norm)."""
+    f = spec.formats
+    rot, acc = f["rotator"], f["accumulator"]
+    r = ar.fwht(qin * signs, rot, fine_input=True)
+    leaf_wide, norm_wide = ar.wide(rot, FP16), ar.wide(acc, rot)
+    out = np.full((qin.shape[0], n_tok), np.nan)
+    for kv, js, n in jobs.groups():
+        for t0, t1 in _blocks(js.size, n, spec.dim):
+            leaf = cents[idx[kv, t0:t1]] / spec.dim  # exact: d is a power of two
+            s = ar.tree_sum(ar.mul(r[js, None, :], leaf[None], acc, leaf_wide), acc)
+            out[js, t0:t1] = ar.mul(s, norms[kv, None, t0:t1], f["score"], norm_wide)
+    return jobs.mask(out)
 
 
-@nb.njit(cache=True, parallel=True)
-def _rotated_value_jobs(scores, idx, norms, rom_centroids, signs, job_kv, job_keys, sm, val, sigma, log2e, coeffs, out):
+def _inverse_vectors(spec: NumericsSpec, rows, signs: np.ndarray, cents: np.ndarray) -> np.ndarray:
+    """dequant_inverse_rotate's vectors: s * FWHT(rnd_rot(c_idx x norm)) / d, [Hkv, T, d]."""
+    idx, norms = rows
+    rot = spec.formats["rotator"]
+    return signs * ar.fwht(ar.rnd(cents[idx] * norms[..., None], rot), rot) / spec.dim
+
+
+def _softmax_weights(spec: NumericsSpec, scores: np.ndarray, jobs: _Jobs) -> tuple[np.ndarray, np.ndarray]:
+    """e [M, T] (0 beyond each job's keys) and the running sums E [M]: z_t = rnd_S(score_t
+    sigma), e_t = exp_S(rnd_S(z_t - max z)), E = rnd_S(E + e_t) in token order."""
+    f = spec.formats
+    sm = f["softmax"]
+    log2e, coeffs = exp_constants(sm)
+    sigma = float(round_to(1.0 / math.sqrt(spec.dim), sm))
+    valid = np.arange(scores.shape[1])[None, :] < jobs.keys[:, None]
+    z = np.where(valid, ar.mul(scores, sigma, sm, ar.wide(f["score"], sm)), np.nan)
+    top = np.fmax.reduce(z, axis=1, initial=-np.inf)  # NaN never wins, as in the datapath's compare
+    e = np.where(valid, ar.exp_unit(ar.rnd(z - top[:, None], sm), sm, log2e, np.asarray(coeffs)), 0.0)
+    total = np.zeros(scores.shape[0])
+    for t in range(int(jobs.keys.max(initial=0))):
+        total = ar.add(total, e[:, t], sm)  # adding a 0 beyond a job's keys leaves E as it is
+    return e, total
+
+
+def _lane_type(spec: NumericsSpec, *arrays: np.ndarray):
+    """float32 when the value format is fp32 and every operand is exactly a float32 (native
+    float32 arithmetic then rounds as rnd_fp32 does), else float64."""
+    if spec.formats["value"].kind != "fp32" or spec.formats["softmax"].kind not in ("fp16", "fp32"):
+        return np.float64
+    with np.errstate(over="ignore"):
+        exact = all(np.array_equal(a.astype(np.float32), a) for a in arrays)
+    return np.float32 if exact else np.float64
+
+
+def _accumulate(spec: NumericsSpec, e: np.ndarray, jobs: _Jobs, weight, row, is_wide: bool) -> np.ndarray:
+    """acc_i = rnd_V(acc_i + rnd_V(w_t x_t,i)) in token order per job, where w_t = weight(active,
+    t) [k] and x_t = row(active, t) [k, d] for the k jobs with more than t keys; jobs are
+    visited longest first, so those are a prefix."""
+    val = spec.formats["value"]
+    order = np.argsort(-jobs.keys, kind="stable")
+    keys = jobs.keys[order]
+    acc = None
+    for t in range(int(keys.max(initial=0))):
+        k = int(np.searchsorted(-keys, -t, side="left"))  # jobs with keys > t
+        act = order[:k]
+        p = ar.mul(weight(act, t)[:, None], row(act, t), val, is_wide)
+        acc = np.zeros((order.size, spec.dim), dtype=p.dtype) if acc is None else acc
+        acc[:k] = ar.add(acc[:k], p, val)
+    out = np.zeros((order.size, spec.dim)) if acc is None else acc.astype(np.float64)
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
+def _values(spec: NumericsSpec, e, total, quant, window, jobs: _Jobs, split, vec_fmt: NumberFormat) -> np.ndarray:
+    """out = rnd_V(acc x rnd_V(1/E)), acc_i = sum_t rnd_V(e_t v_t,i) accumulated in token order,
+    v from `quant` below the job's split and from `window` from it on."""
+    f = spec.formats
+    val = f["value"]
+    lane = _lane_type(spec, e, quant, window)
+    qt = np.ascontiguousarray(quant.transpose(1, 0, 2), dtype=lane)  # [T, Hkv, d]
+    wt = qt if quant is window else np.ascontiguousarray(window.transpose(1, 0, 2), dtype=lane)
+    e_l = e.astype(lane)
+
+    def row(act, t):
+        kv = jobs.kv[act]
+        if wt is qt:
+            return qt[t][kv]
+        return np.where((t < split[act])[:, None], qt[t][kv], wt[t][kv])
+
+    acc = _accumulate(spec, e, jobs, lambda act, t: e_l[act, t], row, ar.wide(f["softmax"], vec_fmt))
+    gain = ar.rnd(1.0 / total, val)
+    return ar.mul(acc, gain[:, None], val, ar.wide(val, val))
+
+
+def _rotated_values(spec: NumericsSpec, e, total, idx, norms, cents, signs, jobs: _Jobs) -> np.ndarray:
     """dequant_rotated values: acc_i = sum_t rnd_V(rnd_V(e_t norm_t) c_idx) in the rotated domain,
     then out = rnd_V(s FWHT(acc) x rnd_V(1 / rnd_V(E d)))."""
-    n_jobs, d = out.shape
-    for m in nb.prange(n_jobs):
-        kv = job_kv[m]
-        n_keys = job_keys[m]
-        e = np.empty(n_keys)
-        total = _softmax_weights(scores[m], n_keys, sm, sigma, log2e, coeffs, e)
-        acc = np.zeros(d)
-        for t in range(n_keys):
-            w = mul_round(e[t], norms[kv, t], val)
-            for i in range(d):
-                acc[i] = rnd(acc[i] + mul_round(w, rom_centroids[idx[kv, t, i]], val), val)
-        fwht_rounded(acc, val)
-        gain = rnd(1.0 / rnd(total * d, val), val)
-        for i in range(d):
-            out[m, i] = mul_round(signs[i] * acc[i], gain, val)
+    f = spec.formats
+    val = f["value"]
+    w = ar.mul(e, norms[jobs.kv], val, ar.wide(f["softmax"], f["rotator"]))
+    lane = _lane_type(spec, w, cents)
+    ct = np.ascontiguousarray(cents.astype(lane)[idx].transpose(1, 0, 2))  # [T, Hkv, d]
+    w_l = w.astype(lane)
+    acc = _accumulate(spec, e, jobs, lambda act, t: w_l[act, t], lambda act, t: ct[t][jobs.kv[act]],
+                      ar.wide(val, FP16))
+    acc = ar.fwht(acc, val)
+    gain = ar.rnd(1.0 / ar.rnd(total * spec.dim, val), val)
+    return ar.mul(signs * acc, gain[:, None], val, ar.wide(val, val))
 
 
 # ---- one layer -------------------------------------------------------------------------------
@@ -205,11 +255,8 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
     qf = check_vectors(q, spec.dim, f"layers.{layer}.q", source, lead_dims=2)
     n_h, n_q = qf.shape[0], qf.shape[1]
     keys = _job_keys(q_positions, n_q, n_tok, True, source)
-    job_kv = np.repeat(np.arange(n_h) // (n_h // n_kv), n_q).astype(np.int64)
-    job_keys = np.tile(keys, n_h).astype(np.int64)
+    jobs = _Jobs(np.repeat(np.arange(n_h) // (n_h // n_kv), n_q).astype(np.int64), np.tile(keys, n_h).astype(np.int64))
     qin = _to_input(spec, qf, f"layers.{layer}.q", source).reshape(n_h * n_q, spec.dim)
-    acc, sc = spec.code("accumulator"), spec.code("score")
-    scores = np.full((n_h * n_q, n_tok), np.nan)
     rot = spec.formats["rotator"]
     signs = spec.signs.vector(layer).astype(np.float64)
     value_signs = spec.rom_for("v").vector(layer).astype(np.float64)
@@ -221,51 +268,29 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
         w = write_heads(spec, x, layer, tensor, source, kv)
         return w.indices, w.norms.astype(np.float64)
 
-    kr = rows(k, f"layers.{layer}.k", "k")
-    split = np.zeros(job_keys.size, dtype=np.int64)
-    if kind == "dequant_rotated":
-        idx, norms = kr
-        _rotated_jobs(qin, signs, cents, 1.0 / spec.dim, idx, norms, job_kv, job_keys, format_code(rot), acc, sc, scores)
-    else:
+    def sources(r, axis, split_of, vec_signs):
+        """(quantized vectors, window vectors, per-job split, their format) of a kind's rows."""
         if kind == "fp16":
-            quant = window = kr
-        elif kind == "kivi":
-            window = kr
-            quant = kivi_vectors(kr, -2, kivi, rot)
-            split = (job_keys // kivi.window) * kivi.window
-        else:
-            quant = window = _inverse_vectors(spec, kr, signs, cents)
-        _dot_jobs(qin, quant, window, job_kv, job_keys, split, acc, sc, scores)
+            return r, r, np.zeros_like(jobs.keys), FP16
+        if kind == "kivi":
+            return kivi_vectors(r, axis, kivi, rot), r, split_of(jobs.keys), FP16
+        x = _inverse_vectors(spec, r, vec_signs, cents)
+        return x, x, np.zeros_like(jobs.keys), rot
+
+    kr = rows(k, f"layers.{layer}.k", "k")
+    if kind == "dequant_rotated":
+        scores = _rotated_scores(spec, qin, signs, cents, kr[0], kr[1], jobs, n_tok)
+    else:
+        quant, window, split, fmt = sources(kr, -2, lambda n: (n // kivi.window) * kivi.window, signs)
+        scores = _dot_scores(spec, qin, quant, window, jobs, split, fmt)
     out_scores = scores.reshape(n_h, n_q, n_tok)
     if v is None:
         return BaselineLayer(out_scores, None)
     vr = rows(v, f"layers.{layer}.v", "v")
-    sm, val = spec.formats["softmax"], spec.formats["value"]
-    log2e, coeffs = exp_constants(sm)
-    sigma = float(round_to(1.0 / math.sqrt(spec.dim), sm))
-    out = np.empty((n_h * n_q, spec.dim))
-    args = (format_code(sm), format_code(val), sigma, log2e, np.asarray(coeffs, dtype=np.float64))
+    e, total = _softmax_weights(spec, scores, jobs)
     if kind == "dequant_rotated":
-        idx, norms = vr
-        _rotated_value_jobs(scores, idx, norms, cents, value_signs, job_kv, job_keys, *args, out)
+        out = _rotated_values(spec, e, total, vr[0], vr[1], cents, value_signs, jobs)
     else:
-        if kind == "fp16":
-            quant = window = vr
-            split = np.zeros(job_keys.size, dtype=np.int64)
-        elif kind == "kivi":
-            window = vr
-            quant = kivi_vectors(vr, -1, kivi, rot)
-            split = np.maximum(job_keys - kivi.window, 0)
-        else:
-            quant = window = _inverse_vectors(spec, vr, value_signs, cents)
-            split = np.zeros(job_keys.size, dtype=np.int64)
-        _value_jobs(scores, quant, window, job_kv, job_keys, split, *args, out)
+        quant, window, split, fmt = sources(vr, -1, lambda n: np.maximum(n - kivi.window, 0), value_signs)
+        out = _values(spec, e, total, quant, window, jobs, split, fmt)
     return BaselineLayer(out_scores, out.reshape(n_h, n_q, spec.dim))
-
-
-def _inverse_vectors(spec: NumericsSpec, rows, signs: np.ndarray, cents: np.ndarray) -> np.ndarray:
-    idx, norms = rows
-    flat = np.empty((idx.shape[0] * idx.shape[1], spec.dim))
-    _inverse_rotated(idx.reshape(-1, spec.dim), norms.reshape(-1), cents, signs, 1.0 / spec.dim,
-                     spec.code("rotator"), flat)
-    return flat.reshape(idx.shape[0], idx.shape[1], spec.dim)

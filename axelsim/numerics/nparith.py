@@ -1,0 +1,134 @@
+"""The golden arithmetic of axelsim.numerics.fp as vectorised numpy (no compiled kernels).
+
+The baselines' golden references (axelsim.numerics.baselines) use it, so a run compiles none
+of their code. Each function returns rnd_F of the exact result, computed as the golden model
+does: the operation in float64, then one correct rounding to F, which numpy's own float64 ->
+float16 / float32 conversions give (round to nearest, ties to even, overflow to infinity;
+tests/test_numerics_fp.py checks them against the exact rational oracle). Products wider than
+53 bits and sums of operands finer than F go through round-to-odd first, as `mul_round` and
+`add_round` do.
+
+float32 arrays are a fast path for results in fp32 only: a native float32 +, -, x of float32
+operands is rnd_fp32 of the exact result, which equals the float64 route (double rounding
+through 53 >= 2 * 24 + 2 bits is innocuous). Any other float32 operation is done in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from axelsim.config.formats import NumberFormat
+
+FLOAT64_BITS = 53
+
+
+def significand_bits(fmt: NumberFormat) -> int:
+    """Bits of a format's significand (fixed<W>: W): two operands of a and b bits multiply
+    exactly in float64 when a + b <= 53."""
+    return {"fp16": 11, "fp32": 24}.get(fmt.kind, fmt.width_bits if fmt.kind == "fixed" else FLOAT64_BITS)
+
+
+def wide(a: NumberFormat, b: NumberFormat) -> bool:
+    """True when a product of an `a` and a `b` value may exceed float64's 53 bits."""
+    return significand_bits(a) + significand_bits(b) > FLOAT64_BITS
+
+
+def rnd(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
+    """Nearest values of `fmt` (ties to even; fixed point saturates), float64 (or float32 for
+    an fp32 result of a float32 array)."""
+    x = np.asarray(x)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if fmt.kind == "fp16":
+            return x.astype(np.float16).astype(x.dtype if x.dtype == np.float32 else np.float64)
+        if fmt.kind == "fp32":
+            return x if x.dtype == np.float32 else x.astype(np.float32).astype(np.float64)
+        scale, half = 2.0**fmt.frac_bits, 2.0 ** (fmt.width_bits - 1)
+        return np.clip(np.rint(x.astype(np.float64) * scale), -half, half - 1.0) / scale
+
+
+def _float64_unless_fp32(a, b, fmt: NumberFormat):
+    if fmt.kind != "fp32":
+        return np.asarray(a, dtype=np.float64), b
+    return a, b
+
+
+def _to_odd(p: np.ndarray, err: np.ndarray) -> np.ndarray:
+    """p moved one float64 ulp towards the exact p + err when inexact and p's last bit is even."""
+    fix = (err != 0.0) & ((p.view(np.uint64) & np.uint64(1)) == 0) & np.isfinite(p) & (p != 0.0)
+    if not fix.any():
+        return p
+    return np.where(fix, np.nextafter(p, np.where(err > 0.0, np.inf, -np.inf)), p)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    c = 134217729.0 * a  # Veltkamp split with 2**27 + 1
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def mul(a, b, fmt: NumberFormat, is_wide: bool = False) -> np.ndarray:
+    """rnd_F(a x b); is_wide: the exact product may exceed 53 bits (see `wide`)."""
+    a, b = _float64_unless_fp32(a, b, fmt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.multiply(a, b)
+        if is_wide:
+            a64, b64 = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+            a_hi, a_lo = _split(a64)
+            b_hi, b_lo = _split(b64)
+            p = _to_odd(p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo)
+    return rnd(p, fmt)
+
+
+def add(a, b, fmt: NumberFormat) -> np.ndarray:
+    """rnd_F(a + b) of two operands that are `fmt` values."""
+    a, b = _float64_unless_fp32(a, b, fmt)
+    with np.errstate(over="ignore", invalid="ignore"):
+        return rnd(np.add(a, b), fmt)
+
+
+def add_odd(a, b, fmt: NumberFormat) -> np.ndarray:
+    """rnd_F(a + b) for operands finer than F (TwoSum, round to odd, then F)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = a + b
+        bb = s - a
+        return rnd(_to_odd(s, (a - (s - bb)) + (b - bb)), fmt)
+
+
+def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
+    """Pairwise adder tree over the last axis (a power of two), stage by stage, every add rounded."""
+    while x.shape[-1] > 1:
+        x = add(x[..., 0::2], x[..., 1::2], fmt)
+    return x[..., 0]
+
+
+def fwht(x: np.ndarray, fmt: NumberFormat, fine_input: bool = False) -> np.ndarray:
+    """Unnormalised FWHT over the last axis, every add/subtract rounded to fmt; fine_input: the
+    first stage's operands may be finer than fmt (round-to-odd there)."""
+    d = x.shape[-1]
+    lead = x.shape[:-1]
+    h = 1
+    while h < d:
+        y = x.reshape(lead + (d // (2 * h), 2, h))
+        a, c = y[..., 0, :], y[..., 1, :]
+        op = add_odd if (fine_input and h == 1) else add
+        x = np.stack([op(a, c, fmt), op(a, -c, fmt)], axis=-2).reshape(lead + (d,))
+        h *= 2
+    return x
+
+
+def exp_unit(x: np.ndarray, fmt: NumberFormat, log2e: float, coeffs: np.ndarray) -> np.ndarray:
+    """The contract's exp unit (numerics.kernels.exp_unit) elementwise: y = rnd(x log2 e),
+    2^rint(y) x Horner polynomial of degree 6 in f = rnd(y - rint(y))."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = rnd(x * log2e, fmt)
+        k = np.rint(y)
+        f = rnd(y - k, fmt)
+        p = np.zeros_like(x)
+        for c in coeffs[::-1]:
+            p = rnd(rnd(p * f, fmt) + c, fmt)
+        k = np.nan_to_num(np.clip(k, -2000.0, 2000.0)).astype(np.int64)
+        out = rnd(np.ldexp(p, k), fmt)
+    out = np.where(x == -np.inf, 0.0, out)
+    return np.where(np.isnan(x), x, out)

@@ -1,0 +1,115 @@
+"""The golden arithmetic as vectorised numpy (axelsim.numerics.nparith): numpy's float16 and
+float32 conversions against the exact rational oracle, and each operation bit for bit against
+the compiled golden helpers of axelsim.numerics.fp / kernels (independent implementations)."""
+
+from fractions import Fraction
+
+import numba as nb
+import numpy as np
+import pytest
+
+from axelsim.config.formats import FP16, FP32, parse_format
+from axelsim.numerics import nparith as ar
+from axelsim.numerics.fp import add_round, format_code, mul_round, round_to
+from axelsim.numerics.golden import exp_constants
+from axelsim.numerics.kernels import exp_unit, fwht_rounded, tree_sum_rounded
+from test_numerics_fp import exact_round, same_bits
+
+FORMATS = ["fp16", "fp32", "fixed16.8", "fixed32.20"]
+
+
+def _hard_values(rng) -> np.ndarray:
+    """Ties and near-ties of fp16 and fp32, subnormals of both, the overflow edges, wide spread."""
+    mids16 = (np.arange(1, 2048) + 0.5) * 2.0**-10
+    mids32 = (rng.integers(1, 2**23, 500) + 0.5) * 2.0**-23
+    sub = rng.integers(1, 2**11, 300) * 2.0**-25
+    x = np.concatenate([mids16, mids16 + 2.0**-40, mids16 - 2.0**-40, mids32, mids32 * (1 + 2.0**-50), sub,
+                        rng.standard_normal(500) * 10.0 ** rng.uniform(-9, 6, 500),
+                        [65504.0, 65519.99999, 65520.0, 2.0**-24, 2.0**-25, 2.0**-25 + 2.0**-70, 3.4e38, 3.5e38]])
+    return np.concatenate([x, -x])
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_rnd_of_float64_equals_exact_oracle(name):
+    fmt = parse_format(name)
+    x = _hard_values(np.random.default_rng(3))
+    expected = np.array([exact_round(Fraction(v), fmt) for v in x])
+    got = ar.rnd(x, fmt)
+    assert np.array_equal(got, expected)  # +0 == -0: the oracle has no signed zero
+
+
+def test_fp16_rnd_of_float32_equals_float64_route():
+    with np.errstate(over="ignore"):
+        x = _hard_values(np.random.default_rng(4)).astype(np.float32)
+    got = ar.rnd(x, FP16)
+    assert got.dtype == np.float32
+    assert same_bits(got.astype(np.float64), round_to(x.astype(np.float64), FP16))
+
+
+@nb.njit(cache=True)
+def _golden_ops(a, b, code, mul_out, add_out):
+    for i in range(a.size):
+        mul_out[i] = mul_round(a[i], b[i], code)
+        add_out[i] = add_round(a[i], b[i], code)
+
+
+@pytest.mark.parametrize("name", FORMATS)
+def test_mul_and_add_odd_equal_the_golden_helpers(name):
+    fmt = parse_format(name)
+    rng = np.random.default_rng(5)
+    a = np.concatenate([rng.integers(-(2**31), 2**31, 2000) / 2.0**20, _hard_values(rng)[:2000]])  # fixed32.20 and wide
+    b = np.concatenate([rng.standard_normal(2000).astype(np.float32), rng.standard_normal(a.size - 2000) * 1e-3])
+    mul_out, add_out = np.empty_like(a), np.empty_like(a)
+    _golden_ops(a, b, format_code(fmt), mul_out, add_out)
+    assert same_bits(ar.mul(a, b, fmt, is_wide=True), mul_out)
+    assert same_bits(ar.add_odd(a, b, fmt), add_out)
+
+
+def test_native_float32_path_equals_float64_route():
+    rng = np.random.default_rng(6)
+    a = ar.rnd(rng.standard_normal(5000) * 10.0 ** rng.uniform(-20, 20, 5000), FP32)
+    b = ar.rnd(rng.standard_normal(5000), FP16)
+    assert same_bits(ar.mul(a.astype(np.float32), b.astype(np.float32), FP32).astype(np.float64), ar.mul(a, b, FP32))
+    assert same_bits(ar.add(a.astype(np.float32), b.astype(np.float32), FP32).astype(np.float64), ar.add(a, b, FP32))
+    # an fp16 result of float32 operands is computed in float64 (no double rounding through float32)
+    assert same_bits(ar.mul(a.astype(np.float32), b.astype(np.float32), FP16), ar.mul(a, b, FP16))
+
+
+@nb.njit(cache=True)
+def _golden_tree_fwht(x, code, tree_out, fwht_out):
+    for r in range(x.shape[0]):
+        buf = x[r].copy()
+        tree_out[r], _ = tree_sum_rounded(buf, code)
+        u = x[r].copy()
+        fwht_rounded(u, code)
+        fwht_out[r] = u
+
+
+@pytest.mark.parametrize("name", ["fp16", "fp32", "fixed16.8"])
+def test_tree_and_fwht_equal_the_golden_kernels(name):
+    fmt = parse_format(name)
+    x = np.random.default_rng(7).standard_normal((300, 64)) * 8.0  # finer than fp16: the first stage needs odd rounding
+    tree_out, fwht_out = np.empty(300), np.empty((300, 64))
+    _golden_tree_fwht(x, format_code(fmt), tree_out, fwht_out)
+    assert same_bits(ar.fwht(x, fmt, fine_input=True), fwht_out)
+    xf = ar.rnd(x, fmt)
+    _golden_tree_fwht(xf, format_code(fmt), tree_out, fwht_out)
+    assert same_bits(ar.tree_sum(xf, fmt), tree_out)
+    assert same_bits(ar.fwht(xf, fmt), fwht_out)
+
+
+@nb.njit(cache=True)
+def _golden_exp(x, code, log2e, coeffs, out):
+    for i in range(x.size):
+        out[i] = exp_unit(x[i], code, log2e, coeffs)
+
+
+@pytest.mark.parametrize("name", ["fp16", "fp32"])
+def test_exp_unit_equals_the_golden_exp_unit(name):
+    fmt = parse_format(name)
+    log2e, coeffs = exp_constants(fmt)
+    x = ar.rnd(np.concatenate([-np.abs(np.random.default_rng(8).standard_normal(3000)) * 10.0 ** np.linspace(-8, 3, 3000),
+                               [0.0, -0.0, -np.inf, np.nan, -1e4, 10.0]]), fmt)
+    out = np.empty_like(x)
+    _golden_exp(x, format_code(fmt), log2e, np.asarray(coeffs), out)
+    assert same_bits(ar.exp_unit(x, fmt, log2e, np.asarray(coeffs)), out)
