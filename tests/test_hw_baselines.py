@@ -114,8 +114,7 @@ def _hw_kivi(x16, axis, bits, group):
     f16, rot = fmt_code(FP16), fmt_code(parse_format("fp32"))
     bk.kivi_quantize(np.ascontiguousarray(x16), axis, group, 1 << bits, rot, f16, codes, scale, zero)
     out = np.empty((n, d))
-    read = bk.kivi_keys if axis == 0 else bk.kivi_values
-    read(codes, scale, zero, x16.astype(np.float32), n, group, f16, out)
+    bk.kivi_dequantize(codes, scale, zero, x16.astype(np.float32), n, group, axis, f16, out)
     return out
 
 

@@ -10,6 +10,7 @@ over them. Arrays are float64 holding exact values of their formats; `code`s are
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -57,78 +58,68 @@ def _inverse_rotate(idx, norms, cents, signs, out, rot, log2d):
             out[t, i] = u[i] * signs[i] * scale
 
 
-def _kivi_keys(codes, scale, zero, window16, n_quant, group, f16, out):
-    """KIVI keys as the dequantizer delivers them: token t < n_quant from its codes,
-    x = rnd16(rnd16(code x scale) + zero) with the (t // group, channel) FP16 scale and zero;
-    later tokens (the recent window) are their FP16 rows. codes [T, d] uint8, scale/zero
-    [T / group, d], window16 [T, d] float16; out [n, d]."""
+def _kivi_dequantize(codes, scale, zero, window16, n_quant, group, group_axis, f16, out):
+    """KIVI rows as the dequantizer delivers them: token t < n_quant from its codes,
+    x = rnd16(rnd16(code x scale) + zero) with the FP16 scale and zero of its group (keys,
+    group_axis 0: (t // group, channel), scale/zero [T / group, d]; values, group_axis 1:
+    (t, channel // group), scale/zero [T, d / group]); later tokens (the recent window) are
+    their FP16 rows. codes [T, d] uint8, window16 [T, d] float32; out [n, d]."""
     n, d = out.shape
     for t in prange(n):
         if t < n_quant:
-            g = t // group
             for i in range(d):
-                out[t, i] = rnd(rnd(codes[t, i] * scale[g, i], f16) + zero[g, i], f16)
+                gt, gi = (t // group, i) if group_axis == 0 else (t, i // group)
+                out[t, i] = rnd(rnd(codes[t, i] * scale[gt, gi], f16) + zero[gt, gi], f16)
         else:
             for i in range(d):
                 out[t, i] = window16[t, i]
 
 
-def _kivi_values(codes, scale, zero, window16, n_quant, group, f16, out):
-    """KIVI values: token t < n_quant from its codes with the (t, channel // group) FP16 scale
-    and zero, later tokens their FP16 rows (shapes as `_kivi_keys`, scale/zero [T, d / group])."""
-    n, d = out.shape
-    for t in prange(n):
-        if t < n_quant:
-            for i in range(d):
-                g = i // group
-                out[t, i] = rnd(rnd(codes[t, i] * scale[t, g], f16) + zero[t, g], f16)
-        else:
-            for i in range(d):
-                out[t, i] = window16[t, i]
+# ---- value path: tokens in order, blocks of coordinates in parallel -------------------------
+LANE_BLOCK = 32
+"""Coordinates one thread accumulates together: a token's row segment is read once for every
+head of the job (contiguous in memory), each lane keeps its own token order."""
 
 
-# ---- value path: tokens in order, (head, coordinate) lanes in parallel -----------------------
-def _accumulate(e, vals, accs, totals, soft, value, wide):
-    """E = rnd_S(E + e_t); acc_i = rnd_V(acc_i + rnd_V(e_t v_t,i)) for t in order.
+@numba.njit(cache=True)
+def sum_weights(e, totals, soft):
+    """E = rnd_S(E + e_t) for t in order, per head (e [h, n]; totals [h] updated in place)."""
+    for a in range(e.shape[0]):
+        tot = totals[a]
+        for t in range(e.shape[1]):
+            tot = rnd(tot + e[a, t], soft)
+        totals[a] = tot
 
-    e [h, n] softmax weights, vals [n, d], accs [h, d], totals [h] (updated in place)."""
-    h, n = e.shape
+
+@numba.njit(cache=True)
+def scale_weights(e, norms, w, value, wide):
+    """dequant_rotated: w_t = rnd_V(e_t norm_t) (e, w [h, n], norms [n])."""
+    for a in range(e.shape[0]):
+        for t in range(e.shape[1]):
+            w[a, t] = mul(e[a, t], norms[t], value, wide)
+
+
+def _accumulate(w, vals, accs, value, wide):
+    """acc_i = rnd_V(acc_i + rnd_V(w_t v_t,i)) for t in order: w [h, n] weights (softmax e_t,
+    or dequant_rotated's rnd_V(e_t norm_t) with v the centroids gamma[idx]), vals [n, d], accs
+    [h, d] updated in place; `wide` when w x v may exceed 53 bits."""
+    h, n = w.shape
     d = vals.shape[1]
-    for a in range(h):
-        tot = totals[a]
+    for blk in prange(-(-d // LANE_BLOCK)):
+        i0 = blk * LANE_BLOCK
+        i1 = min(d, i0 + LANE_BLOCK)
+        s = np.empty((h, i1 - i0))
+        for a in range(h):
+            for i in range(i0, i1):
+                s[a, i - i0] = accs[a, i]
         for t in range(n):
-            tot = rnd(tot + e[a, t], soft)
-        totals[a] = tot
-    for lane in prange(h * d):
-        a = lane // d
-        i = lane - a * d
-        s = accs[a, i]
-        for t in range(n):
-            s = rnd(s + mul(e[a, t], vals[t, i], value, wide), value)
-        accs[a, i] = s
-
-
-def _accumulate_rotated(e, norms, idx, cents, accs, totals, soft, value, wide_e, wide_c):
-    """dequant_rotated values: E = rnd_S(E + e_t), w_t = rnd_V(e_t norm_t),
-    acc_i = rnd_V(acc_i + rnd_V(w_t gamma[idx_t,i])) for t in order (rotated domain).
-
-    wide_e / wide_c: the e x norm / w x centroid products may exceed 53 bits."""
-    h, n = e.shape
-    d = idx.shape[1]
-    w = np.empty((h, n))
-    for a in range(h):
-        tot = totals[a]
-        for t in range(n):
-            tot = rnd(tot + e[a, t], soft)
-            w[a, t] = mul(e[a, t], norms[t], value, wide_e)
-        totals[a] = tot
-    for lane in prange(h * d):
-        a = lane // d
-        i = lane - a * d
-        s = accs[a, i]
-        for t in range(n):
-            s = rnd(s + mul(w[a, t], cents[idx[t, i]], value, wide_c), value)
-        accs[a, i] = s
+            for a in range(h):
+                wt = w[a, t]
+                for i in range(i0, i1):
+                    s[a, i - i0] = rnd(s[a, i - i0] + mul(wt, vals[t, i], value, wide), value)
+        for a in range(h):
+            for i in range(i0, i1):
+                accs[a, i] = s[a, i - i0]
 
 
 # ---- KIVI write path: quantizer -------------------------------------------------------------
@@ -174,10 +165,8 @@ def _kivi_quantize(x, group_axis, group, levels, rot, f16, codes, scale, zero):
 dot_scores = jit.by_work(_dot_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
 rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
 inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1])
-kivi_keys = jit.by_work(_kivi_keys, lambda a: a[7].shape[0] * a[7].shape[1])
-kivi_values = jit.by_work(_kivi_values, lambda a: a[7].shape[0] * a[7].shape[1])
+kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1])
 accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1])
-accumulate_rotated = jit.by_work(_accumulate_rotated, lambda a: a[0].shape[0] * a[0].shape[1] * a[2].shape[1])
 kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1])
 
 

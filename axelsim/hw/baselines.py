@@ -299,11 +299,11 @@ class BaselineMachine(Machine):
         def compute():
             out = np.empty((n, d))
             if kv == 0:
-                bk.kivi_keys(self.k_codes[layer][kv_head], self.k_scale[layer][kv_head], self.k_zero[layer][kv_head],
-                             self.rows16[(layer, 0)][kv_head], nq, G, self.codes["fp16"], out)
+                bk.kivi_dequantize(self.k_codes[layer][kv_head], self.k_scale[layer][kv_head], self.k_zero[layer][kv_head],
+                                   self.rows16[(layer, 0)][kv_head], nq, G, 0, self.codes["fp16"], out)
             else:
-                bk.kivi_values(self.v_codes[layer][kv_head], self.v_scale[layer][kv_head], self.v_zero[layer][kv_head],
-                               self.rows16[(layer, 1)][kv_head], nq, self.gc, self.codes["fp16"], out)
+                bk.kivi_dequantize(self.v_codes[layer][kv_head], self.v_scale[layer][kv_head], self.v_zero[layer][kv_head],
+                                   self.rows16[(layer, 1)][kv_head], nq, self.gc, 1, self.codes["fp16"], out)
             return out
 
         out = self.decoded((layer, kv_head, kv, n), compute)
@@ -407,11 +407,13 @@ class BaselineMachine(Machine):
         data, read_unit, bank = self.read_vectors(layer, "value_path", slot, kv_head, 1, n)
         accs = np.zeros((h, d))
         totals = np.zeros(h)
+        bk.sum_weights(e, totals, c["softmax"])
         lanes = -(-h * d // m.value_path.bin_lanes)
         stages = []
         if self.kind == "dequant_rotated":
-            bk.accumulate_rotated(e, data["norms"], data["idx"], self.cents, accs, totals, c["softmax"], c["value"],
-                                  kernels.is_wide(s_fmt, FP16), kernels.is_wide(v_fmt, FP16))
+            w = np.empty((h, n))
+            bk.scale_weights(e, data["norms"], w, c["value"], kernels.is_wide(s_fmt, FP16))
+            bk.accumulate(w, self.cents[data["idx"]], accs, c["value"], kernels.is_wide(v_fmt, FP16))
             self.ledger.count("codebook_rom", "read", n * d, layer, "value_path")
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * (d + 1), layer, "value_path")
         else:
@@ -425,8 +427,7 @@ class BaselineMachine(Machine):
                 v_in = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.accumulate(e, np.ascontiguousarray(vals, dtype=np.float64), accs, totals, c["softmax"], c["value"],
-                          kernels.is_wide(s_fmt, v_in))
+            bk.accumulate(e, np.ascontiguousarray(vals, dtype=np.float64), accs, c["value"], kernels.is_wide(s_fmt, v_in))
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
         self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
         stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 1 + lanes, lanes)]  # multiply, then the lane groups (AXELRAM bins at A = 1)

@@ -22,7 +22,6 @@ import numpy as np
 
 from axelsim.config.formats import FP16, NumberFormat
 from axelsim.numerics import nparith as ar
-from axelsim.numerics.fp import round_to
 from axelsim.numerics.golden import NumericsSpec, _job_keys, _to_input, check_vectors, exp_constants, write_heads
 
 KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
@@ -48,7 +47,7 @@ class BaselineLayer:
 
 def fp16_rows(spec: NumericsSpec, x: np.ndarray, tensor: str, source: str) -> np.ndarray:
     """FP16 storage of vectors: rnd_fp16(rnd_input(x))."""
-    return round_to(_to_input(spec, check_vectors(x, spec.dim, tensor, source, lead_dims=2), tensor, source), FP16)
+    return ar.rnd(_to_input(spec, check_vectors(x, spec.dim, tensor, source, lead_dims=2), tensor, source), FP16)
 
 
 # ---- KIVI -----------------------------------------------------------------------------------
@@ -67,11 +66,10 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
         red = -1
     lo = grouped.min(axis=red, keepdims=True)
     hi = grouped.max(axis=red, keepdims=True)
-    step = round_to(1.0 / top, rot)
-    scale = round_to(round_to(round_to(hi - lo, rot) * step, rot), FP16)
-    with np.errstate(divide="ignore"):
-        inv = np.where(scale > 0.0, round_to(1.0 / np.where(scale > 0.0, scale, 1.0), rot), 0.0)
-    t = round_to(round_to(grouped - lo, rot) * inv, rot)
+    step = ar.rnd(1.0 / top, rot)
+    scale = ar.rnd(ar.rnd(ar.rnd(hi - lo, rot) * step, rot), FP16)
+    inv = np.where(scale > 0.0, ar.rnd(1.0 / np.where(scale > 0.0, scale, 1.0), rot), 0.0)
+    t = ar.rnd(ar.rnd(grouped - lo, rot) * inv, rot)
     codes = np.clip(np.rint(t), 0, top)
     full = lambda a: np.broadcast_to(a, grouped.shape).reshape(shape)  # noqa: E731
     return codes.reshape(shape).astype(np.uint8), full(scale), full(lo)
@@ -79,7 +77,7 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
 
 def kivi_dequantize(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
     """rnd16(rnd16(code x scale) + zero)."""
-    return round_to(round_to(codes.astype(np.float64) * scale, FP16) + zero, FP16)
+    return ar.rnd(ar.rnd(codes.astype(np.float64) * scale, FP16) + zero, FP16)
 
 
 def kivi_vectors(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) -> np.ndarray:
@@ -131,9 +129,9 @@ def _dot_scores(spec: NumericsSpec, qin, quant, window, jobs: _Jobs, split, key_
     for kv, js, n in jobs.groups():
         for t0, t1 in _blocks(js.size, n, spec.dim):
             keys = window[kv, None, t0:t1]
-            if quant is not window:
+            if quant is not window and t0 < split[js].max():
                 below = (np.arange(t0, t1)[None, :] < split[js, None])[..., None]
-                keys = np.where(below, quant[kv, None, t0:t1], keys)
+                keys = quant[kv, None, t0:t1] if t1 <= split[js].min() else np.where(below, quant[kv, None, t0:t1], keys)
             out[js, t0:t1] = ar.rnd(ar.tree_sum(ar.mul(qin[js, None, :], keys, acc, is_wide), acc), f["score"])
     return jobs.mask(out)
 
@@ -167,15 +165,17 @@ def _softmax_weights(spec: NumericsSpec, scores: np.ndarray, jobs: _Jobs) -> tup
     f = spec.formats
     sm = f["softmax"]
     log2e, coeffs = exp_constants(sm)
-    sigma = float(round_to(1.0 / math.sqrt(spec.dim), sm))
+    sigma = float(ar.rnd(1.0 / math.sqrt(spec.dim), sm))
     valid = np.arange(scores.shape[1])[None, :] < jobs.keys[:, None]
     z = np.where(valid, ar.mul(scores, sigma, sm, ar.wide(f["score"], sm)), np.nan)
     top = np.fmax.reduce(z, axis=1, initial=-np.inf)  # NaN never wins, as in the datapath's compare
     e = np.where(valid, ar.exp_unit(ar.rnd(z - top[:, None], sm), sm, log2e, np.asarray(coeffs)), 0.0)
-    total = np.zeros(scores.shape[0])
+    lane = np.float32 if sm.kind == "fp32" else np.float64  # e holds fp32 values: native float32 sums
+    e_l = np.asfortranarray(e, dtype=lane)  # a token's column contiguous
+    total = np.zeros(scores.shape[0], dtype=lane)
     for t in range(int(jobs.keys.max(initial=0))):
-        total = ar.add(total, e[:, t], sm)  # adding a 0 beyond a job's keys leaves E as it is
-    return e, total
+        total = ar.add(total, e_l[:, t], sm)  # adding a 0 beyond a job's keys leaves E as it is
+    return e, total.astype(np.float64)
 
 
 def _lane_type(spec: NumericsSpec, *arrays: np.ndarray):
@@ -218,10 +218,14 @@ def _values(spec: NumericsSpec, e, total, quant, window, jobs: _Jobs, split, vec
     wt = qt if quant is window else np.ascontiguousarray(window.transpose(1, 0, 2), dtype=lane)
     e_l = e.astype(lane)
 
+    lo, hi = int(split.min(initial=0)), int(split.max(initial=0))
+
     def row(act, t):
         kv = jobs.kv[act]
-        if wt is qt:
+        if wt is qt or t < lo:
             return qt[t][kv]
+        if t >= hi:
+            return wt[t][kv]
         return np.where((t < split[act])[:, None], qt[t][kv], wt[t][kv])
 
     acc = _accumulate(spec, e, jobs, lambda act, t: e_l[act, t], row, ar.wide(f["softmax"], vec_fmt))
@@ -251,6 +255,11 @@ def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray,
     """Baseline `kind` on one layer: k, v float [Hkv, T, d], q [Hq, Nq, d]; causal jobs."""
     if kind not in KINDS:
         raise ValueError(f"unknown baseline kind {kind!r}; expected one of {KINDS}")
+    with ar.quiet():  # roundings to infinity are results, not warnings
+        return _baseline_layer(kind, spec, kivi, k, v, q, q_positions, layer, source)
+
+
+def _baseline_layer(kind, spec, kivi, k, v, q, q_positions, layer, source) -> BaselineLayer:
     n_kv, n_tok = k.shape[0], k.shape[1]
     qf = check_vectors(q, spec.dim, f"layers.{layer}.q", source, lead_dims=2)
     n_h, n_q = qf.shape[0], qf.shape[1]

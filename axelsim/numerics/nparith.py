@@ -11,6 +11,10 @@ tests/test_numerics_fp.py checks them against the exact rational oracle). Produc
 float32 arrays are a fast path for results in fp32 only: a native float32 +, -, x of float32
 operands is rnd_fp32 of the exact result, which equals the float64 route (double rounding
 through 53 >= 2 * 24 + 2 bits is innocuous). Any other float32 operation is done in float64.
+
+`rnd`, `mul`, `add` and `tree_sum` run in loops of thousands of calls, so they leave numpy's
+overflow warnings (a rounding to infinity is a result here, not an error) to the caller:
+`quiet()` silences them around a whole computation.
 """
 
 from __future__ import annotations
@@ -33,17 +37,21 @@ def wide(a: NumberFormat, b: NumberFormat) -> bool:
     return significand_bits(a) + significand_bits(b) > FLOAT64_BITS
 
 
+def quiet():
+    """numpy's overflow and invalid-operation warnings off (a context manager)."""
+    return np.errstate(over="ignore", invalid="ignore")
+
+
 def rnd(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
     """Nearest values of `fmt` (ties to even; fixed point saturates), float64 (or float32 for
     an fp32 result of a float32 array)."""
     x = np.asarray(x)
-    with np.errstate(over="ignore", invalid="ignore"):
-        if fmt.kind == "fp16":
-            return x.astype(np.float16).astype(x.dtype if x.dtype == np.float32 else np.float64)
-        if fmt.kind == "fp32":
-            return x if x.dtype == np.float32 else x.astype(np.float32).astype(np.float64)
-        scale, half = 2.0**fmt.frac_bits, 2.0 ** (fmt.width_bits - 1)
-        return np.clip(np.rint(x.astype(np.float64) * scale), -half, half - 1.0) / scale
+    if fmt.kind == "fp16":
+        return x.astype(np.float16).astype(np.float32 if x.dtype == np.float32 else np.float64)
+    if fmt.kind == "fp32":
+        return x if x.dtype == np.float32 else x.astype(np.float32).astype(np.float64)
+    scale, half = 2.0**fmt.frac_bits, 2.0 ** (fmt.width_bits - 1)
+    return np.clip(np.rint(x.astype(np.float64) * scale), -half, half - 1.0) / scale
 
 
 def _float64_unless_fp32(a, b, fmt: NumberFormat):
@@ -69,30 +77,27 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def mul(a, b, fmt: NumberFormat, is_wide: bool = False) -> np.ndarray:
     """rnd_F(a x b); is_wide: the exact product may exceed 53 bits (see `wide`)."""
     a, b = _float64_unless_fp32(a, b, fmt)
-    with np.errstate(over="ignore", invalid="ignore"):
-        p = np.multiply(a, b)
-        if is_wide:
-            a64, b64 = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
-            a_hi, a_lo = _split(a64)
-            b_hi, b_lo = _split(b64)
-            p = _to_odd(p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo)
+    p = np.multiply(a, b)
+    if is_wide:
+        a64, b64 = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+        a_hi, a_lo = _split(a64)
+        b_hi, b_lo = _split(b64)
+        p = _to_odd(p, ((a_hi * b_hi - p) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo)
     return rnd(p, fmt)
 
 
 def add(a, b, fmt: NumberFormat) -> np.ndarray:
     """rnd_F(a + b) of two operands that are `fmt` values."""
     a, b = _float64_unless_fp32(a, b, fmt)
-    with np.errstate(over="ignore", invalid="ignore"):
-        return rnd(np.add(a, b), fmt)
+    return rnd(np.add(a, b), fmt)
 
 
 def add_odd(a, b, fmt: NumberFormat) -> np.ndarray:
     """rnd_F(a + b) for operands finer than F (TwoSum, round to odd, then F)."""
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    with np.errstate(over="ignore", invalid="ignore"):
-        s = a + b
-        bb = s - a
-        return rnd(_to_odd(s, (a - (s - bb)) + (b - bb)), fmt)
+    s = a + b
+    bb = s - a
+    return rnd(_to_odd(s, (a - (s - bb)) + (b - bb)), fmt)
 
 
 def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
@@ -104,15 +109,23 @@ def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
 
 def fwht(x: np.ndarray, fmt: NumberFormat, fine_input: bool = False) -> np.ndarray:
     """Unnormalised FWHT over the last axis, every add/subtract rounded to fmt; fine_input: the
-    first stage's operands may be finer than fmt (round-to-odd there)."""
+    first stage's operands may be finer than fmt (round-to-odd there). Other operands are fmt
+    values, so an fp32 transform runs in native float32 (returned as float32)."""
     d = x.shape[-1]
     lead = x.shape[:-1]
+    x = np.asarray(x, dtype=np.float32 if fmt.kind == "fp32" and not fine_input else np.float64)
     h = 1
     while h < d:
         y = x.reshape(lead + (d // (2 * h), 2, h))
         a, c = y[..., 0, :], y[..., 1, :]
-        op = add_odd if (fine_input and h == 1) else add
-        x = np.stack([op(a, c, fmt), op(a, -c, fmt)], axis=-2).reshape(lead + (d,))
+        out = np.empty(y.shape, dtype=np.float64 if fine_input and h == 1 else x.dtype)
+        if fine_input and h == 1:
+            out[..., 0, :], out[..., 1, :] = add_odd(a, c, fmt), add_odd(a, -c, fmt)
+        else:
+            np.add(a, c, out=out[..., 0, :])
+            np.subtract(a, c, out=out[..., 1, :])
+            out = rnd(out, fmt)
+        x = out.reshape(lead + (d,))
         h *= 2
     return x
 
