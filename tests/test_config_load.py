@@ -14,6 +14,7 @@ SHIPPED = sorted(MACROS.glob("*.yaml"))
 NAMES = {
     "axelram_paper", "axelram_b2", "axelram_b4", "axelram_d64", "axelram_d256",
     "axelram_fp32acc", "axelram_gqa_shared", "axelram_multibank", "axelram_balanced", "axelram_8b_monolith",
+    "axelram_qjl",
 }
 
 
@@ -172,3 +173,9 @@ def test_disabled_value_path_lanes_are_not_checked():
     with pytest.raises(ConfigError) as info:
         macro_from_dict({"value_path": {"bin_lanes": 3}})
     assert info.value.where == "value_path.bin_lanes"
+
+
+def test_qjl_macro_rows_follow_the_trace_head_size():
+    for d, key_row in ((128, 416), (64, 224)):
+        c = load_macro(MACROS / "axelram_qjl.yaml", head_dim=d).config
+        assert (c.residual, c.key_bits, c.sketch_bits, c.row_bits) == ("qjl", 2, d, key_row)

@@ -37,9 +37,9 @@ def leaves(node, path=""):
         yield path, node
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = fixture_folder(tmp_path_factory.mktemp("units"), macro="axelram_b2", macro_name="m.yaml",
+@pytest.fixture(scope="module", params=["axelram_b2", "axelram_qjl"])
+def report(tmp_path_factory, request):
+    root = fixture_folder(tmp_path_factory.mktemp("units"), macro=request.param, macro_name="m.yaml",
                           trace_name="t.safetensors", layers=(0, 1), tokens=8, dim=8, positions=(3, 7))
     return api.simulate(root / "m.yaml", root / "t.safetensors", progress=False)
 

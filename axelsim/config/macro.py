@@ -252,6 +252,21 @@ class BaselinesConfig(StrictModel):
     kivi: KiviConfig = KiviConfig()
 
 
+class QjlConfig(StrictModel):
+    """QJL residual keys (`residual: qjl`; Zandieh et al., 2024): a (b-1)-bit MSE key code plus
+    an m-bit sign sketch of the rotated-domain residual through the FP16 Gaussian sketch ROM S
+    (m x d) and the residual's FP16 norm (axelsim/numerics/qjl.py, docs/architecture.md)."""
+
+    sketch_bits: Optional[int] = Field(default=None, ge=2, le=4096)
+    """m: sign bits per stored key (rows of the sketch ROM); a power of two from 2 to 4096;
+    null: m = d (the paper's and QJL's setting)."""
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    """Seed of the sketch ROM's N(0, 1) draws (numerics.qjl.sketch_matrix)."""
+    projection_rows_per_cycle: int = Field(default=1, ge=1, le=MAX_LANES)
+    """Sketch rows the shared projector evaluates per cycle (d multipliers and a d-leaf adder
+    tree each): a key's residual or a query takes m / this many cycles; a divisor of m."""
+
+
 class TechnologyConfig(StrictModel):
     """Which technology table prices the components, and at which node."""
 
@@ -360,6 +375,9 @@ class MacroConfig(StrictModel):
     technology: TechnologyConfig = TechnologyConfig()
     power: PowerConfig = PowerConfig()
     baselines: BaselinesConfig = BaselinesConfig()
+    residual: Literal["none", "qjl"] = "none"
+    """none: b-bit MSE keys; qjl: (b-1)-bit MSE keys plus the `qjl` sketch (values keep b bits)."""
+    qjl: QjlConfig = QjlConfig()
 
     @model_validator(mode="before")
     @classmethod
@@ -396,8 +414,37 @@ class MacroConfig(StrictModel):
         return self.head_dim * self.bits + 16
 
     @property
+    def sketch_bits(self) -> int:
+        """m of the QJL sketch: qjl.sketch_bits, or d when null."""
+        return self.qjl.sketch_bits if self.qjl.sketch_bits is not None else self.head_dim
+
+    @property
+    def key_bits(self) -> int:
+        """Bits per key index: b, or b - 1 with the QJL residual."""
+        return self.bits - 1 if self.residual == "qjl" else self.bits
+
+    @property
+    def key_row_bits(self) -> int:
+        """Bits of one stored key: d*b + 16, or with QJL (b-1)*d + 16 + m sign bits + a 16-bit residual norm."""
+        if self.residual != "qjl":
+            return self.vector_bits
+        return self.head_dim * self.key_bits + 16 + self.sketch_bits + 16
+
+    @property
+    def stored_row_bits(self) -> int:
+        """The widest stored vector (key or value row): the least row width."""
+        return max(self.vector_bits, self.key_row_bits)
+
+    @property
     def row_bits(self) -> int:
-        return self.sram.row_bits if self.sram.row_bits is not None else self.vector_bits
+        return self.sram.row_bits if self.sram.row_bits is not None else self.stored_row_bits
+
+    def without_residual(self) -> "MacroConfig":
+        """The same macro with plain b-bit MSE keys (what the baselines compare against)."""
+        if self.residual == "none":
+            return self
+        return self.model_copy(update={"residual": "none", "sram": self.sram.model_copy(update={"row_bits": None})
+                                       if self.sram.row_bits == self.stored_row_bits else self.sram})
 
     @property
     def log2_dim(self) -> int:
@@ -456,14 +503,23 @@ def check_parallelism(macro: "MacroConfig") -> None:
          _divides(vp.centroid_multipliers, d * levels), f"a divisor of d * 2^b = {d * levels}"),
         ("value_path.inverse_fwht_butterflies", vp.inverse_fwht_butterflies,
          _fwht_lanes_ok(vp.inverse_fwht_butterflies, d), _fwht_expectation(d)),
-        ("sram.row_bits", sram.row_bits, sram.row_bits is None or sram.row_bits >= macro.vector_bits,
-         f"at least d*b + 16 = {macro.vector_bits} bits (one stored vector per row), or null"),
+        ("sram.row_bits", sram.row_bits, sram.row_bits is None or sram.row_bits >= macro.stored_row_bits,
+         f"at least {macro.stored_row_bits} bits (one stored vector per row: d*b + 16"
+         + (", or the QJL key row (b-1)*d + 32 + m" if macro.residual == "qjl" else "") + "), or null"),
         ("baselines.kivi.group_size", macro.baselines.kivi.group_size,
          _power_of_two(macro.baselines.kivi.group_size), "a power of two"),
         ("baselines.kivi.window", macro.baselines.kivi.window,
          _divides(macro.baselines.kivi.group_size, macro.baselines.kivi.window),
          f"a multiple of baselines.kivi.group_size = {macro.baselines.kivi.group_size}"),
     ]
+    if macro.residual == "qjl":
+        q = macro.qjl
+        rules += [
+            ("bits", macro.bits, macro.bits >= 2, "b >= 2 with residual: qjl (keys keep b - 1 MSE bits)"),
+            ("qjl.sketch_bits", q.sketch_bits, _power_of_two(macro.sketch_bits), "a power of two from 2 to 4096, or null (d)"),
+            ("qjl.projection_rows_per_cycle", q.projection_rows_per_cycle,
+             _divides(q.projection_rows_per_cycle, macro.sketch_bits), f"a divisor of m = {macro.sketch_bits}"),
+        ]
     for where, value, ok, expected in rules:
         if where.startswith("value_path.") and not vp.enabled:
             continue  # a disabled value path instantiates none of its lanes

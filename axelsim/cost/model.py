@@ -79,6 +79,7 @@ def sign_rom_rows(c: MacroConfig, n_layers: int) -> int:
 def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     """The AXELRAM macro's hardware, unit by unit (names from docs/interfaces.md)."""
     d, levels, b = c.head_dim, c.levels, c.bits
+    key_levels = 1 << c.key_bits  # the table and its generator serve keys: 2^(b-1) levels with QJL
     f = c.formats
     rot, tab, acc, score, soft, val = (f.get(k) for k in ("rotator", "table", "accumulator", "score", "softmax", "value"))
     wp, rp, vp, sram = c.write_path, c.read_path, c.value_path, c.sram
@@ -95,17 +96,20 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
         ),
         "index_sram": Unit({}, memory=Memory(sram.banks, sram.rows_per_bank, c.row_bits, sram.read_ports + sram.write_ports,
                                                 tiled=True)),
-        "codebook_rom": Unit({}, memory=Memory(1, 2 * levels - 1, 16, 1)),
+        "codebook_rom": Unit({}, memory=Memory(1, 2 * levels - 1 + (2 * key_levels - 1 if c.residual == "qjl" else 0),
+                                               16, 1)),
         "sign_rom": Unit({}, memory=Memory(1, sign_rom_rows(c, n_layers), d, 1)),
         "table_generator": Unit({f"mul.{tab}": rp.table_multipliers}, register_bits=d * _bits(rot)),
         "table_sram": Unit(
-            {}, memory=Memory(rp.pipelines * rp.lookups_per_cycle, d * levels // rp.lookups_per_cycle, _bits(tab), 2)
+            {}, memory=Memory(rp.pipelines * rp.lookups_per_cycle, d * key_levels // rp.lookups_per_cycle, _bits(tab), 2)
         ),
         "lookup_pipeline": Unit(
             _tally((f"add.{acc}", rp.pipelines * (d - 1)), (f"mul.{score}", rp.norm_multipliers)),
             register_bits=rp.pipelines * (_tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc)) + _bits(score)),
         ),
     }
+    if c.residual == "qjl":
+        units.update(qjl_units(c))
     if vp.enabled:
         units["value_unit"] = Unit(
             _tally(
@@ -117,6 +121,28 @@ def axelram_units(c: MacroConfig, n_layers: int) -> dict[str, Unit]:
             register_bits=d * levels * _bits(val) * vp.bin_partials() + vp.sum_partials() * _bits(soft),
         )
     return units
+
+
+def qjl_units(c: MacroConfig) -> dict[str, Unit]:
+    """The QJL residual's hardware (hw/qjl.py): the residual unit (d centroid x norm multipliers,
+    d subtractors, d squarers, a d-leaf tree, a square root), the shared projector (R sketch rows
+    per cycle: R d multipliers, R d-leaf trees, R scaling multipliers), the FP16 sketch ROM (m d
+    words) and per lookup pipeline a QJL accumulator (m sketch-weight registers, an m-leaf tree,
+    the residual-norm multiplier and the score adder)."""
+    d, q, rp, f = c.head_dim, c.qjl, c.read_path, c.formats
+    rot, tab, acc, score = (f.get(k) for k in ("rotator", "table", "accumulator", "score"))
+    m, rows = c.sketch_bits, q.projection_rows_per_cycle
+    return {
+        "qjl_residual": Unit(_tally((f"mul.{rot}", 2 * d), (f"add.{rot}", 2 * d - 1), (f"sqrt.{rot}", 1)),
+                             register_bits=d * _bits(rot) + 16),
+        "qjl_projector": Unit(_tally((f"mul.{rot}", rows * d), (f"add.{rot}", rows * (d - 1)), (f"mul.{tab}", rows)),
+                              register_bits=d * _bits(rot) + m * _bits(tab) + rows * _tree_register_bits(d, 1, _bits(rot))),
+        "sketch_rom": Unit({}, memory=Memory(1, m * d, 16, 1)),
+        "qjl_accumulator": Unit(
+            _tally((f"add.{acc}", rp.pipelines * (m - 1)), (f"mul.{score}", rp.pipelines), (f"add.{score}", rp.pipelines)),
+            register_bits=rp.pipelines * (m * _bits(tab) + _tree_register_bits(m, 1, _bits(acc)) + 2 * _bits(score)),
+        ),
+    }
 
 
 BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
@@ -162,6 +188,7 @@ def baseline_units(kind: str, c: MacroConfig, n_layers: int) -> dict[str, Unit]:
     'dequant_inverse_rotate': AXELRAM's rows + a dequantizer (d multipliers), an inverse FWHT
     and the FP16 dot product. Each has its value unit (_value_unit).
     """
+    c = c.without_residual()  # the baselines are the plain b-bit designs
     d, f, sram, rp = c.head_dim, c.formats, c.sram, c.read_path
     acc, rot, score = f.get("accumulator"), f.get("rotator"), f.get("score")
     tree_regs = rp.pipelines * _tree_register_bits(d, rp.adder_tree_stages_per_cycle, _bits(acc))
@@ -246,7 +273,7 @@ class CostModel:
         """A conventional macro with the same d, banks, rows, pipelines and node (see baseline_units)."""
         baseline_units(kind, loaded.config, 1)  # rejects an unknown kind before reading the table
         tech = tech or Technology.for_macro(loaded)
-        return cls(loaded.config, tech, lambda c, n: baseline_units(kind, c, n), kind)
+        return cls(loaded.config.without_residual(), tech, lambda c, n: baseline_units(kind, c, n), kind)
 
     # --- inventory and area -------------------------------------------------------------------
     def units(self, n_layers: int) -> dict[str, Unit]:
@@ -411,16 +438,18 @@ class CostModel:
         """
         c = self.config
         vectors = n_layers * kv_heads * tokens * (2 if c.value_path.enabled else 1)
-        per_vector = c.vector_bits / 8
+        per_vector = (c.key_row_bits + (c.vector_bits if c.value_path.enabled else 0)) / 8 / (
+            2 if c.value_path.enabled else 1)  # keys and values alike, or their mean with QJL keys
         fp16_vector = c.head_dim * 2
-        table_bits = c.read_path.pipelines * c.head_dim * c.levels * c.formats.get("table").width_bits
+        table_bits = c.read_path.pipelines * c.head_dim * (1 << c.key_bits) * c.formats.get("table").width_bits
         return {
             "per_vector": per_vector,
             "per_vector_fp16": float(fp16_vector),
             "kv_storage": vectors * per_vector,
             "kv_storage_fp16": float(vectors * fp16_vector),
             "compression": fp16_vector / per_vector,
-            "codebook_rom": float(2 * (2 * c.levels - 1)),
+            "codebook_rom": float(2 * (2 * c.levels - 1) + (2 * (2 * (1 << c.key_bits) - 1) if c.residual == "qjl" else 0)),
             "sign_rom": sign_rom_rows(c, n_layers) * c.head_dim / 8,
             "table": table_bits / 8,
+            **({"sketch_rom": c.sketch_bits * c.head_dim * 2.0} if c.residual == "qjl" else {}),
         }

@@ -491,6 +491,7 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     timing: the row store's timing (CostModel.for_baseline(...).timing()); None: SramTiming.ideal.
     """
     source = source or macro.name
+    macro = macro.without_residual()  # the plain b-bit designs, whatever the macro's residual
     if kind not in KINDS:
         raise ConfigError("baselines", "kind", f"one of {', '.join(KINDS)}, got {kind!r}")
     if fidelity not in ("key", "burst"):

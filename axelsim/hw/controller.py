@@ -48,6 +48,12 @@ class StageSpec:
     """Per-item latencies (spilled rows read off chip), else None."""
     wait_cause: str = "bank_conflict"
     """What items held back by the stage's `calendar` wait for (a bank port, or a bin hazard)."""
+    iis: Optional[np.ndarray] = None
+    """Per-item initiation intervals (pipeline.Stage.iis; burst timing only), else None: `ii`."""
+
+    def item_ii(self) -> "int | np.ndarray":
+        """The II of every item: `iis`, or the scalar `ii`."""
+        return self.ii if self.iis is None else self.iis
 
 
 @dataclass
@@ -184,24 +190,25 @@ class Machine:
         run_stream's label of a write stream."""
         n = ready.size
         stages = [Stage(s.unit, s.latency, s.ii, self.free_at.get(s.key, 0), s.key[-1], s.bank_ids, s.calendar,
-                        latencies=s.latencies) for s in specs]
+                        latencies=s.latencies, iis=s.iis) for s in specs]
         timing = run_burst(ready, stages)
         ends = np.append(starts[1:], n) - 1
         arrive = ready
         for s, (spec, stage) in enumerate(zip(specs, stages)):
-            self.free_at[spec.key] = int(timing.start[s, -1]) + spec.ii
-            self.ledger.add_busy(spec.unit, n * spec.ii, spec.key)
+            iis = np.broadcast_to(np.asarray(spec.item_ii(), dtype=np.int64), (n,))
+            self.free_at[spec.key] = int(timing.start[s, -1] + iis[-1]) if n else self.free_at.get(spec.key, 0)
+            self.ledger.add_busy(spec.unit, int(iis.sum()), spec.key)
             contention = np.zeros(len(starts), dtype=np.int64)
             if s > 0:
                 release = np.empty(len(starts), dtype=np.int64)
                 release[0] = stage.free_at
-                release[1:] = timing.start[s, starts[1:] - 1] + spec.ii
+                release[1:] = timing.start[s, starts[1:] - 1] + iis[starts[1:] - 1]
                 contention = np.maximum(release - arrive[starts], 0)
             banked = int(timing.stall_bank[s])
             self.ledger.add_stall(spec.unit, "contention", int(contention.sum()))
             self.ledger.add_stall(spec.unit, "bank_conflict", banked)
             self.stall_total += int(contention.sum()) + banked
-            self.record_group_waits(spec.unit, stage.free_at, spec.ii, arrive, timing.start[s], starts, contention, banked)
+            self.record_group_waits(spec.unit, stage.free_at, iis, arrive, timing.start[s], starts, contention, banked)
             group_end = timing.start[s, ends] + spec.latency
             self.ledger.add_spans(spec.unit, timing.start[s, starts], group_end)
             if self.ledger.record:
@@ -215,7 +222,7 @@ class Machine:
         self.release_calendars()
         return done
 
-    def record_group_waits(self, unit: str, free_at: int, ii: int, arrive: np.ndarray, start: np.ndarray,
+    def record_group_waits(self, unit: str, free_at: int, ii: "int | np.ndarray", arrive: np.ndarray, start: np.ndarray,
                            starts: np.ndarray, contention: np.ndarray, bank_waited: int) -> None:
         """Machine.record_waits over the streams of one burst: each group's first item waits
         [arrival, arrival + contention) for the unit; every item held for a bank port waits from
@@ -226,7 +233,7 @@ class Machine:
             first = arrive[starts[held]]
             self.ledger.add_waits(unit, "contention", first, first + contention[held])
         if bank_waited:
-            previous = np.concatenate(([free_at], start[:-1] + ii))
+            previous = np.concatenate(([free_at], start[:-1] + np.broadcast_to(ii, start.shape)[:-1]))
             earliest = np.maximum(np.maximum(arrive, previous), free_at)
             late = start > earliest
             self.ledger.add_waits(unit, "bank_conflict", earliest[late], start[late])
@@ -316,12 +323,17 @@ class Machine:
         the timing of one write stream per (position, layer) as one burst."""
         for slot, layer in layers:
             self._store_positions(slot, layer, first, last, ks[layer], vs.get(layer))
-        bank, row, starts, group_layers, tokens = self.write_layout(layers, first, last, ks[layers[0][1]].shape[0],
-                                                                    2 if vs else 1)
+        kinds = 2 if vs else 1
+        bank, row, starts, group_layers, tokens = self.write_layout(layers, first, last, ks[layers[0][1]].shape[0], kinds)
         ids, lats = self.sram_access(bank, row, self.timing.write_latency_cycles)
         done = self.run_groups("write", group_layers, starts, np.zeros(bank.size, dtype=np.int64),
-                               self.write_chain(ids, lats), "write", tokens)
+                               self.batch_chain(ids, lats, kinds), "write", tokens)
         return int(done.max())
+
+    def batch_chain(self, bank_ids: np.ndarray, latencies: Optional[np.ndarray], kinds: int) -> list[StageSpec]:
+        """The stages of a write burst whose items are in program order with `kinds` vectors
+        (K, or K then V) per head: the write chain (hw.qjl tells keys and values apart)."""
+        return self.write_chain(bank_ids, latencies)
 
     def write_layout(self, layers: list[tuple[int, int]], first: int, last: int, kv_heads: int,
                      kinds: int) -> tuple[np.ndarray, ...]:
@@ -347,6 +359,14 @@ class Machine:
                 StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
                           bank_ids=bank_ids, calendar=self.write_cal, latencies=latencies)]
 
+    def stored_vectors(self, slot: int, data: np.ndarray, first: int, last: int, kind: int) -> tuple[np.ndarray, ...]:
+        """Vectors [n, d] float64 of positions first..last of data [kv_heads, T, d] (head by
+        head) and the (bank, row) each is stored at (kind 0 keys, 1 values)."""
+        raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64).reshape(-1, self.macro.head_dim)
+        heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(first, last + 1), indexing="ij")
+        bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
+        return raw, bank, row
+
     def _store_positions(self, slot: int, layer: int, first: int, last: int, k: np.ndarray, v: Optional[np.ndarray]) -> None:
         """The write datapath of positions first..last of one layer (norm, rotate, quantize,
         pack fused per vector, rows stored in place) and what the write streams count."""
@@ -355,9 +375,7 @@ class Machine:
         for kind, data in ((0, k), (1, v)):
             if data is None:
                 continue
-            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64).reshape(-1, m.head_dim)
-            heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(first, last + 1), indexing="ij")
-            bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
+            raw, bank, row = self.stored_vectors(slot, data, first, last, kind)
             saturated = np.empty(len(raw), dtype=np.bool_)
             kernels.write_burst(raw, self.rom_row(layer, kind), self.boundaries, c["input"], c["rotator"], c["fp16"],
                                 self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,

@@ -280,15 +280,24 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     ledger = Ledger(record=record_waveform)
     amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
     timing = timing or derived_timing(macro, source)
-    machine = Machine(macro, _sign_table(signs, layer_ids, macro.head_dim),
-                      np.asarray(codebook.rom_centroids, dtype=np.float64),
-                      np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing,
-                      value_signs=_value_sign_table(signs, layer_ids, macro.head_dim))
-    scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
+    sign_table = _sign_table(signs, layer_ids, macro.head_dim)
+    value_table = _value_sign_table(signs, layer_ids, macro.head_dim)
+    instances = _instances(macro)
+    if macro.residual == "qjl":
+        from axelsim.hw.qjl import qjl_instances, simulate_qjl
+
+        machine, scores, outputs, served_t = simulate_qjl(macro, trace, sign_table, value_table, timing,
+                                                          prefill, progress, ledger, amap)
+        instances.update(qjl_instances(macro))
+    else:
+        machine = Machine(macro, sign_table, np.asarray(codebook.rom_centroids, dtype=np.float64),
+                          np.asarray(codebook.rom_boundaries, dtype=np.float64), fidelity, ledger, amap, timing,
+                          value_signs=value_table)
+        scores, outputs, served_t = replay(machine, trace, layer_ids, prefill, progress)
     summary = summarize(ledger, machine.intervals, machine.stall_total, layer_ids, macro.clock_hz,
-                        _instances(macro), served_t, macro.head_dim)
+                        instances, served_t, macro.head_dim)
     return SimResult(scores=scores, outputs=outputs, waveform=ledger.activity, decode_cycles=list(machine.decode_cycles),
-                     instances=_instances(macro), fidelity=fidelity, prefill=prefill,
+                     instances=instances, fidelity=fidelity, prefill=prefill,
                      clock_hz=macro.clock_hz, preload_wall_s=machine.preload_wall_s, timing=timing,
                      rows_used=amap.rows_needed, **summary)
 

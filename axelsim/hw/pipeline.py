@@ -54,6 +54,10 @@ class Stage:
     latencies: Optional[np.ndarray] = None
     """Per-item latency (int64 [n]) where items differ (an SRAM stage whose spilled rows come
     from off-chip memory); None: `latency` for every item."""
+    iis: Optional[np.ndarray] = None
+    """Per-item initiation interval (int64 [n]: item i holds the stage for iis[i] cycles, e.g.
+    the QJL projector: a key's m / R cycles, a value's bypass 1); None: `ii` for every item.
+    Burst timing only (run_burst), on stages without a bank calendar."""
 
 
 @dataclass
@@ -68,8 +72,12 @@ class StreamTiming:
     """Cycles each stage's first item waited for the unit instance to be released [n_stages]."""
 
 
-def _closed_form(ready: np.ndarray, ii: int, free_at: int) -> np.ndarray:
-    steps = np.arange(ready.size, dtype=np.int64) * ii
+def _closed_form(ready: np.ndarray, ii: int, free_at: int, iis: Optional[np.ndarray] = None) -> np.ndarray:
+    """start(i) = c(i) + max(free_at, max_{j <= i} ready(j) - c(j)), c(i) = sum_{j < i} II(j)."""
+    if iis is None:
+        steps = np.arange(ready.size, dtype=np.int64) * ii
+    else:
+        steps = np.concatenate(([0], np.cumsum(iis[:-1], dtype=np.int64))) if ready.size else np.zeros(0, np.int64)
     return steps + np.maximum(free_at, np.maximum.accumulate(ready - steps))
 
 
@@ -84,7 +92,7 @@ def run_burst(ready: np.ndarray, stages: list[Stage]) -> StreamTiming:
         if n:
             stall_busy[s] = max(0, stage.free_at - int(arrive[0]))
         if stage.bank_ids is None:
-            start = _closed_form(arrive, stage.ii, stage.free_at)
+            start = _closed_form(arrive, stage.ii, stage.free_at, stage.iis)
         else:
             start, waited = stage.calendar.reserve_run(arrive, stage.ii, stage.free_at, stage.bank_ids)
             stall_bank[s] = waited
@@ -168,6 +176,8 @@ def _run_keys_simpy(ready: np.ndarray, stages: list[Stage], events: Optional[lis
     """
     n = ready.size
     n_stages = len(stages)
+    if any(stage.iis is not None for stage in stages):
+        raise ValueError("per-item initiation intervals are timed by run_burst only")
     stall_bank = np.zeros(n_stages, dtype=np.int64)
     if n == 0:
         return _empty_timing(n_stages)

@@ -84,6 +84,13 @@ UNITS: dict[str, str] = {
     "layers.*.ops.*": "as ops.* (operations; bits for sram_*_bits), the layer's share",
     "layers.*.numerics.*, numerics_by_bits.*.*": "as the numerics.* key of the same name",
     "run_info.wall_s": "seconds of host wall time (not part of the deterministic report)",
+    "qjl.sketch_bits": "sign bits per stored key (m, rows of the sketch ROM)",
+    "qjl.key_index_bits, qjl.value_index_bits": "bits per coordinate index of a key (b - 1) and a value (b)",
+    "qjl.key_row_bits, qjl.value_row_bits, qjl.row_bits": "bits (a key row, a value row, the index SRAM row width)",
+    "qjl.sketch_rom_bytes, memory_bytes.sketch_rom": "bytes (m x d FP16 values)",
+    "qjl.projection_rows_per_cycle": "sketch rows the projector evaluates per clock cycle",
+    "qjl.projector_ii_cycles": "clock cycles the projector spends per key residual or query (m / rows per cycle)",
+    "qjl.sketch_seed": "seed of the sketch ROM draws (dimensionless)",
 }
 
 
@@ -182,9 +189,10 @@ def area_section(cost: CostModel, n_layers: int) -> dict[str, Any]:
 def memory_section(cost: CostModel, trace) -> tuple[dict[str, float], float]:
     """(memory_bytes section, KV compression ratio against FP16)."""
     memory = cost.memory_bytes(trace.n_layers, trace.kv_heads, trace.tokens)
-    section = {key: memory[key] for key in ("kv_storage", "kv_storage_fp16", "codebook_rom", "sign_rom", "table")}
+    keys = ("kv_storage", "kv_storage_fp16", "codebook_rom", "sign_rom", "table", "sketch_rom")
+    section = {key: memory[key] for key in keys if key in memory}
     section["per_vector"] = memory["per_vector"]
-    section["total"] = memory["kv_storage"] + memory["codebook_rom"] + memory["sign_rom"] + memory["table"]
+    section["total"] = sum(memory[key] for key in keys if key in memory and key != "kv_storage_fp16")
     return section, memory["compression"]
 
 
@@ -277,7 +285,22 @@ def build_report(loaded: LoadedMacro, trace, result, numerics: dict[str, Any], b
         },
         "units": UNITS,
     }
+    if config.residual == "qjl":
+        report["qjl"] = qjl_section(config)
     return report
+
+
+def qjl_section(config) -> dict[str, Any]:
+    """The QJL residual's geometry (`residual: qjl`): bits per key and row, the sketch ROM, the
+    projector's interval (hw/qjl.py)."""
+    from axelsim.hw.qjl import projector_timing
+
+    q = config.qjl
+    return {"sketch_bits": config.sketch_bits, "key_index_bits": config.key_bits, "value_index_bits": config.bits,
+            "key_row_bits": config.key_row_bits, "value_row_bits": config.vector_bits, "row_bits": config.row_bits,
+            "sketch_rom_bytes": config.sketch_bits * config.head_dim * 2, "sketch_seed": q.seed,
+            "projection_rows_per_cycle": q.projection_rows_per_cycle,
+            "projector_ii_cycles": projector_timing(config, query=False)[1]}
 
 
 def costed_sections(cost: CostModel, result, trace, memory: dict[str, Any]) -> dict[str, Any]:

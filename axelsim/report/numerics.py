@@ -18,6 +18,7 @@ from axelsim.config.macro import kivi_channel_group
 from axelsim.numerics.codebook import check_dim_bits
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.metrics import attention_metrics
+from axelsim.numerics.qjl import QjlSpec, qjl_layer
 from axelsim.numerics.reference import attention_f64
 
 METRIC_KEYS = ("score_rel_rmse", "score_max_abs_err", "attn_kl", "top1_agreement", "output_rel_rmse")
@@ -58,11 +59,16 @@ def trace_source(trace) -> str:
 
 
 def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tuple[int, Any, Any, bool]]:
-    """(layer, golden result, float64 reference, has values) for every layer of the trace."""
+    """(layer, golden result, float64 reference, has values) for every layer of the trace; the
+    QJL golden model (numerics.qjl) for a `residual: qjl` macro."""
+    qjl = QjlSpec.build(spec, config.sketch_bits, config.qjl.seed) if config.residual == "qjl" else None
     for layer in trace.layer_indices:
         k, q = trace.k(layer), trace.q(layer)
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
-        golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace_source(trace))
+        if qjl is not None:
+            golden = qjl_layer(qjl, k, v, q, trace.q_positions, layer, source=trace_source(trace))
+        else:
+            golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace_source(trace))
         yield layer, golden, attention_f64(k, v, q, trace.q_positions), v is not None
 
 
@@ -125,7 +131,7 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
         check_dim_bits(config.head_dim, int(width), "bit study")
         spec = NumericsSpec.from_macro(config.model_copy(update={"bits": int(width)}), signs)
         gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
-        for _, golden, reference, has_values in _layer_runs(spec, config, trace):
+        for _, golden, reference, has_values in _layer_runs(spec, config.without_residual(), trace):
             gathered["scores"].append(golden.scores)
             gathered["ref_scores"].append(reference.scores)
             gathered["outputs"].append(golden.outputs)

@@ -59,6 +59,16 @@ def _component_total(value: Any) -> float:
     return float(value.get("total", 0.0)) if isinstance(value, dict) else float(value)
 
 
+def _qjl_line(report: dict) -> list[str]:
+    """The QJL residual's geometry (a `residual: qjl` macro), else nothing."""
+    q = report.get("qjl")
+    if not q:
+        return []
+    return [f"qjl          keys {q['key_index_bits']}-bit MSE + {q['sketch_bits']} sketch bits + FP16 residual norm"
+            f" ({q['key_row_bits']}-bit rows), values {q['value_index_bits']}-bit ({q['value_row_bits']});"
+            f" projector {q['projector_ii_cycles']} cycles per key or query"]
+
+
 def _state_line(report) -> list[str]:
     """Energy by power state and the row store's tiles (absent in reports without them)."""
     states, tiles = report["energy_pj"].get("by_state"), report.get("sram_tiles")
@@ -120,7 +130,9 @@ def format_summary(report: dict[str, Any]) -> str:
         f"area         {scaled(area['total'], 'um2')}   top: {_top_line(area['by_component'], area['total'])}",
         f"memory       KV {scaled(memory['kv_storage'], 'bytes')} ({report['kv_compression_x']:.2f}x smaller than FP16)"
         f"   codebook ROM {_count(memory['codebook_rom'])} B   sign ROM {_count(memory['sign_rom'])} B"
-        f"   table {scaled(memory['table'], 'bytes')}",
+        f"   table {scaled(memory['table'], 'bytes')}"
+        + (f"   sketch ROM {scaled(memory['sketch_rom'], 'bytes')}" if "sketch_rom" in memory else ""),
+        *_qjl_line(report),
         f"mults/query  {_count(mults['axelram'])} AXELRAM vs {_count(mults['conventional'])} conventional"
         f" (mean T={mults['keys_per_query_mean']:.1f} keys, d={macro['head_dim']}): {mults['reduction']:.1f}x fewer",
         f"numerics     bit_exact {'YES' if numerics['bit_exact'] else 'NO'}   score rel RMSE {_sci(numerics['score_rel_rmse'])}"
