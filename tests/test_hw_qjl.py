@@ -162,3 +162,10 @@ def test_bad_qjl_options_name_the_key(update, key):
         macro_from_dict(data, "m.yaml")
     line = err.value.line()
     assert key in line and "\n" not in line
+
+
+def test_per_item_intervals_are_refused_in_key_mode():
+    from axelsim.hw.pipeline import run_keys
+
+    with pytest.raises(ValueError):
+        run_keys(np.zeros(3, dtype=np.int64), [Stage("u", 1, 1, iis=np.ones(3, dtype=np.int64))])

@@ -148,6 +148,8 @@ def run_keys(ready: np.ndarray, stages: list[Stage], events: Optional[list] = No
     `events`, if given, receives (unit group, item, simulated cycle) for every item entering
     every unit (tests check that the clock is the item's start there).
     """
+    if any(stage.iis is not None for stage in stages):
+        raise ValueError("per-item initiation intervals are timed by run_burst only")
     if engine == "compiled":
         timing = _run_keys_compiled(ready, stages, events)
         if timing is not None:
@@ -176,8 +178,6 @@ def _run_keys_simpy(ready: np.ndarray, stages: list[Stage], events: Optional[lis
     """
     n = ready.size
     n_stages = len(stages)
-    if any(stage.iis is not None for stage in stages):
-        raise ValueError("per-item initiation intervals are timed by run_burst only")
     stall_bank = np.zeros(n_stages, dtype=np.int64)
     if n == 0:
         return _empty_timing(n_stages)
