@@ -76,9 +76,10 @@ def _kivi_dequantize(codes, scale, zero, window16, n_quant, group, group_axis, f
 
 
 # ---- value path: tokens in order, blocks of coordinates in parallel -------------------------
-LANE_BLOCK = 32
+LANE_BLOCK = 64
 """Coordinates one thread accumulates together: a token's row segment is read once for every
-head of the job (contiguous in memory), each lane keeps its own token order."""
+head of the job (contiguous in memory), each lane keeps its own token order (32: about 1.5x
+slower per element than 64 or 128, measured on this machine)."""
 
 
 @numba.njit(cache=True)
@@ -107,19 +108,19 @@ def _accumulate(w, vals, accs, value, wide):
     d = vals.shape[1]
     for blk in prange(-(-d // LANE_BLOCK)):
         i0 = blk * LANE_BLOCK
-        i1 = min(d, i0 + LANE_BLOCK)
-        s = np.empty((h, i1 - i0))
+        bw = min(d, i0 + LANE_BLOCK) - i0
+        s = np.empty(h * bw)  # lane (a, i0 + j) at a * bw + j
         for a in range(h):
-            for i in range(i0, i1):
-                s[a, i - i0] = accs[a, i]
+            for j in range(bw):
+                s[a * bw + j] = accs[a, i0 + j]
         for t in range(n):
             for a in range(h):
                 wt = w[a, t]
-                for i in range(i0, i1):
-                    s[a, i - i0] = rnd(s[a, i - i0] + mul(wt, vals[t, i], value, wide), value)
+                for j in range(bw):
+                    s[a * bw + j] = rnd(s[a * bw + j] + mul(wt, vals[t, i0 + j], value, wide), value)
         for a in range(h):
-            for i in range(i0, i1):
-                accs[a, i] = s[a, i - i0]
+            for j in range(bw):
+                accs[a, i0 + j] = s[a * bw + j]
 
 
 # ---- KIVI write path: quantizer -------------------------------------------------------------
