@@ -169,3 +169,23 @@ def test_per_item_intervals_are_refused_in_key_mode():
 
     with pytest.raises(ValueError):
         run_keys(np.zeros(3, dtype=np.int64), [Stage("u", 1, 1, iis=np.ones(3, dtype=np.int64))])
+
+
+def test_cycle_ablation_on_a_tiny_trace(tmp_path):
+    """The cycle-model ablation: every variant bit-exact and prefill-independent, row widths by
+    closed form, QJL units priced only in the QJL variant, the b-bit code's score error below
+    the (b-1)-bit one's, and the table lists the three rows."""
+    from axelsim import api
+    from axelsim.calibrate.qjl_ablation import cycle_ablation, cycle_table
+    from fuzz_helpers import fixture_folder
+
+    root = fixture_folder(tmp_path, macro="axelram_qjl", macro_name="m.yaml", trace_name="t.safetensors",
+                          layers=(0,), tokens=12, dim=16, positions=(5, 11))
+    trace = api.load_trace(root / "t.safetensors")
+    res = cycle_ablation(root / "m.yaml", trace, bits_list=(3,))[3]
+    assert all(r["bit_exact"] and r["prefill_independent"] for r in res.values())
+    assert (res["mse_b"]["row_bits"], res["mse_b-1"]["row_bits"], res["qjl"]["row_bits"]) == (64, 48, 2 * 16 + 32 + 16)
+    assert res["qjl"]["area_um2_qjl_units"] > 0 and res["mse_b"]["area_um2_qjl_units"] == 0
+    assert res["mse_b"]["score_rel_rmse"] < res["mse_b-1"]["score_rel_rmse"]
+    assert res["qjl"]["write_dynamic_pj_per_vector"] > res["mse_b"]["write_dynamic_pj_per_vector"]
+    assert "QJL: 2-bit MSE + 16-bit sketch" in cycle_table({3: res})

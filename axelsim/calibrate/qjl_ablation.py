@@ -5,9 +5,11 @@ with b-bit values, on the same trace and signs: score relative RMSE and softmax 
 exact attention (layer means), and the dynamic energy of the counted golden actions priced
 with the macro's technology table (arithmetic per action; index-SRAM rows and table entries
 per access at the CACTI-fitted price of arrays with the row widths). Area: the extra storage
-only (sketch ROM m·d FP16, the m + 16 extra bits of every index-SRAM row); the projection
-multipliers the sketch needs are not sized (the cycle model does not implement QJL).
-Energies in pJ, areas in um^2.
+only (sketch ROM m·d FP16, the m + 16 extra bits of every index-SRAM row).
+
+`cycle_ablation` measures the same ablation with the cycle model (hw/qjl.py: the projection
+units, sign-bit rows and their timing) and the cost model's whole inventory: bit-exactness,
+errors, energy per query, area and cycles of macro variants. Energies in pJ, areas in um^2.
 """
 
 from __future__ import annotations
@@ -86,6 +88,109 @@ def qjl_ablation(loaded: LoadedMacro, trace, bits_list: Sequence[int] = (2, 3, 4
             + tech.sram_array(m * d * 16, 16, 1).area_um2)
         out[bits] = res
     return out
+
+
+CYCLE_CONFIGS = ("mse_b", "mse_b-1", "qjl")
+
+
+def _variant(macro_path, bits: int, name: str, head_dim: int):
+    """The macro at `macro_path` as ablation config `name` at total bit-width `bits`: b-bit MSE
+    keys, (b-1)-bit MSE keys, or QJL keys ((b-1)-bit MSE + the sketch); lane counts the file
+    leaves `auto` are derived for the variant's bits."""
+    from axelsim.config.load import load_macro
+
+    key_bits = {"mse_b": bits, "mse_b-1": bits - 1, "qjl": bits}[name]
+    return load_macro(macro_path, {"bits": key_bits, "residual": "qjl" if name == "qjl" else "none"}, head_dim)
+
+
+def _cycle_run(loaded, trace, prefill: str) -> dict:
+    """One cycle-model run of `loaded` on `trace`: its numerics against the golden model and
+    float64 attention, energy (pJ) and area (um^2) priced by the cost model."""
+    from axelsim import api
+    from axelsim.cost import CostModel
+    from axelsim.hw.macro import simulate
+    from axelsim.report.assemble import area_section, energy_section
+    from axelsim.report.numerics import compare_numerics
+
+    signs = api.sign_rom(loaded, trace)
+    result = simulate(loaded.config, signs, trace, prefill=prefill, source=str(loaded.path),
+                      timing=api.sram_timing(loaded))
+    cost = CostModel.from_macro(loaded)
+    return {"result": result, "numerics": compare_numerics(loaded.config, signs, trace, result.scores, result.outputs),
+            "energy": energy_section(cost, result, trace), "area": area_section(cost, trace.n_layers)}
+
+
+def cycle_ablation(macro_path, trace, bits_list: Sequence[int] = (2, 3, 4)) -> dict:
+    """The QJL ablation measured with the cycle model (hw/, bit-exact against the golden model):
+    per b and config ('mse_b', 'mse_b-1', 'qjl'; variants of the macro file, `_variant`) the
+    cycle model's score relative RMSE, softmax KL (nats), top-1 agreement and output relative
+    RMSE against float64 attention (pooled over layers, heads and queries), bit_exact against
+    the golden model, energy per query vector (pJ) with the keys preloaded (the query's own
+    work and the leakage over its time) and with the prefill simulated (every write counted),
+    the write path's dynamic energy per stored vector (pJ), area (um^2, total and the QJL units
+    and index SRAM), index SRAM row bits, the cycles per query position with the cache preloaded
+    (total cycles of the queries of every layer and head over the positions served) and the cycles with a write
+    stream in flight per token position written (the simulated prefill: the write path's
+    rate). The 'mse_b-1' variant is the whole macro at b-1 bits (values too: the cycle model
+    has one bit-width for keys and values), so its output error, energy and area include its
+    cheaper values; the QJL variant keeps b-bit values, like 'mse_b'."""
+    out: dict = {"trace": trace.name, "head_dim": trace.head_dim, "tokens": trace.tokens, "layers": trace.n_layers,
+                 "kv_heads": trace.kv_heads, "q_heads": trace.q_heads, "queries": trace.n_queries}
+    written = int(np.max(trace.q_positions)) + 1  # positions the simulated prefill writes
+    positions = np.unique(trace.q_positions).size
+    vectors = trace.n_layers * trace.kv_heads * written * (2 if trace.has_values else 1)
+    for bits in bits_list:
+        res = {}
+        for name in CYCLE_CONFIGS:
+            loaded = _variant(macro_path, bits, name, trace.head_dim)
+            pre, full = _cycle_run(loaded, trace, "preloaded"), _cycle_run(loaded, trace, "simulate")
+            n, area = pre["numerics"], pre["area"]["by_component"]
+            res[name] = {
+                "key_bits": loaded.config.key_bits, "row_bits": loaded.config.row_bits,
+                "key_row_bits": loaded.config.key_row_bits, "sketch_bits": loaded.config.sketch_bits if name == "qjl" else 0,
+                "bit_exact": bool(n["bit_exact"] and full["numerics"]["bit_exact"]),
+                "prefill_independent": same_bits_runs(pre, full),
+                **{k: n[k] for k in ("score_rel_rmse", "attn_kl", "top1_agreement", "output_rel_rmse")},
+                "energy_pj_per_query": pre["energy"]["per_query"],
+                "energy_pj_per_query_with_prefill": full["energy"]["per_query"],
+                "write_dynamic_pj_per_vector": (full["energy"]["dynamic_total"] - pre["energy"]["dynamic_total"]) / vectors,
+                "area_um2": pre["area"]["total"], "area_um2_index_sram": area["index_sram"],
+                "area_um2_qjl_units": sum(area.get(u, 0.0) for u in ("qjl_residual", "qjl_projector", "sketch_rom",
+                                                                        "qjl_accumulator")),
+                "cycles_per_position": pre["result"].cycles["total"] / positions,
+                "write_cycles_per_token": full["result"].phase_active["write"] / written,
+            }
+        out[bits] = res
+    return out
+
+
+def same_bits_runs(a: dict, b: dict) -> bool:
+    """The preloaded and the simulated-prefill run produced the same scores (the write path's
+    timing never changes a value)."""
+    from axelsim.report.numerics import same_bits
+
+    ra, rb = a["result"], b["result"]
+    return all(same_bits(ra.scores[L], rb.scores[L]) for L in ra.scores)
+
+
+def cycle_table(result: dict) -> str:
+    """Markdown table of `cycle_ablation`."""
+    lines = ["| b | keys | row bits | bit-exact | score rel. RMSE | attn KL (nats) | top-1 | output rel. RMSE | "
+             "energy/query (nJ) | with prefill (nJ) | write pJ/vector | area (mm²) | QJL units (mm²) | cycles/position | "
+             "write cycles/token |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for bits in (b for b in result if isinstance(b, int)):
+        for name in CYCLE_CONFIGS:
+            r = result[bits][name]
+            label = (f"QJL: {bits - 1}-bit MSE + {r['sketch_bits']}-bit sketch" if name == "qjl"
+                     else f"{r['key_bits']}-bit MSE")
+            lines.append(
+                f"| {bits} | {label} | {r['row_bits']} | {'yes' if r['bit_exact'] else 'NO'} | {r['score_rel_rmse']:.4f} | "
+                f"{r['attn_kl']:.4f} | {r['top1_agreement']:.3f} | {r['output_rel_rmse']:.4f} | "
+                f"{r['energy_pj_per_query'] / 1e3:.1f} | {r['energy_pj_per_query_with_prefill'] / 1e3:.1f} | "
+                f"{r['write_dynamic_pj_per_vector']:.1f} | {r['area_um2'] / 1e6:.3f} | {r['area_um2_qjl_units'] / 1e6:.3f} | "
+                f"{r['cycles_per_position']:,.0f} | {r['write_cycles_per_token']:,.0f} |")
+    return "\n".join(lines) + "\n"
 
 
 def ablation_table(result: dict) -> str:
