@@ -120,14 +120,20 @@ def test_exact_attention_swap_reproduces_the_model(tiny_model):
     assert tiny_model.config._attn_implementation != "test_exact"  # restored
 
 
-def test_bitexact_attention_equals_golden_on_a_captured_trace():
+BACKENDS = ("macro", "fp16", "kivi")
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_bitexact_attention_equals_golden_on_a_captured_trace(kind):
     """The harness's attention function, fed a shipped SmolLM2 capture one query at a time
-    (keys 0..p in the cache), returns the golden model's outputs bit for bit."""
+    (keys 0..p in the cache), returns the golden model's outputs bit for bit: the AXELRAM
+    macro's (`golden_layer`) and the FP16 and KIVI baselines' (`baseline_layer`)."""
     torch = pytest.importorskip("torch")
     from pathlib import Path
     from types import SimpleNamespace
 
-    from axelsim.calibrate.macro_attention import attention_function, macro_backend
+    from axelsim.calibrate.macro_attention import attention_function, baseline_backend, macro_backend
+    from axelsim.numerics.baselines import KiviSpec, baseline_layer
     from axelsim.numerics.golden import golden_layer
     from axelsim.trace import load_trace
 
@@ -135,11 +141,67 @@ def test_bitexact_attention_equals_golden_on_a_captured_trace():
     trace = trace.with_selection(layers=[3], queries=[0, 5, 15])
     spec = macro_spec(trace.head_dim, 3, SignRom.from_seed(2, 4, trace.head_dim))
     k, v, q, pos = trace.k(3), trace.v(3), trace.q(3), trace.q_positions
-    gold = golden_layer(spec, k, v, q, pos, 3)
-    attend = attention_function(macro_backend(spec))
+    kivi = KiviSpec(2, 32, 64, 32)  # a window shorter than the trace: quantized groups are read
+    if kind == "macro":
+        gold, backend = golden_layer(spec, k, v, q, pos, 3).outputs, macro_backend(spec)
+    else:
+        gold, backend = baseline_layer(kind, spec, kivi, k, v, q, pos, 3).outputs, baseline_backend(kind, spec, kivi)
+    attend = attention_function(backend)
     module = SimpleNamespace(layer_idx=3)
     for i, p in enumerate(pos):
         out, _ = attend(module, torch.from_numpy(np.ascontiguousarray(q[None, :, i:i + 1])),
                         torch.from_numpy(np.ascontiguousarray(k[None, :, :p + 1])),
                         torch.from_numpy(np.ascontiguousarray(v[None, :, :p + 1])), None, 0.125)
-        assert np.array_equal(out[0, 0].numpy().astype(np.float64), gold.outputs[:, i])
+        assert np.array_equal(out[0, 0].numpy().astype(np.float64), gold[:, i])
+    if kind == "kivi":
+        assert pos.max() + 1 > kivi.window  # the quantized part was exercised
+
+
+def test_checkpoints_cover_whole_windows_and_prefix_only_by_name(tiny_model):
+    """on_window reports the perplexity of the windows done so far (the last equals the result);
+    prefix_only given as names applies to those configurations only; CPU time per configuration."""
+    tokens = np.random.default_rng(5).integers(0, 50, size=60)
+    plan = plan_windows(len(tokens), prefix=24, decode=8, windows=3)
+    calls = {"a": [], "b": []}
+
+    def counting(name):
+        def transform(layer, k, v):
+            calls[name].append(k.shape[1])
+            return k, v
+        return transform
+
+    seen, cpu = [], {}
+    ppl = perplexities(tiny_model, tokens, plan, {"a": counting("a"), "b": counting("b")}, prefix_only={"b"},
+                       on_window=lambda done, p: seen.append((done, p)), cpu_seconds=cpu)
+    assert [d for d, _ in seen] == [1, 2, 3]
+    assert seen[-1][1] == ppl
+    first = perplexities(tiny_model, tokens, plan_windows(len(tokens), 24, 8, 1), {"a": None})
+    assert seen[0][1]["a"] == pytest.approx(first["a"], rel=1e-9)
+    assert sorted(set(calls["a"])) == [8, 24] and set(calls["b"]) == {24}
+    assert set(cpu) == {"a", "b"} and all(t > 0 for t in cpu.values())
+
+
+def test_comparison_table_computes_its_findings():
+    from axelsim.calibrate.report import comparison_table
+
+    seeds = [1, 2, 3, 4]
+    ppl = {"fp32": 10.0, "fp16": 10.0, "fp16_baseline": 10.01}
+    for i, s in enumerate(seeds):
+        ppl[f"b3/seed{s}"] = 12.0 + i  # increases 2, 3, 4, 5
+        ppl[f"paper-qdq:b3/seed{s}"] = 11.0 + i  # one PPL lower, paired
+    ppl["b3/calibrated"] = 13.5  # 3.5: between the 2nd and 3rd seed
+    ppl["b3/kivi"] = 11.0
+    results = {"perplexity": ppl, "bits": [3], "seeds": seeds, "protocol": "axelsim", "mode": "bitexact",
+               "windows": {"count": 2, "prefix": 8, "decode": 4, "scored_tokens": 8},
+               "families": {"": {"protocol": "axelsim", "mode": "bitexact", "ties": "upper", "quantized": "all"},
+                            "paper-qdq:": {"protocol": "paper", "mode": "qdq", "ties": "lower",
+                                           "quantized": "prefix only"}},
+               "kivi": {"group_size": 32, "window": 32}}
+    text = comparison_table(results)
+    std = np.std([2, 3, 4, 5], ddof=1)
+    assert f"+3.500 ± {std:.3f}" in text
+    assert "calibrated signs +3.500, 3rd best of 5, inside the seed range" in text
+    assert "KIVI +1.000 against the AXELRAM seed mean +3.500 (better)" in text
+    assert f"= -1.000 PPL (paired over 4 seeds; {1 / std:.2f}× the" in text and "inside the seed spread" in text
+    assert "-1.000 ± 0.000 (1.000)" in text
+    assert "FP16 baseline macro" in text and "+0.010" in text

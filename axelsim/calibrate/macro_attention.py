@@ -11,6 +11,10 @@ the decoding of Tq tokens after a cache of Tk − Tq. Backends:
   path, scores through the table, FP16 adder tree and norm multiplier, the output through the
   exp unit, bins, centroid multiply and inverse FWHT: the macro's arithmetic bit for bit.
 - `qjl_backend(qjl_spec)`: the same with QJL residual keys (`numerics.qjl.qjl_layer`).
+- `baseline_backend(kind, spec, kivi)`: a baseline macro's golden reference
+  (`numerics.baselines.baseline_layer`): "fp16" (FP16 rows, the accumulator-format dot
+  products, the exp unit and FP16 value accumulation) or "kivi" (KIVI's 2..4-bit groups with
+  its FP16 window), bit for bit as that baseline computes.
 - `exact_backend()`: float64 attention (the plumbing check: equals the model's own attention).
 
 torch is imported lazily: it belongs to the optional `[capture]` extra.
@@ -23,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 from axelsim.errors import NumericsError
+from axelsim.numerics.baselines import KiviSpec, baseline_layer
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.qjl import QjlSpec, qjl_layer
 from axelsim.numerics.reference import attention_f64
@@ -40,6 +45,12 @@ def macro_backend(spec: NumericsSpec) -> Backend:
 def qjl_backend(qs: QjlSpec) -> Backend:
     def run(layer, k, v, q, pos):
         return qjl_layer(qs, k, v, q, pos, layer, "perplexity").outputs
+    return run
+
+
+def baseline_backend(kind: str, spec: NumericsSpec, kivi: KiviSpec = KiviSpec()) -> Backend:
+    def run(layer, k, v, q, pos):
+        return baseline_layer(kind, spec, kivi, k, v, q, pos, layer, "perplexity").outputs
     return run
 
 

@@ -20,9 +20,10 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Collection, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -176,13 +177,20 @@ def decode_nll(model, states: Sequence[tuple[np.ndarray, np.ndarray]], decode_id
 def perplexities(model, tokens: np.ndarray, plan: WindowPlan,
                  transforms: dict,
                  progress: Optional[Callable[[Iterable], Iterable]] = None,
-                 prefix_only: bool = False) -> dict[str, float]:
+                 prefix_only: bool | Collection[str] = False,
+                 on_window: Optional[Callable[[int, dict[str, float]], None]] = None,
+                 cpu_seconds: Optional[dict[str, float]] = None) -> dict[str, float]:
     """Perplexity of every named KV transform (or `AttentionSwap`) over the same windows (paired).
 
     Windows are the outer loop, so each FP32 prefix pass serves all transforms.
-    prefix_only: transform only the prefix cache (see `decode_nll`).
+    prefix_only: transform only the prefix cache (see `decode_nll`): True for every
+    configuration, or the names of those that do.
     `progress` wraps the (window, transform) iteration (e.g. tqdm); None runs silently.
+    `on_window(done, ppl)` is called after each window with the number of windows done and the
+    perplexities over them (a checkpoint: a run stopped early keeps its whole windows).
+    `cpu_seconds`, when given, accumulates each configuration's decode CPU time (process time, s).
     """
+    only = set(transforms) if prefix_only is True else set(prefix_only or ())
     totals = {name: 0.0 for name in transforms}
     jobs = [(w, name) for w in range(len(plan.starts)) for name in transforms]
     states, current = None, -1
@@ -192,5 +200,14 @@ def perplexities(model, tokens: np.ndarray, plan: WindowPlan,
             states, current = prefix_states(model, tokens[start:start + plan.prefix]), w
         decode_ids = tokens[start + plan.prefix:start + plan.prefix + plan.decode]
         targets = tokens[start + plan.prefix + 1:start + plan.prefix + plan.decode + 1]
-        totals[name] += decode_nll(model, states, decode_ids, targets, transforms[name], prefix_only)
-    return {name: math.exp(total / plan.scored_tokens) for name, total in totals.items()}
+        began = time.process_time()
+        totals[name] += decode_nll(model, states, decode_ids, targets, transforms[name], name in only)
+        if cpu_seconds is not None:
+            cpu_seconds[name] = cpu_seconds.get(name, 0.0) + time.process_time() - began
+        if on_window is not None and name == jobs[-1][1]:
+            on_window(w + 1, _mean_ppl(totals, plan.decode * (w + 1)))
+    return _mean_ppl(totals, plan.scored_tokens)
+
+
+def _mean_ppl(totals: dict[str, float], scored: int) -> dict[str, float]:
+    return {name: math.exp(total / scored) for name, total in totals.items()}

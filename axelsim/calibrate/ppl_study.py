@@ -17,16 +17,20 @@ from dataclasses import dataclass
 from typing import Optional
 
 from axelsim.calibrate.kvquant import macro_kv_transform, macro_spec
-from axelsim.calibrate.macro_attention import macro_backend, qjl_backend, register
+from axelsim.calibrate.macro_attention import baseline_backend, macro_backend, qjl_backend, register
 from axelsim.calibrate.perplexity import AttentionSwap
 from axelsim.errors import ConfigError
 from axelsim.numerics.golden import NumericsSpec
+from axelsim.numerics.baselines import KiviSpec
 from axelsim.numerics.hadamard import SignRom, paper_sign_roms
 from axelsim.numerics.qjl import QjlSpec
 
 PROTOCOLS = ("axelsim", "paper")
 MODES = ("qdq", "bitexact")
 PAPER_CALIBRATION_VECTORS = 2000
+KIVI_GROUP = 32
+KIVI_WINDOW = 128
+"""KIVI's group size and FP16 window (the macro schema's defaults, baselines.kivi; KIVI's R = 128)."""
 
 
 @dataclass(frozen=True)
@@ -73,3 +77,13 @@ class Protocol:
             return macro_kv_transform(spec)
         backend = qjl_backend(QjlSpec.build(spec, qjl_bits)) if qjl_bits is not None else macro_backend(spec)
         return AttentionSwap(register(f"axelsim_{label}", backend))
+
+    def baseline(self, label: str, kind: str, spec: NumericsSpec, kivi_bits: int = 2, window: int = KIVI_WINDOW):
+        """A bit-exact configuration of a baseline macro's golden reference: kind "fp16" or
+        "kivi" (`kivi_bits`-bit groups of KIVI_GROUP, the last `window` tokens in FP16)."""
+        if self.mode != "bitexact":
+            raise ConfigError("perplexity", "baselines", "the baselines' arithmetic needs --mode bitexact")
+        if window < KIVI_GROUP or window % KIVI_GROUP:
+            raise ConfigError("perplexity", "kivi-window", f"expected a multiple of the group size {KIVI_GROUP}, got {window}")
+        kivi = KiviSpec(kivi_bits, KIVI_GROUP, window, min(KIVI_GROUP, spec.dim))
+        return AttentionSwap(register(f"axelsim_{label}", baseline_backend(kind, spec, kivi)))
