@@ -192,6 +192,19 @@ def test_sensitivity_and_ppl_json_are_read(tmp_path):
     assert "smollm2_fake | 1.5 | 3 | 2 | 0.900 | 1.100 | 0.950 | 0.100" in extra["sensitivity"]
 
 
+def test_calibrated_perplexity_ranks_against_the_seeds():
+    res = {"perplexity": {"fp32": 10.0, "b3/seed1": 10.5, "b3/seed2": 10.7, "b3/seed3": 11.0, "b3/calibrated": 10.6,
+                          "b4/seed1": 10.1, "b4/seed2": 10.2, "b4/seed3": 10.3, "b4/calibrated": 10.05},
+           "seeds": [1, 2, 3], "bits": [3, 4]}
+    ok, text = rp.calibrated_perplexity(res)
+    # b = 3: +0.6 against the mean +0.733 and worst +1.0 (2nd of 4); b = 4: +0.05, best
+    assert ok and "b = 3 +0.600 vs seeds +0.733 mean / +1.000 worst (rank 2 of 4)" in text and "(rank 1 of 4)" in text
+    res["perplexity"]["b4/calibrated"] = 10.25  # above the b = 4 seed mean +0.2
+    assert rp.calibrated_perplexity(res)[0] is False
+    del res["perplexity"]["b3/calibrated"]
+    assert rp.calibrated_perplexity(res) is None
+
+
 def test_main_writes_the_markdown(tmp_path, monkeypatch):
     calls = {}
 
