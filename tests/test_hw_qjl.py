@@ -189,3 +189,20 @@ def test_cycle_ablation_on_a_tiny_trace(tmp_path):
     assert res["mse_b"]["score_rel_rmse"] < res["mse_b-1"]["score_rel_rmse"]
     assert res["qjl"]["write_dynamic_pj_per_vector"] > res["mse_b"]["write_dynamic_pj_per_vector"]
     assert "QJL: 2-bit MSE + 16-bit sketch" in cycle_table({3: res})
+
+
+def test_chip_and_rtl_refuse_qjl_keys(tmp_path):
+    """The chip's golden split/merge and the RTL twin implement MSE keys only: one line naming the key."""
+    from pathlib import Path
+
+    from axelsim.config.chip import load_chip
+    from axelsim.config.load import load_macro
+    from axelsim.rtl.compare import resolved_macro
+
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(ConfigError) as err:
+        load_chip(root / "chips" / "axelram_d64.yaml", {"macro.residual": "qjl"})
+    assert "macro.residual" in err.value.line()
+    with pytest.raises(ConfigError) as err:
+        resolved_macro(load_macro(root / "macros" / "rtl" / "axelram_d16.yaml", {"residual": "qjl"}))
+    assert "residual" in err.value.line()

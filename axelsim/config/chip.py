@@ -184,4 +184,7 @@ def load_chip(path: str | Path, overrides: Optional[dict[str, Any]] = None, head
         if isinstance(error, ConfigError):
             raise ConfigError(source, f"macro ({error.source})", f"{error.where}: {error.expected}") from None
         raise
+    if macro.config.residual != "none":  # the chip's golden split and merge score MSE keys
+        raise _error(source, "macro.residual", f"'none' for a chip (QJL keys are simulated per macro: axelsim run), "
+                     f"got {macro.config.residual!r}")
     return LoadedChip(config, chip_path, macro)

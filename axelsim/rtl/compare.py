@@ -43,6 +43,8 @@ def resolved_macro(loaded) -> MacroConfig:
     if mac.signs.separate_values:
         raise ConfigError(str(loaded.path), "signs.rule", "'axelsim' (one sign vector per layer for keys, values and "
                           "queries) for the RTL twin, got 'paper'")
+    if mac.residual != "none":
+        raise ConfigError(str(loaded.path), "residual", f"'none' for the RTL twin (it has no QJL units), got {mac.residual!r}")
     if mac.value_path.partial_accumulators != 1 and mac.value_path.enabled:
         raise ConfigError(str(loaded.path), "value_path.partial_accumulators", "1 for the RTL twin (one set of bins)")
     sram = mac.sram.model_copy(update={"read_latency_cycles": timing.read_latency_cycles,
