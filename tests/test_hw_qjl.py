@@ -206,3 +206,21 @@ def test_chip_and_rtl_refuse_qjl_keys(tmp_path):
     with pytest.raises(ConfigError) as err:
         resolved_macro(load_macro(root / "macros" / "rtl" / "axelram_d16.yaml", {"residual": "qjl"}))
     assert "residual" in err.value.line()
+
+
+@pytest.mark.parametrize("formats", [
+    {"table": "fp32", "accumulator": "fp32"},
+    {"rotator": "fixed24.12"},
+    {"input": "fixed16.8", "rotator": "fixed28.14", "table": "fixed20.12", "accumulator": "fixed24.14",
+     "score": "fixed28.12"},
+])
+def test_bit_exact_with_other_formats(formats):
+    """Fixed-point and wider formats: the cycle model's QJL datapath still equals the golden model."""
+    from axelsim.config.macro import FormatsConfig
+
+    macro = _qjl_macro(16, 3, 16).model_copy(update={"formats": FormatsConfig(**formats)})
+    trace = random_trace(9, layers=1, kv_heads=2, q_heads=2, tokens=9, d=16, q_positions=[3, 8])
+    signs = signs_for(1, 16)
+    result = simulate(macro, signs, trace)
+    gold = _golden(macro, signs, trace, 0)
+    assert same_bits(result.scores[0], gold.scores) and same_bits(result.outputs[0], gold.outputs)
