@@ -11,6 +11,7 @@ import pytest
 
 from axelsim.config.formats import parse_format
 from axelsim.hw import kernels
+from axelsim.hw.controller import raw_vectors
 from axelsim.hw.sram import BankCalendar
 
 
@@ -178,8 +179,9 @@ def _stages_rows(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper, bi
 def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
     """kernels.write_burst (preloading: the four write stages fused per vector, rows stored in
     place through a row map) stores the per-stage kernels' rows bit for bit, serial and parallel,
-    on its vectorised path (float formats, values in the normal range) and its per-vector
-    fallback to the stage code (subnormals, nan, overflow; fixed formats)."""
+    on its vectorised path (float formats, values in the normal range; an fp32 rotator rounding
+    by conversion) and its per-vector fallback to the stage code (subnormals, nan, overflow;
+    fixed formats), from float64 and from float32 data."""
     rng = np.random.default_rng(d * 7 + bits)
     inp, rot = parse_format(inp_name), parse_format(rot_name)
     ci, cr, c16 = kernels.fmt_code(inp), kernels.fmt_code(rot), kernels.fmt_code(parse_format("fp16"))
@@ -200,5 +202,15 @@ def test_fused_write_equals_the_stage_kernels(inp_name, rot_name, d, bits):
         flat = rng.permutation(n + 3)[:n].astype(np.int64)
         sat = np.empty(n, dtype=np.bool_)
         kernels.write_burst(raw, signs, bnd, ci, cr, c16, wide_sq, exact_first, upper, bits, storage, flat, sat)
+        assert np.array_equal(storage[flat], want_rows)
+        assert np.array_equal(sat, want_sat)
+        # float16/float32 data reach the kernel as float32 (controller.raw_vectors): same rows as
+        # the stage code on the float64 of those values
+        with np.errstate(over="ignore"):  # 1e300 becomes inf
+            raw32 = raw_vectors(raw.astype(np.float32), d)
+        assert raw32.dtype == np.float32
+        want_rows, want_sat = _stages_rows(raw32.astype(np.float64), signs, bnd, ci, cr, c16, wide_sq, exact_first,
+                                           upper, bits, row_bytes)
+        kernels.write_burst(raw32, signs, bnd, ci, cr, c16, wide_sq, exact_first, upper, bits, storage, flat, sat)
         assert np.array_equal(storage[flat], want_rows)
         assert np.array_equal(sat, want_sat)

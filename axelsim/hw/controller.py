@@ -64,6 +64,13 @@ class Interval:
     end: int
 
 
+def raw_vectors(data: np.ndarray, d: int) -> np.ndarray:
+    """Vectors [..., d] as the write kernel's [n, d] input: float32 for float16/float32 data
+    (exact; no copy when already contiguous float32), else float64."""
+    dtype = np.float32 if data.dtype in (np.float16, np.float32) else np.float64
+    return np.ascontiguousarray(data, dtype=dtype).reshape(-1, d)
+
+
 @dataclass
 class Machine:
     """State of one simulation: units' release cycles, SRAM contents and calendars, results."""
@@ -359,10 +366,14 @@ class Machine:
                 StageSpec("index_sram", ("index_sram_write", 0), self.timing.write_latency_cycles, 1,
                           bank_ids=bank_ids, calendar=self.write_cal, latencies=latencies)]
 
-    def stored_vectors(self, slot: int, data: np.ndarray, first: int, last: int, kind: int) -> tuple[np.ndarray, ...]:
-        """Vectors [n, d] float64 of positions first..last of data [kv_heads, T, d] (head by
-        head) and the (bank, row) each is stored at (kind 0 keys, 1 values)."""
-        raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64).reshape(-1, self.macro.head_dim)
+    def stored_vectors(self, slot: int, data: np.ndarray, first: int, last: int, kind: int,
+                       native: bool = False) -> tuple[np.ndarray, ...]:
+        """Vectors [n, d] of positions first..last of data [kv_heads, T, d] (head by head;
+        float64, or with `native` as `raw_vectors` gives them) and the (bank, row) each is
+        stored at (kind 0 keys, 1 values)."""
+        d = self.macro.head_dim
+        chosen = data[:, first:last + 1]
+        raw = raw_vectors(chosen, d) if native else np.ascontiguousarray(chosen, dtype=np.float64).reshape(-1, d)
         heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(first, last + 1), indexing="ij")
         bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
         return raw, bank, row
@@ -375,7 +386,7 @@ class Machine:
         for kind, data in ((0, k), (1, v)):
             if data is None:
                 continue
-            raw, bank, row = self.stored_vectors(slot, data, first, last, kind)
+            raw, bank, row = self.stored_vectors(slot, data, first, last, kind, native=True)
             saturated = np.empty(len(raw), dtype=np.bool_)
             kernels.write_burst(raw, self.rom_row(layer, kind), self.boundaries, c["input"], c["rotator"], c["fp16"],
                                 self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
@@ -467,7 +478,7 @@ class Machine:
             if data is None:
                 continue
             heads, tokens = np.meshgrid(np.arange(data.shape[0]), np.arange(data.shape[1]), indexing="ij")
-            raw = np.ascontiguousarray(data.reshape(-1, d), dtype=np.float64)
+            raw = raw_vectors(data, d)
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kind)
             # norm, rotate, quantize and pack fused per vector, rows stored in place: the same
             # arithmetic as the per-stage kernels (tests/test_hw_kernels.py checks bit equality)

@@ -335,6 +335,10 @@ def _off_normal(x, minbits):
     return np.int64((a != 0) & (a < minbits)) | np.int64(a > _INF_BITS)
 
 
+_FP32_CODE = (0, 23, -126, int(np.array([(2.0 - 2.0 ** -23) * 2.0 ** 127]).view(np.int64)[0]))
+"""The leading fields of fmt_code(fp32): a rotator of this format rounds by conversion (`_write_block`)."""
+
+
 @numba.njit(cache=True)
 def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     """Squares' pairwise sum and FWHT(s * x) of vector v for float input and rotator formats,
@@ -345,7 +349,7 @@ def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     recomputes the vector with the stage code)."""
     bad = np.int64(0)
     for i in range(d):
-        r = raw[v, i]
+        r = np.float64(raw[v, i])
         bad |= _off_normal(r, ni)
         xi = _rnd_normal(r, di, mi)
         x[i] = xi
@@ -382,11 +386,70 @@ def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     return total, src, bad
 
 
+_LANES = 16
+"""Vectors per block of `_write_block` (one per lane; its two [d, 16] float64 buffers stay in L1)."""
+
+
+@numba.njit(cache=True)
+def _write_block(raw, v0, nb, signs, d, a, b, total, bad, di, mi, ni, nr):
+    """`_write_fast` for an IEEE binary32 rotator on vectors v0 .. v0 + nb - 1 at once, one
+    vector per lane: every loop runs over the lanes, contiguous, so it vectorises. The same
+    operations on the same operands in the same order per vector: input rounding, squares, the
+    squares' pairwise tree, s * x, the FWHT in constant geometry; each rotator value rounded by
+    the conversion float64 -> float32 -> float64 (ties to even, overflow to inf: `_rnd_normal`'s
+    rounding wherever that applies, i.e. zero, inf and the normal range). Fills total[:nb] (sum of squares) and
+    bad[:nb] (1: some rounded value outside `_rnd_normal`'s range, the vector is recomputed by
+    the stage code); returns the buffer holding y [d, lanes] (a or b)."""
+    for k in range(nb):
+        bad[k] = 0
+    for k in range(nb):
+        for i in range(d):
+            r = np.float64(raw[v0 + k, i])
+            bad[k] |= _off_normal(r, ni)
+            a[i, k] = _rnd_normal(r, di, mi)
+    for i in range(d):
+        for k in range(nb):
+            sq = a[i, k] * a[i, k]
+            bad[k] |= _off_normal(sq, nr)
+            b[i, k] = np.float64(np.float32(sq))
+    width = d
+    while width > 1:  # in place: row m is written after rows 2m and 2m + 1 were read
+        half = width // 2
+        for m in range(half):
+            for k in range(nb):
+                t = b[2 * m, k] + b[2 * m + 1, k]
+                bad[k] |= _off_normal(t, nr)
+                b[m, k] = np.float64(np.float32(t))
+        width = half
+    for k in range(nb):
+        total[k] = b[0, k]
+    for i in range(d):
+        for k in range(nb):
+            a[i, k] = a[i, k] * signs[i]
+    src, dst = a, b
+    half = d // 2
+    width = d
+    while width > 1:
+        for j in range(half):
+            for k in range(nb):
+                x = src[2 * j, k]
+                c = src[2 * j + 1, k]
+                t0 = x + c
+                t1 = x - c
+                bad[k] |= _off_normal(t0, nr) | _off_normal(t1, nr)
+                dst[j, k] = np.float64(np.float32(t0))
+                dst[j + half, k] = np.float64(np.float32(t1))
+        src, dst = dst, src
+        width //= 2
+    return src
+
+
 def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper_ties, bits, storage, flat, sat):
     """norm_stage, rotate_stage, quantize_stage and pack_stage fused per vector, rows stored
-    straight into storage[flat[v]] (preloading): the same operations in the same order, one
-    pass per vector over per-thread scratch instead of [n, d] float64 intermediates; indices
-    packed 8 at a time (`bits` whole bytes) when d is a multiple of 8."""
+    straight into storage[flat[v]] (preloading and burst writes; raw [n, d] float32 or float64):
+    the same operations in the same order, one pass per vector over per-thread scratch instead
+    of [n, d] float64 intermediates (an fp32 rotator: `_write_block`, 16 vectors per pass);
+    indices packed 8 at a time (`bits` whole bytes) when d is a multiple of 8."""
     n, d = raw.shape
     nthr = bnd.shape[0]
     row_bytes = storage.shape[1]
@@ -397,6 +460,8 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper_tie
     fast = inp[0] == 0 and rot[0] == 0 and not wide_sq and not exact_first and d >= 2 and (d & (d - 1)) == 0
     di, mi, ni = 52 - inp[1], inp[3], (np.int64(inp[2]) + 1023) << 52
     dr, mr, nr = 52 - rot[1], rot[3], (np.int64(rot[2]) + 1023) << 52
+    f32 = rot[0] == _FP32_CODE[0] and rot[1] == _FP32_CODE[1] and rot[2] == _FP32_CODE[2] and rot[3] == _FP32_CODE[3]
+    lanes = _LANES if fast and f32 else 1
     for c in prange(chunks):
         v0 = c * n // chunks
         v1 = (c + 1) * n // chunks
@@ -407,13 +472,28 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper_tie
         pb = np.empty(d)
         thr = np.empty(nthr)
         idx = np.empty(d, dtype=np.int64)
+        ba = np.empty((d, lanes))
+        bb = np.empty((d, lanes))
+        btotal = np.empty(lanes)
+        bbad = np.ones(lanes, dtype=np.int64)
+        yb = ba
         for v in range(v0, v1):
+            k = (v - v0) % lanes
+            if lanes > 1 and k == 0:
+                yb = _write_block(raw, v, min(lanes, v1 - v), signs, d, ba, bb, btotal, bbad, di, mi, ni, nr)
             bad = 1
-            if fast:
+            if lanes > 1:
+                bad = bbad[k]
+                if bad == 0:
+                    total = btotal[k]
+                    for i in range(d):
+                        pa[i] = yb[i, k]
+                    y = pa
+            elif fast:
                 total, y, bad = _write_fast(raw, v, signs, d, x, pa, pb, di, mi, ni, dr, mr, nr)
             if bad != 0:  # the stage code: any format, any value
                 for i in range(d):
-                    xi = rnd(raw[v, i], inp)
+                    xi = rnd(np.float64(raw[v, i]), inp)
                     x[i] = xi
                     buf[i] = mul(xi, xi, rot, wide_sq)
                 total = _tree(buf, d, rot)
@@ -431,12 +511,11 @@ def _write_burst(raw, signs, bnd, inp, rot, f16, wide_sq, exact_first, upper_tie
             for j in range(nthr):
                 thr[j] = rnd(bnd[j] * nv, rot)
             for i in range(d):
-                ci = 0
-                yi = y[i]
-                for j in range(nthr):
-                    if yi > thr[j] or (upper_ties and yi == thr[j]):
-                        ci += 1
-                idx[i] = ci
+                idx[i] = 0
+            for j in range(nthr):  # threshold by threshold: the comparisons vectorise over i
+                t = thr[j]
+                for i in range(d):
+                    idx[i] += np.int64((y[i] > t) | (upper_ties & (y[i] == t)))
             r = flat[v]
             for k in range(row_bytes):
                 storage[r, k] = 0

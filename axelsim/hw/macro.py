@@ -309,8 +309,10 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
     group = Hq // Hkv
     qpos = np.asarray(trace.q_positions, dtype=np.int64)
     has_values = trace.has_values
-    ks = {L: np.asarray(trace.k(L), dtype=np.float64) for L in layer_ids}
-    vs = {L: np.asarray(trace.v(L), dtype=np.float64) for L in layer_ids} if has_values else {}
+    # keys and values as the trace gives them (float32): the write kernels read them without a
+    # float64 copy (controller.raw_vectors); key mode's write streams convert their vectors
+    ks = {L: trace.k(L) for L in layer_ids}
+    vs = {L: trace.v(L) for L in layer_ids} if has_values else {}
     qs = {L: np.asarray(trace.q(L), dtype=np.float64) for L in layer_ids}
     scores = {L: np.full((Hq, qpos.size, T), np.nan) for L in layer_ids}
     outputs = {L: np.full((Hq, qpos.size, d), np.nan) for L in layer_ids} if has_values and macro.value_path.enabled else {}
