@@ -224,3 +224,28 @@ def test_bit_exact_with_other_formats(formats):
     result = simulate(macro, signs, trace)
     gold = _golden(macro, signs, trace, 0)
     assert same_bits(result.scores[0], gold.scores) and same_bits(result.outputs[0], gold.outputs)
+
+
+@pytest.mark.parametrize("sections", [
+    {"read_path": {"gqa_shared_read": True}},
+    {"read_path": {"pipelines": 2}},
+    {"sram": {"rows_per_bank": 2, "overflow": "spill", "banks": 2}},
+    {"value_path": {"bin_hazard": "partial", "partial_accumulators": 2}},
+    {"signs": {"rule": "paper", "seed": 42}},
+])
+def test_bit_exact_across_macro_options(sections):
+    """Shared GQA reads, two pipelines, spilled rows, partial accumulators, separate value signs."""
+    from dataclasses import replace
+
+    from axelsim.numerics.hadamard import paper_sign_roms
+
+    macro = _qjl_macro(16, 3, 16, **sections)
+    trace = random_trace(11, layers=1, kv_heads=2, q_heads=4, tokens=9, d=16, q_positions=[3, 8])
+    if macro.signs.rule == "paper":
+        keys, values = paper_sign_roms(42, 1, 16)
+        signs = replace(keys, values=values)
+    else:
+        signs = signs_for(1, 16)
+    result = simulate(macro, signs, trace)
+    gold = _golden(macro, signs, trace, 0)
+    assert same_bits(result.scores[0], gold.scores) and same_bits(result.outputs[0], gold.outputs)
