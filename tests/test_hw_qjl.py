@@ -249,3 +249,19 @@ def test_bit_exact_across_macro_options(sections):
     result = simulate(macro, signs, trace)
     gold = _golden(macro, signs, trace, 0)
     assert same_bits(result.scores[0], gold.scores) and same_bits(result.outputs[0], gold.outputs)
+
+
+@pytest.mark.parametrize("m,rows", [(16, 1), (32, 4)])
+def test_one_query_latency_adds_the_projector_and_the_accumulator(m, rows):
+    """One preloaded key, one query, no value path, one-cycle SRAM: the QJL macro's run is the
+    plain macro's plus the projector's latency on the precompute (m / R + log2 d + 1) and the
+    accumulator's on the read (ceil(log2 m) + 2)."""
+    from axelsim.cost.tiles import SramTiming
+
+    d = 16
+    macro = _qjl_macro(d, 3, m, rows, value_path={"enabled": False})
+    trace = random_trace(1, tokens=1, d=d, values=False)
+    signs = signs_for(1, d)
+    cycles = [simulate(mac, signs, trace, prefill="preloaded", timing=SramTiming.ideal(mac)).cycles["total"]
+              for mac in (macro, macro.without_residual())]
+    assert cycles[0] - cycles[1] == (m // rows + 4 + 1) + ((m - 1).bit_length() + 2)
