@@ -158,6 +158,8 @@ class QjlMachine(Machine):
 
     # ---- read path ---------------------------------------------------------------------------
     def query_job(self, slot, layer, kv_head, heads, q, n_keys, ready, has_values):
+        """Machine.query_job with the (b-1)-bit table and the query sketch on the shared
+        projector (precompute), then the QJL score stream and AXELRAM's value stream."""
         m, f, c = self.macro, self.fmt, self.codes
         h, d, mk = len(heads), m.head_dim, m.sketch_bits
         pipe = self.pick_pipeline()
