@@ -171,6 +171,18 @@ def test_per_item_intervals_are_refused_in_key_mode():
         run_keys(np.zeros(3, dtype=np.int64), [Stage("u", 1, 1, iis=np.ones(3, dtype=np.int64))])
 
 
+def test_key_fidelity_is_refused_for_qjl_macros(tmp_path):
+    """A QJL macro is timed by the closed form only; asking for key fidelity is one line, exit 2."""
+    from axelsim.cli import main
+    from fuzz_helpers import fixture_folder
+
+    root = fixture_folder(tmp_path, macro="axelram_qjl", macro_name="m.yaml", trace_name="t.safetensors",
+                          layers=(0,), tokens=12, dim=16, positions=(5, 11))
+    code = main(["run", str(root / "m.yaml"), "--trace", str(root / "t.safetensors"), "--fidelity", "key",
+                 "--quiet", "--json", str(tmp_path / "r.json")])
+    assert code == 2 and not (tmp_path / "r.json").exists()
+
+
 def test_cycle_ablation_on_a_tiny_trace(tmp_path):
     """The cycle-model ablation: every variant bit-exact and prefill-independent, row widths by
     closed form, QJL units priced only in the QJL variant, the b-bit code's score error below

@@ -269,6 +269,10 @@ def simulate(macro: MacroConfig, signs, trace, *, layers=None, kv_heads=None, qu
     source = source or macro.name
     if fidelity not in ("key", "burst"):
         raise ConfigError("simulate", "fidelity", f"'key' or 'burst', got {fidelity!r}")
+    if fidelity == "key" and macro.residual == "qjl":
+        # Key mode's event loop takes one interval per unit; the QJL projector has one per item.
+        raise ConfigError(source, "residual", "qjl is timed by the closed form only: --fidelity key is not "
+                          "available for it (use burst)")
     if prefill not in ("simulate", "preloaded"):
         raise ConfigError("simulate", "prefill", f"'simulate' or 'preloaded', got {prefill!r}")
     if layers is not None or kv_heads is not None or queries is not None:

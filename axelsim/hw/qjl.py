@@ -18,8 +18,8 @@ norm, subtract), II 1; its norm (squares, tree, sqrt) runs beside the projection
 unless it is longer. The write chain is in order: a value row passes the projector's bypass register
 (one cycle) behind the key before it (per-item intervals: pipeline.Stage.iis). The
 QJL accumulator: latency ceil(log2 m) + 2 (tree, multiply, add), II = heads per key. Every
-stream is timed by the closed form (`fidelity` key gives the same cycles by construction, as
-for the baselines); the datapaths are compiled kernels (axelsim.hw.qjl_kernels).
+stream is timed by the closed form (`fidelity` key is refused for a QJL macro: hw.macro.simulate);
+the datapaths are compiled kernels (axelsim.hw.qjl_kernels).
 """
 
 from __future__ import annotations
