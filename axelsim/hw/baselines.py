@@ -146,16 +146,16 @@ class BaselineMachine(Machine):
         for kv, data in ((0, k), (1, v)):
             if data is None:
                 continue
-            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64)
-            hkv, n_tok = raw.shape[0], raw.shape[1]
+            hkv, n_tok = data.shape[0], last + 1 - first
             n = hkv * n_tok
             if self.kind in FP16_ROWS:
-                out = np.empty((n, d), dtype=np.float32)
-                bk.fp16_rows(raw.reshape(n, d), out, c["input"], c["fp16"])
-                self.rows16[(layer, kv)][:, first:last + 1] = out.reshape(hkv, n_tok, d)
+                # strided views of the layer's positions, written in place (no contiguous copies)
+                bk.fp16_rows(data[:, first:last + 1].astype(np.float64, copy=False),
+                             self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")
                 self.ledger.event("sram_write_bits", n * d * 16, layer, "write_path")
                 continue
+            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64)
             heads, tokens = np.meshgrid(np.arange(hkv), np.arange(first, last + 1), indexing="ij")
             bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kv)
             sat = np.empty(n, dtype=np.bool_)
