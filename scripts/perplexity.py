@@ -71,6 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-calibrated", action="store_true", help="skip Algorithm 1")
     p.add_argument("--kivi", action="store_true",
                    help="add KIVI at each b and the FP16 baseline macro, bit-exact (bitexact only)")
+    p.add_argument("--render", type=Path, default=None, metavar="DIR",
+                   help="only write the tables and plot of DIR/ppl.json (a finished or checkpointed run)")
     p.add_argument("--kivi-window", type=int, default=KIVI_WINDOW,
                    help="KIVI's FP16 window R in tokens (a multiple of its group size 32)")
     p.add_argument("--compare", type=protocol_mode, nargs="*", default=[], metavar="PROTOCOL:MODE",
@@ -99,8 +101,24 @@ def calibration_trace(args, model, tokenizer):
     return trace, f"{args.calib_tokens} tokens from character 0 of {args.text.name}"
 
 
+def render(folder: Path) -> int:
+    """Tables and plot of a finished or checkpointed run, from its ppl.json."""
+    try:
+        results = json.loads((folder / "ppl.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"{folder / 'ppl.json'}: cannot read the results ({exc})", file=sys.stderr)
+        return 2
+    tables = perplexity_tables(results)
+    write_text(folder / "ppl_tables.md", tables)
+    perplexity_plot(results, folder / "ppl_seeds.png")
+    print(tables)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render is not None:
+        return render(args.render)
     numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))  # torch and the kernels take turns
     try:
         protocol = Protocol(args.protocol, args.mode)
@@ -182,7 +200,7 @@ def main(argv=None) -> int:
             "perplexity": ppl,
             "seeds": args.seeds, "bits": args.bits,
             "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - cpu0,
-            "threads": args.threads, "decode_cpu_seconds": decode_cpu,
+            "threads": args.threads, "head_dim": dim, "decode_cpu_seconds": decode_cpu,
         }
         write_json(args.out / "ppl.json", results)
         write_text(out_tables, perplexity_tables(results))

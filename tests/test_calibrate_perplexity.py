@@ -181,9 +181,7 @@ def test_checkpoints_cover_whole_windows_and_prefix_only_by_name(tiny_model):
     assert set(cpu) == {"a", "b"} and all(t > 0 for t in cpu.values())
 
 
-def test_comparison_table_computes_its_findings():
-    from axelsim.calibrate.report import comparison_table
-
+def _fake_results() -> dict:
     seeds = [1, 2, 3, 4]
     ppl = {"fp32": 10.0, "fp16": 10.0, "fp16_baseline": 10.01}
     for i, s in enumerate(seeds):
@@ -197,7 +195,13 @@ def test_comparison_table_computes_its_findings():
                             "paper-qdq:": {"protocol": "paper", "mode": "qdq", "ties": "lower",
                                            "quantized": "prefix only"}},
                "kivi": {"group_size": 32, "window": 32}}
-    text = comparison_table(results)
+    return results
+
+
+def test_comparison_table_computes_its_findings():
+    from axelsim.calibrate.report import comparison_table
+
+    text = comparison_table(_fake_results())
     std = np.std([2, 3, 4, 5], ddof=1)
     assert f"+3.500 ± {std:.3f}" in text
     assert "calibrated signs +3.500, 3rd best of 5, inside the seed range" in text
@@ -205,3 +209,20 @@ def test_comparison_table_computes_its_findings():
     assert f"= -1.000 PPL (paired over 4 seeds; {1 / std:.2f}× the" in text and "inside the seed spread" in text
     assert "-1.000 ± 0.000 (1.000)" in text
     assert "FP16 baseline macro" in text and "+0.010" in text
+
+
+def test_render_rewrites_the_tables_of_a_run(tmp_path, capsys):
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "scripts" / "perplexity.py"
+    spec = importlib.util.spec_from_file_location("perplexity_script", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    (tmp_path / "ppl.json").write_text(json.dumps(_fake_results()))
+    assert script.main(["--render", str(tmp_path)]) == 0
+    assert "3rd best of 5" in (tmp_path / "ppl_tables.md").read_text()
+    assert (tmp_path / "ppl_seeds.png").stat().st_size > 0
+    assert script.main(["--render", str(tmp_path / "absent")]) == 2
+    assert "ppl.json: cannot read the results" in capsys.readouterr().err

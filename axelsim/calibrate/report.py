@@ -84,8 +84,9 @@ def comparison_table(results: dict) -> str:
         lines += [f"FP16 baseline macro (its exact arithmetic: FP16 rows, accumulator-format dot products, exp unit, "
                   f"FP16 value accumulation): {ppl['fp16_baseline'] - fp32:+.3f}"]
     if results.get("kivi"):
-        lines += [f"KIVI: per-channel key groups and per-token value groups of {results['kivi']['group_size']}, "
-                  f"FP16 scale and zero point, the last {results['kivi']['window']} tokens in FP16."]
+        g = results["kivi"]["group_size"]
+        lines += [f"KIVI: per-channel key groups and per-token value groups of {g}, FP16 scale and zero point "
+                  f"(b + {32 / g:g} bits per quantized element), the last {results['kivi']['window']} tokens in FP16."]
     return "\n".join(lines + ["", "Findings (computed from the table):", ""] + [f"- {f}" for f in findings]) + "\n"
 
 
