@@ -842,8 +842,9 @@ def heldout_rows(shapes: Shapes, extra: dict, ppl_dir: Optional[Path] = None) ->
         f"layer 0 with a common key component; calibrated on the first {tokens // 2} tokens, measured on the rest"
         + ("; and on perplexity" if "perplexity" in checks else "") + ")",
         "worst-case PPL repaired (Table II)",
-        measured + f". Repaired (calibrated below the seed mean and the worst seed) on: {', '.join(held) or 'none'} "
-        f"of {', '.join(checks)}",
+        measured + ". Repaired (calibrated below the seed mean and the worst seed) on "
+        + (", ".join(held) or "none of " + ", ".join(checks))
+        + ("" if len(held) in (0, len(checks)) else "; not on " + ", ".join(n for n in checks if n not in held)),
         agrees, cmd, {"mse": mse, "kl": kl, "checks": checks}))
     return rows
 
