@@ -172,14 +172,15 @@ kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape
 
 
 def _fp16_rows(raw, out, inp, f16):
-    """FP16 storage of written vectors: out = rnd16(rnd_input(raw)); raw [h, n, d] float64,
-    out float32 [h, n, d] (every FP16 value is a float32); either may be a strided view."""
+    """FP16 storage of written vectors: out = rnd16(rnd_input(raw)); raw [h, n, d] (float32 or
+    float64 values, rounded as float64), out float32 [h, n, d] (every FP16 value is a float32);
+    either may be a strided view."""
     h, n, d = raw.shape
     for j in prange(h * n):
         a = j // n
         t = j - a * n
         for i in range(d):
-            out[a, t, i] = rnd(rnd(raw[a, t, i], inp), f16)
+            out[a, t, i] = rnd(rnd(np.float64(raw[a, t, i]), inp), f16)
 
 
 fp16_rows = jit.by_work(_fp16_rows, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])

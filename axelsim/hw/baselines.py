@@ -146,20 +146,21 @@ class BaselineMachine(Machine):
         for kv, data in ((0, k), (1, v)):
             if data is None:
                 continue
-            hkv, n_tok = data.shape[0], last + 1 - first
-            n = hkv * n_tok
+            n = data.shape[0] * (last + 1 - first)
             if self.kind in FP16_ROWS:
-                # strided views of the layer's positions, written in place (no contiguous copies)
-                bk.fp16_rows(data[:, first:last + 1].astype(np.float64, copy=False),
+                # strided views of the layer's positions, written in place (no contiguous copies);
+                # float32 for float16/float32 data, as the AXELRAM write path takes them (exact)
+                chosen = data[:, first:last + 1]
+                bk.fp16_rows(chosen if chosen.dtype == np.float32 else chosen.astype(np.float64),
                              self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")
                 self.ledger.event("sram_write_bits", n * d * 16, layer, "write_path")
                 continue
-            raw = np.ascontiguousarray(data[:, first:last + 1], dtype=np.float64)
-            heads, tokens = np.meshgrid(np.arange(hkv), np.arange(first, last + 1), indexing="ij")
-            bank, row = self.amap.locate(slot, heads.reshape(-1), tokens.reshape(-1), kv)
+            # the AXELRAM write path's own input (float32 for float16/float32 data): one compiled
+            # write kernel serves AXELRAM and the index-row baselines
+            raw, bank, row = self.stored_vectors(slot, data, first, last, kv, native=True)
             sat = np.empty(n, dtype=np.bool_)
-            kernels.write_burst(raw.reshape(n, d), self.rom_row(layer, kv), self.boundaries, c["input"], c["rotator"],
+            kernels.write_burst(raw, self.rom_row(layer, kv), self.boundaries, c["input"], c["rotator"],
                                 c["fp16"], self.wide["squares"], self.wide["fwht_first"], self.upper_ties, m.bits, self.sram.rows,
                                 self.amap.flat(bank, row), sat)
             spilled = int(np.count_nonzero(row >= self.amap.rows_per_bank))
