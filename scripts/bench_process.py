@@ -15,8 +15,10 @@ The CLI runs as `python -m axelsim` with this tree first on PYTHONPATH (what the
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -77,7 +79,8 @@ def bench_cold_start() -> dict:
 @cache
 def slice_8b_trace(layers: int = 8, tokens: int = 4096) -> Path:
     """An 8B-shaped FP16 trace file (random N(0, 1) keys, values and queries; one query per head
-    at the last position), written once per bench run into a temporary directory."""
+    at the last position), written once per bench run into a temporary directory removed when
+    the bench process exits (128 MiB)."""
     from axelsim.trace.format import Trace, save_trace
 
     rng = np.random.default_rng(0)
@@ -85,7 +88,9 @@ def slice_8b_trace(layers: int = 8, tokens: int = 4096) -> Path:
     k = {L: rng.standard_normal(shape, dtype=np.float32) for L in range(layers)}
     v = {L: rng.standard_normal(shape, dtype=np.float32) for L in range(layers)}
     q = {L: rng.standard_normal((32, 1, 128), dtype=np.float32) for L in range(layers)}
-    path = Path(tempfile.mkdtemp(prefix="axelsim_bench_")) / f"slice_8b_L{layers}_T{tokens}.safetensors"
+    folder = tempfile.mkdtemp(prefix="axelsim_bench_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    path = Path(folder) / f"slice_8b_L{layers}_T{tokens}.safetensors"
     save_trace(Trace.from_arrays(k, v, q, [tokens - 1], model="synthetic-8b-slice", dtype="float16"), path)
     return path
 
