@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -66,6 +67,8 @@ def sim_point(d: int, b: int, activity: bool, work: Path, bin_lanes: int | None 
                      vcd=work / f"{tag}.vcd" if activity else None)
     report.update(cpu_s=time.process_time() - started, load_1min=os.getloadavg()[0], bin_lanes=bin_lanes or d)
     report["q_heads"] = q_heads
+    report["commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                      text=True).stdout.strip()
     return report
 
 
@@ -142,6 +145,26 @@ def area_rows(areas: list[dict]) -> list[str]:
     lines += ["", "Synthesis host time per point (wall; Yosys runs in child processes): " + "; ".join(
         f"d={r['head_dim']} b={r['bits']}: {sum(a['wall_s'] for a in r['area_by_unit'].values()):.0f} s, 1-min load up to "
         f"{max(a['load_1min'] for a in r['area_by_unit'].values()):.1f}" for r in areas if r["area_by_unit"]) + "."]
+    return lines
+
+
+def bins_hold_lines(runs: list[dict]) -> list[str]:
+    """The bins write-after-read bullet, with the rows where it made the models differ."""
+    held = [f"d={r['head_dim']} b={r['bits']} bin lanes {r.get('bin_lanes', r['head_dim'])} "
+            f"query heads {r.get('q_heads', 2)} ({r['total_cycles_rtl']} / {r['total_cycles_model']} cycles)"
+            for r in runs if not r["cycles_by_unit"]["bins"]["equal"]] if runs and "bins" in runs[0]["cycles_by_unit"] else []
+    lines = ["- **Bins write-after-read (" + ("binding here: cycle model to fix" if held else "checked, not binding here")
+             + ").** A job's first key clears the bins; the RTL controller holds it until the previous",
+             "  job's finalisation has started (its centroid stage has taken the bins). The cycle model",
+             "  has no such rule: when the next job's first value reaches the bins while the previous",
+             "  job's finalisation still waits for the centroid stage (centroids take ceil(dL /",
+             "  centroid_multipliers) cycles per job, so at b = 4 or with bins on fewer lanes), the",
+             "  model lets it in earlier than the RTL, clearing bins not yet read; every later unit of",
+             "  the value path then leaves early by the same cycles."]
+    if held:
+        lines += ["  Rows where it binds: " + "; ".join(held) + ". Reported to the cycle model's owner",
+                  "  (hw/value_unit.py); the one-head row with bin lanes < d has no consecutive jobs and",
+                  "  checks the bins' C + A latency and II C alone."]
     return lines
 
 
@@ -234,10 +257,7 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
               "  chunk of coordinates per cycle: tests/test_rtl_value.py); the cycle model had 1 + A (A",
               "  the bin adder latency) whatever the lanes; it now has C + A with II C = ceil(G d /",
               "  bin_lanes). The row with bin lanes < d above checks it end to end.",
-              "- **Bins write-after-read (checked, not binding).** A job's first key clears the bins;",
-              "  the RTL controller holds it until the previous job's finalisation has taken them",
-              "  (`bin_holds` cycles, 0 in every run here). The cycle model has no such rule; on these",
-              "  slices the next job's values always arrive later.", "",
+              *bins_hold_lines(runs), "",
               "## What the RTL twin does not build", "",
               "- The issue controller is RTL (axelsim/rtl/controller.py: interval counters, the table",
               "  and bins write-after-read interlocks, the read-port arbiter); the program sequencer",
@@ -272,14 +292,14 @@ def main(argv=None) -> int:
     runs, areas = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        points = [(d, b, None, 2) for d in dims for b in bits]
+        points = [(d, b, None, 2, d in activity) for d in dims for b in bits]
         if args.bin_lanes:  # the slice's two heads, and one head (no consecutive jobs: the bins' hold never binds)
-            points += [(16, 3, args.bin_lanes, 2), (16, 3, args.bin_lanes, 1)]
-        for d, b, lanes, heads in points:
+            points += [(16, 3, args.bin_lanes, 2, False), (16, 3, args.bin_lanes, 1, False)]
+        for d, b, lanes, heads, vcd in points:
             name = (f"sim_d{d}_b{b}" + (f"_bl{lanes}" if lanes else "") + ("_q1" if heads == 1 else "")
-                    + ("_vcd" if d in activity else ""))
+                    + ("_vcd" if vcd else ""))
             print(name, file=sys.stderr, flush=True)
-            run = cached(args.results, name, lambda: sim_point(d, b, d in activity, work, lanes, heads), args.only_cached)
+            run = cached(args.results, name, lambda: sim_point(d, b, vcd, work, lanes, heads), args.only_cached)
             if run is not None:
                 runs.append(run)
         for d in synth_dims:

@@ -137,6 +137,7 @@ def run_rtl(loaded, signs, view, out: Path, synth: bool = False, source: Optiona
     if synth:
         report["area_by_unit"] = area_table(top, loaded)
         report["nand2_area_um2"] = NAND2_AREA_UM2
+    report["bin_holds"] = run.bin_holds
     report["host_s"] = run.host_s
     report["wall_s"] = time.perf_counter() - started
     report["units"] = {"cycles": "clock cycles", "area": "um^2 at 45 nm (NAND2_X1 equivalents, NanGate FreePDK45)",
