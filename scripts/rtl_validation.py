@@ -142,6 +142,9 @@ def area_rows(areas: list[dict]) -> list[str]:
                          f"{a['cost_model_area_um2']:,.0f} | " + (f"{ratio:.2f} |" if ratio is not None else "- |"))
     lines += [f"", *(f"Not synthesised in this generation at d = {r['head_dim']}, b = {r['bits']}: "
                      + ", ".join(r["not_run"]) + "." for r in areas if r["not_run"])]
+    missing = [f"d = {d}" for d in (16, 64, 128) if d not in {r["head_dim"] for r in areas if r["area_by_unit"]}]
+    if missing:
+        lines += ["", "Not synthesised in this generation: " + ", ".join(missing) + " (b = 3)."]
     lines += ["", "Synthesis host time per point (wall; Yosys runs in child processes): " + "; ".join(
         f"d={r['head_dim']} b={r['bits']}: {sum(a['wall_s'] for a in r['area_by_unit'].values()):.0f} s, 1-min load up to "
         f"{max(a['load_1min'] for a in r['area_by_unit'].values()):.1f}" for r in areas if r["area_by_unit"]) + "."]
@@ -187,7 +190,8 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
              "256 bits are two tile slices, so that one bank access takes one cycle). Host seconds:",
              "build (elaborate and compile the design for the simulator) and simulate (wall), CPU",
              "seconds of the whole point, on a shared 2-core machine under the 1-min load shown (not",
-             "a benchmark).", ""] + sim_rows(runs)
+             "a benchmark). The `simulator` column names the simulator of each row (Verilator is not",
+             "used: Amaranth's pysim builds and runs the d = 128 design in minutes).", ""] + sim_rows(runs)
     if skipped:
         lines += ["", "Not run in this generation: " + ", ".join(skipped) + "."]
     lines += ["", "## Area per unit (Yosys generic synthesis, CMOS transistor estimate)", ""]

@@ -24,6 +24,11 @@ def mac():
     return resolved_macro(load_macro(MACRO))
 
 
+@pytest.fixture(scope="module")
+def rotator(mac):
+    return deduped(Rotator(mac))
+
+
 def deduped(unit):
     text = rtlil_text(unit, "top")
     out, instances = dedup_rtlil(text)
@@ -43,18 +48,18 @@ def test_tree_adders_merge_and_the_multiplier_stays_apart(mac):
     assert sorted(instances.values()) == [1, d - 1]  # d - 1 identical tree adders, one norm multiplier
 
 
-def test_rotator_stages_after_the_first_are_one_adder_and_one_subtractor(mac):
+def test_rotator_stages_after_the_first_are_one_adder_and_one_subtractor(mac, rotator):
     # stage 1 folds the sign flips (one sign bit per operand) into each operator: d distinct
     # netlists; the log2 d - 1 later stages are one add and one subtract netlist, d/2 each per stage
     d, stages = mac.head_dim, mac.log2_dim
-    original, out, instances = deduped(Rotator(mac))
+    original, out, instances = rotator
     assert sum(instances.values()) == d * stages == len(_rtlil_modules(original)) - 1
     assert len(instances) == d + 2
     assert sorted(instances.values())[-2:] == [(d // 2) * (stages - 1)] * 2
 
 
-def test_retargeted_instances_connect_only_ports_of_their_module(mac):
-    _, out, _ = deduped(Rotator(mac))
+def test_retargeted_instances_connect_only_ports_of_their_module(rotator):
+    _, out, _ = rotator
     modules = _rtlil_modules(out)
     ports = {name: {line.split()[-1] for line in body if line.lstrip().startswith("wire ") and
                     (" input " in line or " output " in line)} for name, body in modules.items()}
