@@ -7,11 +7,15 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from axelsim.errors import ConfigError
 from axelsim.io import atomic_path
 from axelsim.rtl.activity import toggles_by_scope
 from axelsim.rtl.compare import check, resolved_macro
 from axelsim.rtl.harness import MacroTop
-from axelsim.rtl.synth import NAND2_AREA_UM2, rtlil_text, synthesize, write_verilog
+from axelsim.rtl.synth import NAND2_AREA_UM2, rtlil_text, synthesize, unit_ports, write_verilog
+
+MAX_PORT_BITS = 1 << 16
+"""Amaranth 0.5's netlist emitter holds a design's top-port bits in one cell of at most 2^16 bits."""
 
 SYNTH_UNITS = {"norm_unit": (("norm",), ("norm_unit",)), "rotator": (("rotator",), ("rotator",)),
                "quantizer": (("quantizer",), ("quantizer",)),
@@ -30,6 +34,11 @@ PART_FILES = {"norm": "norm_unit", "rotator": "rotator", "quantizer": "quantizer
 
 def write_sources(top: MacroTop, out: Path, verilog: bool) -> list[str]:
     """RTLIL of every unit (and Verilog through Yosys when `verilog`) into out/."""
+    for attr in top.parts:  # refused before any file is written
+        port_bits = sum(len(s) for s in unit_ports(getattr(top, attr)))
+        if port_bits >= MAX_PORT_BITS:
+            raise ConfigError("macro", "head_dim", f"a {PART_FILES[attr]} with fewer than {MAX_PORT_BITS} port bits for "
+                              f"the RTL writer (Amaranth 0.5 numbers a design's port bits in 16 bits), got {port_bits}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for attr in top.parts:
