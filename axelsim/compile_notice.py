@@ -51,7 +51,7 @@ class CompileNotice(event.Listener):
 
     def finish(self) -> None:
         if self.started is not None:
-            self._say(f"compiled {self.kernels} kernels (cached for later runs)")
+            self._say(f"compiled {self.kernels} kernel{'' if self.kernels == 1 else 's'} (cached for later runs)")
 
 
 @contextmanager

@@ -22,7 +22,7 @@ def test_notice_once_when_a_kernel_compiles_and_silent_otherwise():
         assert kernel(1) == 2
         assert kernel(2) == 3  # already compiled: no second compile
     lines = out.getvalue().splitlines()
-    assert len(lines) == 2 and "compiling" in lines[0] and lines[1].startswith("axelsim: compiled 1 kernels")
+    assert len(lines) == 2 and "compiling" in lines[0] and lines[1].startswith("axelsim: compiled 1 kernel (")
     assert notice.kernels == 1
     quiet = io.StringIO()
     with cn.compile_notice(quiet):
