@@ -112,7 +112,7 @@ def _hw_kivi(x16, axis, bits, group):
     shape = (n // group, d) if axis == 0 else (n, d // group)
     scale, zero = np.empty(shape), np.empty(shape)
     f16, rot = fmt_code(FP16), fmt_code(parse_format("fp32"))
-    bk.kivi_quantize(np.ascontiguousarray(x16), axis, group, 1 << bits, rot, f16, codes, scale, zero)
+    bk.kivi_quantize(x16[None], axis, group, 1 << bits, rot, f16, codes[None], scale[None], zero[None])
     out = np.empty((n, d))
     bk.kivi_dequantize(codes, scale, zero, x16.astype(np.float32), n, group, axis, f16, out)
     return out

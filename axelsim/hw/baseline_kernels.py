@@ -161,10 +161,11 @@ def scale_weights(e, norms, w, value, wide):
             w[a, t] = mul_fast(e[a, t], norms[t], value, wide)
 
 
-def _accumulate(w, vals, accs, value, wide):
+def _accumulate(w, vals, accs, value, wide, table=None):
     """acc_i = rnd_V(acc_i + rnd_V(w_t v_t,i)) for t in order: w [h, n] weights (softmax e_t,
-    or dequant_rotated's rnd_V(e_t norm_t) with v the centroids gamma[idx]), vals [n, d], accs
-    [h, d] updated in place; `wide` when w x v may exceed 53 bits."""
+    or dequant_rotated's rnd_V(e_t norm_t) with v the centroids gamma[idx]), vals [n, d] (any
+    float dtype; with `table`, indices into it: v = table[vals]), accs [h, d] updated in place;
+    `wide` when w x v may exceed 53 bits."""
     h, n = w.shape
     d = vals.shape[1]
     for blk in prange(-(-d // LANE_BLOCK)):
@@ -172,11 +173,13 @@ def _accumulate(w, vals, accs, value, wide):
         bw = min(d, i0 + LANE_BLOCK) - i0
         s = np.empty((h, bw))  # lane (a, i0 + j)
         p = np.empty(bw)
+        row = np.empty(bw)
         for a in range(h):
             for j in range(bw):
                 s[a, j] = accs[a, i0 + j]
         for t in range(n):
-            row = vals[t, i0:i0 + bw]
+            for j in range(bw):
+                row[j] = vals[t, i0 + j] if table is None else table[vals[t, i0 + j]]
             for a in range(h):
                 scale_vec(w[a, t], row, p, bw, value, wide)
                 sa = s[a]
@@ -190,41 +193,72 @@ def _accumulate(w, vals, accs, value, wide):
 
 # ---- KIVI write path: quantizer -------------------------------------------------------------
 def _kivi_quantize(x, group_axis, group, levels, rot, f16, codes, scale, zero):
-    """Asymmetric min/max quantization of x [n, d] (FP16 values) in groups of `group` along
-    axis `group_axis` (0: tokens, per channel: KIVI's keys; 1: channels, per token: values).
+    """Asymmetric min/max quantization of x [H, n, d] (FP16 values, any float dtype; H heads) in
+    groups of `group` along axis `group_axis` (0: tokens, per channel: KIVI's keys; 1: channels,
+    per token: values).
 
     Per group: zero = min (an FP16 value), scale = rnd16(rnd_rot(rnd_rot(max - min) x
     rnd_rot(1/(L-1)))); inv = rnd_rot(1/scale) (0 when scale is 0); per element
-    code = clamp(rint(rnd_rot(rnd_rot(x - zero) x inv)), 0, L-1). scale/zero [groups, d] for
-    axis 0, [n, groups] for axis 1."""
-    n, d = x.shape
+    code = clamp(rint(rnd_rot(rnd_rot(x - zero) x inv)), 0, L-1). codes [H, n, d]; scale/zero
+    [H, n / group, d] for axis 0, [H, n, d / group] for axis 1 (any of them may be views).
+    A thread takes one block of rows (a token group for keys, one token for values) and runs each
+    step over the block's d channels as one vector loop (min/max: the first of equal values kept,
+    in group order, as a scan would)."""
+    heads, n, d = x.shape
     step = rnd_fast(1.0 / (levels - 1), rot)
-    groups = (n // group) * d if group_axis == 0 else n * (d // group)
-    for gi in prange(groups):
-        if group_axis == 0:
-            g, c = gi // d, gi % d
-        else:
-            g, c = gi // (d // group), gi % (d // group)
-        lo = np.inf
-        hi = -np.inf
-        for k in range(group):
-            v = x[g * group + k, c] if group_axis == 0 else x[g, c * group + k]
-            if v < lo:
-                lo = v
-            if v > hi:
-                hi = v
-        s = rnd_fast(rnd_fast(rnd_fast(hi - lo, rot) * step, rot), f16)
-        inv = rnd_fast(1.0 / s, rot) if s > 0.0 else 0.0
-        scale[g, c] = s
-        zero[g, c] = lo
-        for k in range(group):
-            t, i = (g * group + k, c) if group_axis == 0 else (g, c * group + k)
-            y = np.rint(rnd_fast(rnd_fast(x[t, i] - lo, rot) * inv, rot))
-            if y < 0.0:
-                y = 0.0
-            elif y > levels - 1:
-                y = float(levels - 1)
-            codes[t, i] = np.uint8(y)
+    rows = group if group_axis == 0 else 1
+    width = 1 if group_axis == 0 else group  # channels of one group within a row
+    ng = d // width
+    blocks = n // rows
+    per_item = max(1, KIVI_ROWS // rows)  # groups of rows a thread takes (buffers reused)
+    items = -(-blocks // per_item)
+    for item in prange(heads * items):
+        a, g0 = item // items, (item % items) * per_item
+        col_lo, col_hi, y = np.empty(d), np.empty(d), np.empty(d)
+        lo_c, inv_c = np.empty(d), np.empty(d)  # per channel
+        s, lo, inv = np.empty(ng), np.empty(ng), np.empty(ng)
+        for g in range(g0, min(blocks, g0 + per_item)):
+            col_lo[:] = np.inf  # per channel over the group's rows
+            col_hi[:] = -np.inf
+            for k in range(rows):
+                for i in range(d):
+                    v = np.float64(x[a, g * rows + k, i])
+                    col_lo[i] = v if v < col_lo[i] else col_lo[i]
+                    col_hi[i] = v if v > col_hi[i] else col_hi[i]
+            for j in range(ng):
+                glo, ghi = np.inf, -np.inf
+                for c in range(j * width, (j + 1) * width):
+                    if col_lo[c] < glo:
+                        glo = col_lo[c]
+                    if col_hi[c] > ghi:
+                        ghi = col_hi[c]
+                lo[j] = glo
+                s[j] = ghi - glo
+            round_vec(s, ng, rot)
+            s *= step
+            round_vec(s, ng, rot)
+            round_vec(s, ng, f16)
+            for j in range(ng):
+                scale[a, g, j] = s[j]
+                zero[a, g, j] = lo[j]
+                inv[j] = 1.0 / s[j] if s[j] > 0.0 else 0.0
+            round_vec(inv, ng, rot)  # rnd(0) = 0: a group of scale 0 keeps inv 0
+            for j in range(ng):
+                for c in range(j * width, (j + 1) * width):
+                    lo_c[c], inv_c[c] = lo[j], inv[j]
+            for k in range(rows):
+                t = g * rows + k
+                for i in range(d):
+                    y[i] = np.float64(x[a, t, i]) - lo_c[i]
+                round_vec(y, d, rot)
+                y *= inv_c
+                round_vec(y, d, rot)
+                for i in range(d):
+                    codes[a, t, i] = np.uint8(min(max(np.rint(y[i]), 0.0), levels - 1.0))
+
+
+KIVI_ROWS = 32
+"""Rows of x a quantizer thread takes at least (one key group, or 32 value rows)."""
 
 
 # work of a call (jit.by_work): element operations, items x d (x heads)
@@ -233,7 +267,7 @@ rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].sha
 inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1])
 kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1])
 accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1])
-kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1])
+kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])
 
 
 def _fp16_rows(raw, out, inp, f16):

@@ -191,21 +191,17 @@ class BaselineMachine(Machine):
         v_tokens = np.arange(max(first - W, 0), max(last + 1 - W, 0))
         windows = [(t + 1 - W, t + 1) for t in range(first, last + 1) if (t + 1) % W == 0]
         hkv = self.k_codes[layer].shape[0]
-        for h in range(hkv):
-            if has_values and v_tokens.size:
-                t0, t1 = int(v_tokens[0]), int(v_tokens[-1]) + 1
-                x = np.ascontiguousarray(self.rows16[(layer, 1)][h, t0:t1], dtype=np.float64)
-                codes = np.empty(x.shape, dtype=np.uint8)
-                scale, zero = np.empty((t1 - t0, x.shape[1] // self.gc)), np.empty((t1 - t0, x.shape[1] // self.gc))
-                bk.kivi_quantize(x, 1, self.gc, L, rot, c["fp16"], codes, scale, zero)
-                self.v_codes[layer][h, t0:t1], self.v_scale[layer][h, t0:t1], self.v_zero[layer][h, t0:t1] = codes, scale, zero
-            for t0, t1 in windows:
-                x = np.ascontiguousarray(self.rows16[(layer, 0)][h, t0:t1], dtype=np.float64)
-                codes = np.empty(x.shape, dtype=np.uint8)
-                scale, zero = np.empty(((t1 - t0) // G, x.shape[1])), np.empty(((t1 - t0) // G, x.shape[1]))
-                bk.kivi_quantize(x, 0, G, L, rot, c["fp16"], codes, scale, zero)
-                self.k_codes[layer][h, t0:t1] = codes
-                self.k_scale[layer][h, t0 // G:t1 // G], self.k_zero[layer][h, t0 // G:t1 // G] = scale, zero
+        # one kernel call per kind for every head, reading the FP16 window rows (float32, exact) and
+        # writing the codes, scales and zeros in place; the windows are adjacent and W is a
+        # multiple of G, so their token groups are those of the one span they cover
+        if has_values and v_tokens.size:
+            t0, t1 = int(v_tokens[0]), int(v_tokens[-1]) + 1
+            bk.kivi_quantize(self.rows16[(layer, 1)][:, t0:t1], 1, self.gc, L, rot, c["fp16"], self.v_codes[layer][:, t0:t1],
+                             self.v_scale[layer][:, t0:t1], self.v_zero[layer][:, t0:t1])
+        if windows:
+            t0, t1 = windows[0][0], windows[-1][1]
+            bk.kivi_quantize(self.rows16[(layer, 0)][:, t0:t1], 0, G, L, rot, c["fp16"], self.k_codes[layer][:, t0:t1],
+                             self.k_scale[layer][:, t0 // G:t1 // G], self.k_zero[layer][:, t0 // G:t1 // G])
         self.count_kivi_quantizer(layer, hkv * W * len(windows), hkv * (v_tokens.size if has_values else 0))
         return v_tokens, windows
 
@@ -356,7 +352,7 @@ class BaselineMachine(Machine):
                 key_fmt = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.dot_scores(qin, np.ascontiguousarray(keys, dtype=np.float64), scores, c["accumulator"], c["score"],
+            bk.dot_scores(qin, keys, scores, c["accumulator"], c["score"],  # float32 FP16 rows: exact
                           kernels.is_wide(f["input"], key_fmt))
             self.ledger.count("dot_product", f"mul.{acc.name}", h * n_keys * d, layer, "read_path")
         self.ledger.count("dot_product", f"add.{acc.name}", h * n_keys * (d - 1), layer, "read_path")
@@ -414,7 +410,7 @@ class BaselineMachine(Machine):
         if self.kind == "dequant_rotated":
             w = np.empty((h, n))
             bk.scale_weights(e, data["norms"], w, c["value"], kernels.is_wide(s_fmt, FP16))
-            bk.accumulate(w, self.cents[data["idx"]], accs, c["value"], kernels.is_wide(v_fmt, FP16))
+            bk.accumulate(w, data["idx"], accs, c["value"], kernels.is_wide(v_fmt, FP16), self.cents)
             self.ledger.count("codebook_rom", "read", n * d, layer, "value_path")
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * (d + 1), layer, "value_path")
         else:
@@ -428,7 +424,7 @@ class BaselineMachine(Machine):
                 v_in = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.accumulate(e, np.ascontiguousarray(vals, dtype=np.float64), accs, c["value"], kernels.is_wide(s_fmt, v_in))
+            bk.accumulate(e, vals, accs, c["value"], kernels.is_wide(s_fmt, v_in))  # float32 FP16 rows: exact
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
         self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
         stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 1 + lanes, lanes)]  # multiply, then the lane groups (AXELRAM bins at A = 1)
