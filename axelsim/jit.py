@@ -20,19 +20,20 @@ PARALLEL_MIN_WORK = 1 << 20
 """Element operations (items x d, lookups, bin updates) from which a call runs in parallel."""
 
 
-def twins(fn: Callable) -> tuple:
+def twins(fn: Callable, nogil: bool = False) -> tuple:
     """(parallel, serial) cached numba dispatchers of one prange kernel; the serial one is a copy
-    of the function named NAME_serial (its own on-disk cache entry)."""
+    of the function named NAME_serial (its own on-disk cache entry). nogil: both release the GIL
+    while they run (callers may then run kernels in threads)."""
     twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial", fn.__defaults__, fn.__closure__)
     twin.__qualname__ = fn.__qualname__ + "_serial"
     twin.__doc__ = fn.__doc__
-    return numba.njit(cache=True, parallel=True)(fn), numba.njit(cache=True)(twin)
+    return numba.njit(cache=True, parallel=True, nogil=nogil)(fn), numba.njit(cache=True, nogil=nogil)(twin)
 
 
-def by_work(fn: Callable, work_of: Callable[[tuple], int]) -> Callable:
-    """fn compiled in both flavours, each call on the parallel one when work_of(args) >=
+def by_work(fn: Callable, work_of: Callable[[tuple], int], nogil: bool = False) -> Callable:
+    """fn compiled in both flavours (`twins`), each call on the parallel one when work_of(args) >=
     PARALLEL_MIN_WORK (read at call time), else the serial one."""
-    parallel, serial = twins(fn)
+    parallel, serial = twins(fn, nogil)
 
     def call(*args):
         return (parallel if work_of(args) >= PARALLEL_MIN_WORK else serial)(*args)

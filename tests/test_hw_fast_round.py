@@ -190,3 +190,15 @@ def test_baseline_kernels_match_generic_formulation():
             getattr(bk.accumulate, flavour)(w, keys, got, acc, False)
             _generic_accumulate(w, keys, want, acc, False)
             _same(got, want)
+
+
+def test_baseline_kernels_release_the_gil():
+    """Every baseline kernel called from Python compiles with nogil (both flavours), so a caller
+    may run baselines in threads."""
+    from axelsim.hw import baseline_kernels as bk
+
+    for name in ("dot_scores", "rotated_scores", "inverse_rotate", "kivi_dequantize", "accumulate",
+                 "kivi_quantize", "fp16_rows"):
+        kernel = getattr(bk, name)
+        assert kernel.serial.targetoptions.get("nogil") and kernel.parallel.targetoptions.get("nogil"), name
+    assert bk.sum_weights.targetoptions.get("nogil") and bk.scale_weights.targetoptions.get("nogil")

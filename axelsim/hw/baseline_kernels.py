@@ -143,7 +143,7 @@ head of the job (contiguous in memory), each lane keeps its own token order (32:
 slower per element than 64 or 128, measured on this machine)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sum_weights(e, totals, soft):
     """E = rnd_S(E + e_t) for t in order, per head (e [h, n]; totals [h] updated in place)."""
     for a in range(e.shape[0]):
@@ -153,7 +153,7 @@ def sum_weights(e, totals, soft):
         totals[a] = tot
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scale_weights(e, norms, w, value, wide):
     """dequant_rotated: w_t = rnd_V(e_t norm_t) (e, w [h, n], norms [n])."""
     for a in range(e.shape[0]):
@@ -262,12 +262,12 @@ KIVI_ROWS = 32
 
 
 # work of a call (jit.by_work): element operations, items x d (x heads)
-dot_scores = jit.by_work(_dot_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
-rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
-inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1])
-kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1])
-accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1])
-kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])
+dot_scores = jit.by_work(_dot_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0], nogil=True)
+rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0], nogil=True)
+inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1], nogil=True)
+kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1], nogil=True)
+accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1], nogil=True)
+kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2], nogil=True)
 
 
 def _fp16_rows(raw, out, inp, f16):
@@ -275,16 +275,24 @@ def _fp16_rows(raw, out, inp, f16):
     float64 values, rounded as float64), out float32 [h, n, d] (every FP16 value is a float32);
     either may be a strided view."""
     h, n, d = raw.shape
-    for j in prange(h * n):
-        a = j // n
-        t = j - a * n
-        buf = np.empty(d)
-        for i in range(d):
-            buf[i] = raw[a, t, i]
-        round_vec(buf, d, inp)
-        round_vec(buf, d, f16)
-        for i in range(d):
-            out[a, t, i] = buf[i]
+    blocks = -(-n // ROW_BLOCK)
+    for j in prange(h * blocks):
+        a = j // blocks
+        t0 = (j - a * blocks) * ROW_BLOCK
+        rows = min(n, t0 + ROW_BLOCK) - t0
+        buf = np.empty(rows * d)  # the block's rows, one contiguous vector
+        for t in range(rows):
+            for i in range(d):
+                buf[t * d + i] = raw[a, t0 + t, i]
+        round_vec(buf, rows * d, inp)
+        round_vec(buf, rows * d, f16)
+        for t in range(rows):
+            for i in range(d):
+                out[a, t0 + t, i] = buf[t * d + i]
 
 
-fp16_rows = jit.by_work(_fp16_rows, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])
+ROW_BLOCK = 64
+"""Rows one thread converts together (one buffer, rounded as one vector loop)."""
+
+
+fp16_rows = jit.by_work(_fp16_rows, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2], nogil=True)
