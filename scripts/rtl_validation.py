@@ -67,14 +67,22 @@ def sim_point(d: int, b: int, activity: bool, work: Path, bin_lanes: int | None 
                      vcd=work / f"{tag}.vcd" if activity else None)
     report.update(cpu_s=time.process_time() - started, load_1min=os.getloadavg()[0], bin_lanes=bin_lanes or d)
     report["q_heads"] = q_heads
-    report["commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                      text=True).stdout.strip()
+    report["commit"] = source_commit()
     return report
 
 
-def area_point(d: int, b: int, work: Path, results: Path | None, only_cached: bool = False) -> dict:
-    """Yosys per unit of the point's RTL, elaborated as `axelsim rtl` builds it (not simulated);
-    each unit kept in `results` as it is done (a long point can be finished by a later run)."""
+def source_commit() -> str:
+    """The checkout's commit, with '+changes' when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True).stdout.strip()
+    return git("rev-parse", "--short", "HEAD") + ("+changes" if git("status", "--porcelain", "-uno") else "")
+
+
+def area_point(d: int, b: int, work: Path, results: Path | None, only_cached: bool = False,
+               units: list[str] | None = None) -> dict:
+    """Yosys per unit of the point's RTL (of `units`, default every one), elaborated as `axelsim
+    rtl` builds it (not simulated); each unit kept in `results` as it is done (a long point can be
+    finished by a later run; units not asked for are read from there when present)."""
     from axelsim.config.load import load_macro
     from axelsim.rtl.run import SYNTH_UNITS, area_table, elaborated
 
@@ -90,7 +98,8 @@ def area_point(d: int, b: int, work: Path, results: Path | None, only_cached: bo
     rows = {}
     for unit in SYNTH_UNITS:
         print(f"  area d={d} b={b} {unit}", file=sys.stderr, flush=True)
-        row = cached(results, f"area_d{d}_b{b}_{unit}", lambda: one(unit), only_cached)
+        row = cached(results, f"area_d{d}_b{b}_{unit}", lambda: one(unit),
+                     only_cached or (units is not None and unit not in units))
         if row is not None:
             rows[unit] = row
     return {"head_dim": d, "bits": b, "area_by_unit": rows,
@@ -114,8 +123,8 @@ def cached(results: Path | None, name: str, compute, only_cached: bool = False) 
 
 def sim_rows(runs: list[dict]) -> list[str]:
     lines = ["| d | b | bin lanes | query heads | bit_exact (norm, quantizer, scores, outputs) | cycles_equal (units) | unequal units | "
-             "total cycles RTL / model | end-to-end error | overruns | simulator | host s build / simulate | CPU s | 1-min load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "total cycles RTL / model | end-to-end error | overruns | simulator | host s build / simulate | CPU s | 1-min load | commit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in runs:
         be = r["bit_exact_by_unit"]
         units_equal = sum(c["equal"] for c in r["cycles_by_unit"].values())
@@ -127,7 +136,8 @@ def sim_rows(runs: list[dict]) -> list[str]:
                      f"{r['cycles_equal']} ({units_equal}/{len(r['cycles_by_unit'])}) | {unequal} | "
                      f"{r['total_cycles_rtl']} / {r['total_cycles_model']} | {r['end_to_end_cycle_error']:+.2%} | "
                      f"{r['overruns']} | {r.get('simulator', 'amaranth pysim')} | {host.get('build_s', 0):.0f} / "
-                     f"{host.get('simulate_s', 0):.0f} | {r.get('cpu_s', 0):.0f} | {r.get('load_1min', 0):.1f} |")
+                     f"{host.get('simulate_s', 0):.0f} | {r.get('cpu_s', 0):.0f} | {r.get('load_1min', 0):.1f} | "
+                     f"{r.get('commit', '-')} |")
     return lines
 
 
@@ -191,7 +201,9 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
              "build (elaborate and compile the design for the simulator) and simulate (wall), CPU",
              "seconds of the whole point, on a shared 2-core machine under the 1-min load shown (not",
              "a benchmark). The `simulator` column names the simulator of each row (Verilator is not",
-             "used: Amaranth's pysim builds and runs the d = 128 design in minutes).", ""] + sim_rows(runs)
+             "used: Amaranth's pysim builds and runs the d = 128 design in minutes); `commit`, the",
+             "checkout each row was simulated on (a row is kept in the --results folder and read, not",
+             "re-run, until its JSON is removed).", ""] + sim_rows(runs)
     if skipped:
         lines += ["", "Not run in this generation: " + ", ".join(skipped) + "."]
     lines += ["", "## Area per unit (Yosys generic synthesis, CMOS transistor estimate)", ""]
@@ -268,10 +280,14 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
               "  (which item is at the head of each unit's buffer) and the buffers between units are",
               "  behavioural (the testbench follows the controller's grants).",
               "- Separate value sign vectors (signs.rule: paper) are refused: one sign ROM per layer.",
-              "- d = 128, b = 4: the bins and finalisation units have 66,132 and 69,797 port bits;",
-              "  Amaranth 0.5's netlist emitter holds a design's port bits in one cell of at most 2^16",
-              "  bits, so their RTLIL cannot be written (`axelsim rtl` refuses it with one line, after",
-              "  the simulation). Splitting the bins into per-coordinate submodules would lift it.",
+              "- Written designs: Amaranth 0.5's netlist numbers a written design's input bits in 16 bits",
+              "  (at most 65,534; output ports do not count, and a submodule's ports are not a design's",
+              "  inputs). The bins and the finalisation are one part (`bins_finalize`: the bins feed the",
+              "  finalisation inside it), so the d L bin words (65,536 bits at d = 128, b = 4 in fp32)",
+              "  are no design's inputs; as two parts the finalisation had 69,797 input bits there and",
+              "  could not be written. `axelsim rtl` refuses, with one line and before any file is",
+              "  written, a part that still has more input bits: the lookup pipeline reads the table",
+              "  SRAM's d L FP16 words (65,536 bits at d = 256, b = 4).",
               "- Lane counts: only the fully unrolled rotator and inverse FWHT ((d/2) log2 d",
               "  butterflies), one lookup pipeline serving one query head per key, one exp unit,",
               "  centroid multipliers a multiple of 2^b, one read and one write port per bank.",
@@ -291,12 +307,22 @@ def main(argv=None) -> int:
     parser.add_argument("--bits", default="2,3,4")
     parser.add_argument("--activity-dims", default="16", help="head sizes whose simulation writes a VCD for the activity table")
     parser.add_argument("--synth-dims", default="16", help="head sizes synthesised (at b = 3); '' for none")
+    parser.add_argument("--synth-units", help="with --synth-dims: synthesise only these units (comma-separated, of "
+                        "axelsim.rtl.run.SYNTH_UNITS); the others are read from --results when there")
     parser.add_argument("--bin-lanes", type=int, help="also a d = 16, b = 3 point with value_path.bin_lanes = N (< 16)")
     parser.add_argument("--results", type=Path, help="folder keeping each point's JSON (a point found there is not re-run)")
     parser.add_argument("--only-cached", action="store_true", help="with --results: render the points found there, run none")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rtl_validation.md")
     args = parser.parse_args(argv)
     dims, bits, activity, synth_dims = _ints(args.dims), _ints(args.bits), _ints(args.activity_dims), _ints(args.synth_dims)
+    if args.synth_units:
+        from axelsim.rtl.run import SYNTH_UNITS
+
+        unknown = sorted(set(args.synth_units.split(",")) - set(SYNTH_UNITS))
+        if unknown:
+            print(f"--synth-units: unknown unit(s) {', '.join(unknown)} (expected some of {', '.join(SYNTH_UNITS)})",
+                  file=sys.stderr)
+            return 2
     runs, areas = [], []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -311,7 +337,8 @@ def main(argv=None) -> int:
             if run is not None:
                 runs.append(run)
         for d in synth_dims:
-            areas.append(area_point(d, 3, work, args.results, args.only_cached))
+            areas.append(area_point(d, 3, work, args.results, args.only_cached,
+                                    args.synth_units.split(",") if args.synth_units else None))
     done = {(r["head_dim"], r["bits"]) for r in runs if r.get("bin_lanes") == r["head_dim"]}
     skipped = [f"d={d} b={b}" for d in (16, 64, 128) for b in (2, 3, 4) if (d, b) not in done]
     command = "python scripts/rtl_validation.py " + " ".join(argv if argv is not None else sys.argv[1:])

@@ -49,9 +49,28 @@ def test_rtl_sources_of_every_part_are_written(checked):
     _, run, _, _, out = checked
     files = write_sources(run.design, out, verilog=False)
     assert files == [f"{stem}.il" for stem in ("norm_unit", "rotator", "quantizer", "index_sram", "table_generator",
-                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins", "finalize",
+                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins_finalize",
                                                "controller")]
     assert all((out / f).read_text().startswith("attribute") or "module" in (out / f).read_text() for f in files)
+    # the bins feed the finalisation inside its part: neither the bins nor E is a port of it
+    top = (out / "bins_finalize.il").read_text().split("module \\bins_finalize\n", 1)[1].split("\nend\n", 1)[0]
+    inputs = [line.split()[-1] for line in top.splitlines() if " input " in line]
+    assert "\\idx" in inputs and "\\signs" in inputs
+    assert not [name for name in inputs if name.startswith("\\B") or "total" in name]
+
+
+def test_a_part_with_too_many_input_bits_is_refused_before_any_file(checked, tmp_path, monkeypatch):
+    from axelsim.errors import ConfigError
+    from axelsim.rtl import run as rtl_run
+    from axelsim.rtl.synth import ElaboratedUnit
+
+    _, run, _, _, _ = checked
+    bins = ElaboratedUnit(run.design.bins)  # inputs: e (softmax word), norm (fp16), the d b indices, in_valid, first
+    assert bins.input_bits == run.design.bins.f.softmax.width + 16 + 16 * 3 + 2
+    monkeypatch.setattr(rtl_run, "MAX_INPUT_BITS", bins.input_bits - 1)
+    with pytest.raises(ConfigError, match="head_dim"):
+        rtl_run.write_sources(run.design, tmp_path / "out", verilog=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):

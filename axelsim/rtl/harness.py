@@ -30,7 +30,7 @@ from axelsim.rtl.controller import IssueController
 from axelsim.rtl.fp import FP16, FP32
 from axelsim.rtl.units import (Formats, IndexSram, LookupPipeline, NormUnit, Quantizer, Rotator,
                                TableGenerator, ceil_div)
-from axelsim.rtl.value import Bins, ExpUnit, Finalize, SoftmaxScale
+from axelsim.rtl.value import BinsFinalize, ExpUnit, SoftmaxScale
 
 UNITS = ("norm_unit", "rotator", "quantizer", "index_sram_write", "table_generator", "index_sram_read",
          "table_sram", "adder_tree", "norm_multiplier")
@@ -94,9 +94,9 @@ class MacroTop(Elaboratable):
         if self.value:
             self.scale = SoftmaxScale(macro)
             self.exp = ExpUnit(macro)
-            self.bins = Bins(macro)
-            self.fin = Finalize(macro, centroids)
-            self.parts += ["scale", "exp", "bins", "fin"]
+            self.bins_fin = BinsFinalize(macro, centroids)  # one part: the bins feed the finalisation inside it
+            self.bins, self.fin = self.bins_fin.bins, self.bins_fin.fin
+            self.parts += ["scale", "exp", "bins_fin"]
             self.bins_ii = ceil_div(d, macro.value_path.bin_lanes)
             self.value_issue_ii = max(1, self.bins_ii)
             self.cen_ii = ceil_div(d * levels, macro.value_path.centroid_multipliers)
@@ -124,10 +124,6 @@ class MacroTop(Elaboratable):
             m.submodules[name] = getattr(self, name)
         for mine, theirs in zip(self.lookup.table, self.table.table):  # the table SRAM feeds the lookups
             m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
-        if self.value:  # the bins and the running sum feed the finalisation
-            for mine, theirs in zip(self.fin.bins, self.bins.bins):
-                m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
-            m.d.comb += self.fin.total.eq(self.bins.total)
         # the controller sees a table completed and every key leaving the table SRAM
         m.d.comb += [self.ctl.table_done.eq(self.table.out_valid), self.ctl.key_looked_up.eq(self.lookup.leaves_valid)]
         return m

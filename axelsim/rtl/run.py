@@ -12,40 +12,43 @@ from axelsim.io import atomic_path
 from axelsim.rtl.activity import toggles_by_scope
 from axelsim.rtl.compare import check, resolved_macro
 from axelsim.rtl.harness import MacroTop
-from axelsim.rtl.synth import NAND2_AREA_UM2, rtlil_text, synthesize, unit_ports, write_verilog
+from axelsim.rtl.synth import NAND2_AREA_UM2, ElaboratedUnit, synthesize, write_verilog
 
-MAX_PORT_BITS = 1 << 16
-"""Amaranth 0.5's netlist emitter holds a design's top-port bits in one cell of at most 2^16 bits."""
+MAX_INPUT_BITS = (1 << 16) - 2
+"""Amaranth 0.5's netlist numbers a written design's input bits as the outputs of one cell, in 16
+bits with 2 reserved for the constants: a design has at most 65,534 input bits (output ports are
+not counted)."""
 
 SYNTH_UNITS = {"norm_unit": (("norm",), ("norm_unit",)), "rotator": (("rotator",), ("rotator",)),
                "quantizer": (("quantizer",), ("quantizer",)),
                "table_generator": (("table",), ("table_generator", "table_sram")),
                "lookup_pipeline": (("lookup",), ("lookup_pipeline",)),
-               "value_unit": (("scale", "exp", "bins", "fin"), ("value_unit",)),
+               "value_unit": (("scale", "exp", "bins_fin"), ("value_unit",)),
                "controller": (("ctl",), ())}
 """RTL unit -> (its MacroTop parts, the cost model's units it corresponds to). The RTL table
 generator holds the table SRAM as registers, so it is compared with both cost-model units; the
-value unit is the sum of its four parts; the cost model prices no controller."""
+value unit is the sum of its three parts; the cost model prices no controller."""
 PART_FILES = {"norm": "norm_unit", "rotator": "rotator", "quantizer": "quantizer", "table": "table_generator",
               "lookup": "lookup_pipeline", "sram": "index_sram", "scale": "softmax_scale", "exp": "exp_unit",
-              "bins": "bins", "fin": "finalize", "ctl": "controller"}
+              "bins_fin": "bins_finalize", "ctl": "controller"}
 """MacroTop part -> the file stem of its RTLIL / Verilog."""
 
 
 def write_sources(top: MacroTop, out: Path, verilog: bool) -> list[str]:
     """RTLIL of every unit (and Verilog through Yosys when `verilog`) into out/."""
-    for attr in top.parts:  # refused before any file is written
-        port_bits = sum(len(s) for s in unit_ports(getattr(top, attr)))
-        if port_bits >= MAX_PORT_BITS:
-            raise ConfigError("macro", "head_dim", f"a {PART_FILES[attr]} with fewer than {MAX_PORT_BITS} port bits for "
-                              f"the RTL writer (Amaranth 0.5 numbers a design's port bits in 16 bits), got {port_bits}")
+    designs = {attr: ElaboratedUnit(getattr(top, attr)) for attr in top.parts}
+    for attr, design in designs.items():  # refused before any file is written
+        if design.input_bits > MAX_INPUT_BITS:
+            raise ConfigError("macro", "head_dim", f"a {PART_FILES[attr]} with at most {MAX_INPUT_BITS} input bits for "
+                              f"the RTL writer (Amaranth 0.5 numbers a design's input bits in 16 bits), "
+                              f"got {design.input_bits}")
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for attr in top.parts:
+    for attr, design in designs.items():
         unit, elab = PART_FILES[attr], getattr(top, attr)
         path = out / f"{unit}.il"
         tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(rtlil_text(elab, unit))
+        tmp.write_text(design.rtlil(unit))
         tmp.replace(path)
         written.append(path.name)
         if verilog:

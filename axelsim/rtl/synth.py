@@ -25,7 +25,8 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog  # noqa: F401  (verilog: used through rtlil + yosys below)
-from amaranth.hdl import Signal
+from amaranth.hdl import Fragment, Signal
+from amaranth.hdl._ast import SignalSet
 
 from axelsim.rtl.units import ReadChannel
 
@@ -55,6 +56,29 @@ def unit_ports(unit) -> list[Signal]:
     for value in vars(unit).values():
         walk(value)
     return ports
+
+
+class ElaboratedUnit:
+    """One unit elaborated once: its fragment, its ports, and `input_bits` (the bits of the ports
+    no statement of the unit or of its submodules drives: the written design's inputs; read from
+    the statements' left-hand sides through Amaranth 0.5's `_lhs_signals`)."""
+
+    def __init__(self, unit):
+        self.ports = unit_ports(unit)
+        self.fragment = Fragment.get(unit, None)
+        driven = SignalSet()
+        pending = [self.fragment]
+        while pending:
+            frag = pending.pop()
+            for statements in frag.statements.values():
+                for stmt in statements:
+                    driven |= stmt._lhs_signals()
+            pending += [sub for sub, *_ in frag.subfragments]
+        self.input_bits = sum(len(s) for s in self.ports if s not in driven)
+
+    def rtlil(self, name: str = "top") -> str:
+        """The RTLIL text (once per ElaboratedUnit: conversion prepares the fragment)."""
+        return rtlil.convert_fragment(self.fragment, self.ports, name)[0]
 
 
 def rtlil_text(unit, name: str = "top") -> str:

@@ -368,4 +368,31 @@ class Finalize(Elaboratable):
         return m
 
 
-__all__ = ["SoftmaxScale", "ExpUnit", "Bins", "Finalize", "EXP_STEPS", "exp_groups", "DIV_STAGES", "check_value_lanes"]
+
+class BinsFinalize(Elaboratable):
+    """The bins and the finalisation of one value unit as one part: the bins' d L registers feed
+    the finalisation inside it, so they are no input of a written design. (Amaranth 0.5's netlist
+    numbers a design's input bits in 16 bits, 2 of them reserved: the bins alone are d L V bits,
+    65,536 at d = 128, b = 4 in fp32, too many to be the finalisation's inputs.) `bins` and `fin`
+    are the two units (the testbench drives and watches their ports); the part's ports are theirs
+    apart from the bins and the running sum E, which stay inside."""
+
+    def __init__(self, macro: MacroConfig, centroids_fp16):
+        self.bins = Bins(macro)
+        self.fin = Finalize(macro, centroids_fp16)
+        b, f = self.bins, self.fin
+        self.ports = [b.e, b.norm, b.idx, b.in_valid, b.first, b.out_valid, b.overrun, f.signs, f.in_valid,
+                      f.centroids_valid, f.fwht_valid, f.out_valid, f.overrun, f.out]
+        """The part's ports (axelsim.rtl.synth.unit_ports reads them from here)."""
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.bins = self.bins
+        m.submodules.fin = self.fin
+        for mine, theirs in zip(self.fin.bins, self.bins.bins):
+            m.d.comb += [a.eq(b) for a, b in zip(mine, theirs)]
+        m.d.comb += self.fin.total.eq(self.bins.total)
+        return m
+
+
+__all__ = ["SoftmaxScale", "ExpUnit", "Bins", "Finalize", "BinsFinalize", "EXP_STEPS", "exp_groups", "DIV_STAGES", "check_value_lanes"]
