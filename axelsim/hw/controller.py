@@ -728,5 +728,11 @@ class Machine:
                for name, lat, ii in value_unit.finalize_timing(m, self.timing)]
         fin[-1].work, fin[-1].count = finish, count_finish
         ft = self.run_stream("value", layer, np.full(h, int(vt.done.max()), dtype=np.int64), fin, "output " + label)
+        # write-after-read on the pipeline's one set of bins: the next job's first key clears
+        # them, so it enters only once this job's centroid stage has taken them (found by the
+        # RTL twin, docs/rtl_validation.md); its release holds that key in every engine
+        bins = ("bins", pipe)
+        taken = int(ft.start[[s.key[0] for s in fin].index("centroids"), -1])
+        self.free_at[bins] = max(self.free_at[bins], value_unit.bins_released(taken))
         self.last_done = int(ft.done.max())
         return outputs

@@ -10,7 +10,9 @@ Timing (cycles), G = query heads served per key (GQA shared read), per key:
   cycles after it issues (A = timing.bin_adder_latency_cycles): latency 1 + (C - 1) + A = C + A,
   II = C (the RTL twin's schedule, axelsim/rtl/value.py `Bins`: 1 + C at A = 1), and a key
   waits while a bin it updates (or its running-sum partial) is still in an earlier key's
-  read-modify-write (`BinHazard`);
+  read-modify-write (`BinHazard`); a job's first key (it clears the bins: the pipeline holds one
+  set) enters no earlier than the cycle after the previous job's last head entered the centroid
+  stage, which takes the bins (`bins_released`, the RTL twin's interlock);
 per query head (finalisation): with P > 1 partial accumulators the merge (P - 1 passes),
 centroids II = latency = ceil(d L / centroid_multipliers); inverse FWHT as the rotator with
 `inverse_fwht_butterflies`; output scaling latency DIV_LATENCY + ceil(d / centroid_multipliers),
@@ -53,6 +55,14 @@ def stream_timing(macro: MacroConfig, heads: int, timing: Optional[SramTiming] =
     timing = timing or SramTiming.ideal(macro)
     return [("exp", timing.exp_latency_cycles, -(-heads // vp.exp_units)),
             ("bins", bins_latency(macro, heads, timing.bin_adder_latency_cycles), bins_ii(macro, heads))]
+
+
+def bins_released(centroid_start: int) -> int:
+    """The first cycle the next job's first key may enter the bins (it clears them), given the
+    cycle this job's last query head entered the centroid stage, which takes the bins then:
+    the cycle after (the RTL twin's interlock counts the centroid stage's grant, a register,
+    axelsim/rtl/controller.py)."""
+    return centroid_start + 1
 
 
 def merge_timing(macro: MacroConfig, timing: SramTiming) -> tuple[int, int]:
