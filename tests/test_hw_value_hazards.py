@@ -213,3 +213,38 @@ def test_hazards_with_spilled_rows_key_equals_burst_and_golden():
     gold = golden_layer(NumericsSpec.from_macro(macro, signs), trace.k(0), trace.v(0), trace.q(0),
                         trace.q_positions, 0)
     assert np.array_equal(burst.outputs[0], gold.outputs) and np.array_equal(key.outputs[0], gold.outputs)
+
+
+@pytest.mark.parametrize("engine", ["burst", "key", "simpy"])
+def test_next_jobs_first_key_enters_the_bins_after_the_centroid_stage_took_them(engine, monkeypatch):
+    # One pipeline, two query heads at one position: two jobs in a row on one value unit, one
+    # set of bins. Bins on 4 of 16 lanes (C = 4 cycles per key), centroids on 16 multipliers at
+    # L = 8 (8 cycles per head). The second job's first key clears the bins, so it enters at
+    # max(its exp done, the last key's entry + C, the first job's centroid start + 1).
+    from functools import partial
+
+    from axelsim.hw import controller, pipeline
+    from axelsim.hw.macro import stage_schedule
+
+    if engine == "simpy":
+        monkeypatch.setattr(controller, "run_keys", partial(pipeline.run_keys, engine="simpy"))
+    macro = small_macro(16, 3, value_path=dict(bin_lanes=4, centroid_multipliers=16))
+    tokens = 3
+    trace = random_trace(4, q_heads=2, tokens=tokens, q_positions=[tokens - 1])
+    sched, total = stage_schedule(macro, signs_for(1, 16), trace, [0], "test", _ideal(macro),
+                                  fidelity="burst" if engine == "burst" else "key")
+    bins, exp, cent = ([s for s, _ in sched[u]] for u in ("bins", "exp", "centroids"))
+    assert len(bins) == len(exp) == 2 * tokens and len(cent) == 2
+    c = value_unit.bins_ii(macro, 1)
+    assert c == 4 and [b - a for a, b in zip(bins[:tokens], bins[1:tokens])] == [c] * (tokens - 1)
+    first = bins[tokens]
+    held = cent[0] + 1
+    assert held > max(sched["exp"][tokens][1], bins[tokens - 1] + c)  # the rule binds here
+    assert first == held
+    # the later keys follow at C; the second job's centroids wait for its own last bin only
+    assert bins[tokens:] == [first + k * c for k in range(tokens)]
+    assert cent[1] == max(sched["bins"][-1][1], cent[0] + 8)
+    # every engine the same value path (burst mode batches the writes into one stream)
+    reference, ref_total = stage_schedule(macro, signs_for(1, 16), trace, [0], "test", _ideal(macro), fidelity="burst")
+    value = ("index_sram_read_v", "exp", "bins", "centroids", "inverse_fwht", "output_scale")
+    assert total == ref_total and all(sched[u] == reference[u] for u in value)

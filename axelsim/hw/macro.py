@@ -365,3 +365,36 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
         if step:
             machine.decode_cycles.append(max(iv.end for iv in step) - min(iv.start for iv in step))
     return scores, outputs, served
+
+
+class RecordingMachine(Machine):
+    """A Machine that keeps, per stage key name, the (start, done) cycles of every item of every
+    stream it runs, in program order (`schedule`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.schedule: dict = {}
+
+    def run_stream(self, phase, layer, ready, specs, label, burst_work=None):
+        timing = super().run_stream(phase, layer, ready, specs, label, burst_work)
+        for s, spec in enumerate(specs):
+            self.schedule.setdefault(spec.key[0], []).extend((st, st + spec.latency) for st in timing.start[s].tolist())
+        return timing
+
+
+def stage_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str, timing: SramTiming,
+                   fidelity: str = "key", counts: Optional[dict] = None) -> tuple[dict, int]:
+    """Replay the trace's layers `layer_ids` (every write timed) and return the schedule
+    ({stage key name: [(start, done) cycles per item, program order]}) and the last done
+    cycle. `counts`, if given, receives the counted actions per unit ({unit: {action: n}})."""
+    cb = lloyd_max_codebook(macro.head_dim, macro.bits)
+    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
+    machine = RecordingMachine(macro, _sign_table(signs, layer_ids, macro.head_dim), np.asarray(cb.rom_centroids),
+                               np.asarray(cb.rom_boundaries), fidelity, Ledger(), amap, timing)
+    replay(machine, trace, layer_ids, "simulate", None)
+    if counts is not None:
+        for (_layer, _path, unit, action), n in machine.ledger.counts.items():
+            counts.setdefault(unit, {}).setdefault(action, 0)
+            counts[unit][action] += int(n)
+    total = max((done for items in machine.schedule.values() for _, done in items), default=0)
+    return machine.schedule, total

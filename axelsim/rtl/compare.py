@@ -56,36 +56,15 @@ def resolved_macro(loaded) -> MacroConfig:
 
 def hw_schedule(macro: MacroConfig, signs, trace, layer_ids: list[int], source: str,
                 counts: Optional[dict] = None) -> tuple[dict, int]:
-    """Run the cycle model (key fidelity: every stream through `run_stream`, the writes one
-    stream per position and layer; burst mode times the same cycles, tests/test_hw_write_batch.py)
-    and record, per stage key name, the (start, done) cycles of every item in program order; returns (schedule, total cycles). `counts`, if given, receives the
-    model's counted actions per unit ({unit: {action: n}})."""
+    """The cycle model's schedule of the slice (`axelsim.hw.macro.stage_schedule`, key fidelity:
+    every stream through `run_stream`, the writes one stream per position and layer; burst mode
+    times the same cycles, tests/test_hw_write_batch.py): per stage key name, the (start, done)
+    cycles of every item in program order; returns (schedule, total cycles). `counts`, if given,
+    receives the model's counted actions per unit ({unit: {action: n}})."""
     from axelsim.cost.tiles import SramTiming
-    from axelsim.hw.controller import Machine
-    from axelsim.hw.macro import _sign_table, replay
-    from axelsim.hw.sram import AddressMap
-    from axelsim.hw.units import Ledger
+    from axelsim.hw.macro import stage_schedule
 
-    class Recording(Machine):
-        def run_stream(self, phase, layer, ready, specs, label, burst_work=None):
-            timing = super().run_stream(phase, layer, ready, specs, label, burst_work)
-            for s, spec in enumerate(specs):
-                starts = timing.start[s].tolist()
-                self.schedule.setdefault(spec.key[0], []).extend((st, st + spec.latency) for st in starts)
-            return timing
-
-    cb = lloyd_max_codebook(macro.head_dim, macro.bits)
-    amap = AddressMap(macro, len(layer_ids), trace.kv_heads, trace.tokens, source)
-    machine = Recording(macro, _sign_table(signs, layer_ids, macro.head_dim), np.asarray(cb.rom_centroids),
-                        np.asarray(cb.rom_boundaries), "key", Ledger(), amap, SramTiming.ideal(macro))
-    machine.schedule = {}
-    replay(machine, trace, layer_ids, "simulate", None)
-    if counts is not None:
-        for (_layer, _path, unit, action), n in machine.ledger.counts.items():
-            counts.setdefault(unit, {}).setdefault(action, 0)
-            counts[unit][action] += int(n)
-    total = max((done for items in machine.schedule.values() for _, done in items), default=0)
-    return machine.schedule, total
+    return stage_schedule(macro, signs, trace, layer_ids, source, SramTiming.ideal(macro), counts=counts)
 
 
 @dataclass
