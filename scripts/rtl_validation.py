@@ -162,22 +162,31 @@ def area_rows(areas: list[dict]) -> list[str]:
 
 
 def bins_hold_lines(runs: list[dict]) -> list[str]:
-    """The bins write-after-read bullet, with the rows where it made the models differ."""
-    held = [f"d={r['head_dim']} b={r['bits']} bin lanes {r.get('bin_lanes', r['head_dim'])} "
-            f"query heads {r.get('q_heads', 2)} ({r['total_cycles_rtl']} / {r['total_cycles_model']} cycles)"
-            for r in runs if not r["cycles_by_unit"]["bins"]["equal"]] if runs and "bins" in runs[0]["cycles_by_unit"] else []
-    lines = ["- **Bins write-after-read (" + ("binding here: cycle model to fix" if held else "checked, not binding here")
-             + ").** A job's first key clears the bins; the RTL controller holds it until the previous",
-             "  job's finalisation has started (its centroid stage has taken the bins). The cycle model",
-             "  has no such rule: when the next job's first value reaches the bins while the previous",
-             "  job's finalisation still waits for the centroid stage (centroids take ceil(dL /",
-             "  centroid_multipliers) cycles per job, so at b = 4 or with bins on fewer lanes), the",
-             "  model lets it in earlier than the RTL, clearing bins not yet read; every later unit of",
-             "  the value path then leaves early by the same cycles."]
+    """The bins write-after-read bullet: the rows where the RTL held a first key, and any where
+    the models still differ at the bins."""
+    def row(r):
+        return f"d={r['head_dim']} b={r['bits']} bin lanes {r.get('bin_lanes', r['head_dim'])} query heads {r.get('q_heads', 2)}"
+
+    has_bins = bool(runs) and "bins" in runs[0]["cycles_by_unit"]
+    unequal = [f"{row(r)} ({r['total_cycles_rtl']} / {r['total_cycles_model']} cycles)"
+               for r in runs if has_bins and not r["cycles_by_unit"]["bins"]["equal"]]
+    held = [f"{row(r)} ({r['bin_holds']} cycles)" for r in runs if r.get("bin_holds")]
+    lines = ["- **Bins write-after-read (" + ("binding here: cycle model to fix" if unequal else "cycle model fixed")
+             + ").** A job's first key clears the bins (a pipeline holds one set); the RTL controller",
+             "  holds it until the previous job's finalisation has started (its centroid stage has",
+             "  taken the bins). That binds when the next job's first value reaches the bins while the",
+             "  previous job's finalisation still waits for the centroid stage (centroids take",
+             "  ceil(dL / centroid_multipliers) cycles per job, so at b = 4 or with bins on fewer",
+             "  lanes). The cycle model had no such rule and let that key in early; hw/controller.py",
+             "  now lets it in no earlier than the cycle after the previous job's last head entered",
+             "  the centroid stage (hw/value_unit.py `bins_released`, in every engine;",
+             "  tests/test_hw_value_hazards.py, and tests/test_rtl_macro.py at b = 4 on 4 bin lanes).",
+             "  The one-head row with bin lanes < d has no consecutive jobs and checks the bins' C + A",
+             "  latency and II C alone."]
     if held:
-        lines += ["  Rows where it binds: " + "; ".join(held) + ". Reported to the cycle model's owner",
-                  "  (hw/value_unit.py); the one-head row with bin lanes < d has no consecutive jobs and",
-                  "  checks the bins' C + A latency and II C alone."]
+        lines.append("  Rows where the RTL held a first key (cycles held): " + "; ".join(held) + ".")
+    if unequal:
+        lines.append("  Rows where the models still differ at the bins: " + "; ".join(unequal) + ".")
     return lines
 
 

@@ -1,7 +1,9 @@
 """The RTL twin (d = 16, b = 3, a few tokens, two query heads, the value path built) against the
 golden model (bits of the stored rows, scores and attention outputs) and the cycle model (the
 cycle each item enters and leaves each of the 16 units), plus the comparison's own
-failure paths and the CLI's bad-input lines. Runs in make test (the rtl extra is installed)."""
+failure paths and the CLI's bad-input lines; the CLI's run (its RTL sources, VCD and activity)
+has the bins on 4 lanes, where the bins write-after-read interlock binds. Runs in make test
+(the rtl extra is installed)."""
 
 from __future__ import annotations
 
@@ -26,12 +28,11 @@ TRACE = ROOT / "traces" / "rtl_d16.safetensors"
 
 
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory):
+def checked():
     """One RTL run of the shipped small slice, with the raw run kept for the failure tests."""
     from axelsim.config.load import load_macro
     from axelsim.rtl import compare
 
-    out = tmp_path_factory.mktemp("rtl")
     loaded = load_macro(MACRO)
     view = api.load_trace(TRACE)
     mac = compare.resolved_macro(loaded)
@@ -40,23 +41,7 @@ def checked(tmp_path_factory):
                                     list(view.layer_indices))
     schedule, _ = compare.hw_schedule(mac, api.sign_rom(loaded, view), view,
                                       list(view.layer_indices), str(MACRO))
-    return comp.to_dict(), run, golden, schedule, out
-
-
-def test_rtl_sources_of_every_part_are_written(checked):
-    from axelsim.rtl.run import write_sources
-
-    _, run, _, _, out = checked
-    files = write_sources(run.design, out, verilog=False)
-    assert files == [f"{stem}.il" for stem in ("norm_unit", "rotator", "quantizer", "index_sram", "table_generator",
-                                               "lookup_pipeline", "softmax_scale", "exp_unit", "bins_finalize",
-                                               "controller")]
-    assert all((out / f).read_text().startswith("attribute") or "module" in (out / f).read_text() for f in files)
-    # the bins feed the finalisation inside its part: neither the bins nor E is a port of it
-    top = (out / "bins_finalize.il").read_text().split("module \\bins_finalize\n", 1)[1].split("\nend\n", 1)[0]
-    inputs = [line.split()[-1] for line in top.splitlines() if " input " in line]
-    assert "\\idx" in inputs and "\\signs" in inputs
-    assert not [name for name in inputs if name.startswith("\\B") or "total" in name]
+    return comp.to_dict(), run, golden, schedule
 
 
 def test_a_part_with_too_many_input_bits_is_refused_before_any_file(checked, tmp_path, monkeypatch):
@@ -64,7 +49,7 @@ def test_a_part_with_too_many_input_bits_is_refused_before_any_file(checked, tmp
     from axelsim.rtl import run as rtl_run
     from axelsim.rtl.synth import ElaboratedUnit
 
-    _, run, _, _, _ = checked
+    _, run, _, _ = checked
     bins = ElaboratedUnit(run.design.bins)  # inputs: e (softmax word), norm (fp16), the d b indices, in_valid, first
     assert bins.input_bits == run.design.bins.f.softmax.width + 16 + 16 * 3 + 2
     monkeypatch.setattr(rtl_run, "MAX_INPUT_BITS", bins.input_bits - 1)
@@ -74,7 +59,7 @@ def test_a_part_with_too_many_input_bits_is_refused_before_any_file(checked, tmp
 
 
 def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):
-    report, run, _, _, _ = checked
+    report, run, _, _ = checked
     assert report["bit_exact_by_unit"] == {"norm_unit": True, "quantizer": True, "norm_multiplier": True,
                                            "output_scale": True}
     assert report["cycles_equal"], {u: c for u, c in report["cycles_by_unit"].items() if not c["equal"]}
@@ -91,7 +76,7 @@ def test_rtl_is_bit_exact_and_cycle_equal_at_d16(checked):
 
 
 def test_comparison_detects_a_late_item_and_a_wrong_bit(checked):
-    _, run, golden, schedule, _ = checked
+    _, run, golden, schedule = checked
     shifted = copy.deepcopy(schedule)
     start, done = shifted["adder_tree"][3]
     shifted["adder_tree"][3] = (start, done + 1)
@@ -162,15 +147,45 @@ def test_rtl_refuses_separate_value_signs(tmp_path):
         resolved_macro(load_macro(path))
 
 
+def bins_held_macro(tmp_path: Path) -> Path:
+    """The shipped d = 16, b = 3 macro with the bins on 4 of 16 lanes: each key takes 4 cycles at
+    the bins and centroids 8 per job, so the second query head's first key reaches the bins
+    (cycle 90) before the first head's centroid stage has taken them (cycle 91): the bins
+    write-after-read interlock holds it to cycle 92 and its 6 keys enter 2 cycles later."""
+    import yaml
+
+    text = yaml.safe_load(MACRO.read_text())
+    text.update(technology={"file": str(ROOT / "macros" / "tech" / "reference.yaml")}, value_path={"bin_lanes": 4})
+    path = tmp_path / "axelram_d16_bl4.yaml"
+    path.write_text(yaml.safe_dump(text))
+    return path
+
+
 def test_cli_rtl_vcd_writes_the_waveform_and_the_activity(tmp_path, capsys):
+    # One simulation checks the CLI's RTL sources, VCD and activity table and the bins
+    # write-after-read rule (bins on 4 lanes, two query heads): the RTL held a first key and the
+    # cycle model times every item of every unit the same
     import json
 
     vcd, report = tmp_path / "w" / "sim.vcd", tmp_path / "r.json"
-    code = main(["rtl", str(MACRO), "--trace", str(TRACE), "--out", str(tmp_path / "o"), "--vcd", str(vcd),
-                 "--queries", "1", "--json", str(report)])
+    code = main(["rtl", str(bins_held_macro(tmp_path)), "--trace", str(TRACE), "--out", str(tmp_path / "o"),
+                 "--vcd", str(vcd), "--queries", "1", "--json", str(report)])
     out = capsys.readouterr().out
     assert code == 0 and "bit_exact=True" in out and "cycles_equal=True" in out
     doc = json.loads(report.read_text())
+    out_dir = tmp_path / "o"
+    assert doc["files"] == [f"{stem}.il" for stem in ("norm_unit", "rotator", "quantizer", "index_sram", "table_generator",
+                                                      "lookup_pipeline", "softmax_scale", "exp_unit", "bins_finalize",
+                                                      "controller")]
+    assert all((out_dir / f).read_text().startswith("attribute") or "module" in (out_dir / f).read_text()
+               for f in doc["files"])
+    # the bins feed the finalisation inside its part: neither the bins nor E is a port of it
+    top = (out_dir / "bins_finalize.il").read_text().split("module \\bins_finalize\n", 1)[1].split("\nend\n", 1)[0]
+    inputs = [line.split()[-1] for line in top.splitlines() if " input " in line]
+    assert "\\idx" in inputs and "\\signs" in inputs
+    assert not [name for name in inputs if name.startswith("\\B") or "total" in name]
+    assert doc["bin_holds"] == 2 and doc["cycles_equal"] and doc["end_to_end_cycle_error"] == 0
+    assert all(c["equal"] and c["items"] == c["items_model"] > 0 for c in doc["cycles_by_unit"].values())
     assert doc["vcd"] == str(vcd) and vcd.read_text().startswith("$")
     assert not list((tmp_path / "o").glob("*.vcd"))  # the waveform goes where --vcd says, nowhere else
     activity = doc["activity_by_unit"]
