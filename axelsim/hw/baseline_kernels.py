@@ -161,11 +161,10 @@ def scale_weights(e, norms, w, value, wide):
             w[a, t] = mul_fast(e[a, t], norms[t], value, wide)
 
 
-def _accumulate(w, vals, accs, value, wide, table=None):
+def _accumulate(w, vals, accs, value, wide):
     """acc_i = rnd_V(acc_i + rnd_V(w_t v_t,i)) for t in order: w [h, n] weights (softmax e_t,
-    or dequant_rotated's rnd_V(e_t norm_t) with v the centroids gamma[idx]), vals [n, d] (any
-    float dtype; with `table`, indices into it: v = table[vals]), accs [h, d] updated in place;
-    `wide` when w x v may exceed 53 bits."""
+    or dequant_rotated's rnd_V(e_t norm_t) with v the centroids gamma[idx]), vals [n, d], accs
+    [h, d] updated in place; `wide` when w x v may exceed 53 bits."""
     h, n = w.shape
     d = vals.shape[1]
     for blk in prange(-(-d // LANE_BLOCK)):
@@ -173,13 +172,11 @@ def _accumulate(w, vals, accs, value, wide, table=None):
         bw = min(d, i0 + LANE_BLOCK) - i0
         s = np.empty((h, bw))  # lane (a, i0 + j)
         p = np.empty(bw)
-        row = np.empty(bw)
         for a in range(h):
             for j in range(bw):
                 s[a, j] = accs[a, i0 + j]
         for t in range(n):
-            for j in range(bw):
-                row[j] = vals[t, i0 + j] if table is None else table[vals[t, i0 + j]]
+            row = vals[t, i0:i0 + bw]
             for a in range(h):
                 scale_vec(w[a, t], row, p, bw, value, wide)
                 sa = s[a]

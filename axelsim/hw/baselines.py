@@ -106,6 +106,14 @@ class BaselineMachine(Machine):
         self.memo[kv] = (key, out)
         return out
 
+    def as_float64(self, layer: int, kv_head: int, kv: int, vectors: np.ndarray) -> np.ndarray:
+        """The float64 form of a KV head's vectors for the kernels (FP16 rows are float32: exact),
+        converted once per write epoch and shared by the KV head's jobs (`decoded`); float64
+        vectors as they are. One kernel specialisation (float64) serves every kind."""
+        if vectors.dtype == np.float64:
+            return vectors
+        return self.decoded((layer, kv_head, kv, vectors.shape[0]), lambda: vectors.astype(np.float64))
+
     def read_floor(self) -> int:
         """Baseline read streams start at the controller's ready cycle: keep every reservation."""
         return 0
@@ -352,7 +360,7 @@ class BaselineMachine(Machine):
                 key_fmt = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.dot_scores(qin, keys, scores, c["accumulator"], c["score"],  # float32 FP16 rows: exact
+            bk.dot_scores(qin, self.as_float64(layer, kv_head, 0, keys), scores, c["accumulator"], c["score"],
                           kernels.is_wide(f["input"], key_fmt))
             self.ledger.count("dot_product", f"mul.{acc.name}", h * n_keys * d, layer, "read_path")
         self.ledger.count("dot_product", f"add.{acc.name}", h * n_keys * (d - 1), layer, "read_path")
@@ -410,7 +418,8 @@ class BaselineMachine(Machine):
         if self.kind == "dequant_rotated":
             w = np.empty((h, n))
             bk.scale_weights(e, data["norms"], w, c["value"], kernels.is_wide(s_fmt, FP16))
-            bk.accumulate(w, data["idx"], accs, c["value"], kernels.is_wide(v_fmt, FP16), self.cents)
+            gamma = self.decoded((layer, kv_head, 1, n), lambda: self.cents[data["idx"]])  # host work, shared
+            bk.accumulate(w, gamma, accs, c["value"], kernels.is_wide(v_fmt, FP16))
             self.ledger.count("codebook_rom", "read", n * d, layer, "value_path")
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * (d + 1), layer, "value_path")
         else:
@@ -424,7 +433,7 @@ class BaselineMachine(Machine):
                 v_in = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.accumulate(e, vals, accs, c["value"], kernels.is_wide(s_fmt, v_in))  # float32 FP16 rows: exact
+            bk.accumulate(e, self.as_float64(layer, kv_head, 1, vals), accs, c["value"], kernels.is_wide(s_fmt, v_in))
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
         self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
         stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 1 + lanes, lanes)]  # multiply, then the lane groups (AXELRAM bins at A = 1)
