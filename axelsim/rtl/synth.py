@@ -25,9 +25,10 @@ import tempfile
 from pathlib import Path
 
 from amaranth.back import rtlil, verilog  # noqa: F401  (verilog: used through rtlil + yosys below)
-from amaranth.hdl import Fragment, Signal
+from amaranth.hdl import Elaboratable, Fragment, Module, Signal
 from amaranth.hdl._ast import SignalSet
 
+from axelsim.rtl.fp import FP16, FP32, fp_add, fp_mul, fp_sqrt
 from axelsim.rtl.units import ReadChannel
 
 NAND2_TRANSISTORS = 4
@@ -208,3 +209,28 @@ def synthesize(unit) -> dict:
                 nand2_equivalents=transistors / NAND2_TRANSISTORS,
                 area_um2=transistors / NAND2_TRANSISTORS * NAND2_AREA_UM2)
     return stat
+
+
+OPERATORS = {"square_fp16_to_fp32": ("mul", "the norm unit's squarer: an FP16 input squared, rounded to fp32"),
+             "mul_fp32": ("mul", "an fp32 multiplier"), "add_fp32": ("add", "an fp32 adder"),
+             "sqrt_fp32": ("sqrt", "the norm unit's fp32 square root (digit recurrence)")}
+"""RTL operator kind -> (the cost model's operation pricing it in fp32, what it is)."""
+
+
+class OneOperator(Elaboratable):
+    """One FP operator of the RTL (axelsim.rtl.fp) alone, its operands and result the ports: its
+    synthesised size against the technology table's price of the operation."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        width = 16 if kind == "square_fp16_to_fp32" else 32
+        self.a, self.b, self.y = Signal(width), Signal(width), Signal(32)
+
+    def elaborate(self, platform):
+        m = Module()
+        build = {"square_fp16_to_fp32": lambda: fp_mul(m, self.a, self.a, FP16, FP16, FP32, "op"),
+                 "mul_fp32": lambda: fp_mul(m, self.a, self.b, FP32, FP32, FP32, "op"),
+                 "add_fp32": lambda: fp_add(m, self.a, self.b, FP32, FP32, "op"),
+                 "sqrt_fp32": lambda: fp_sqrt(m, self.a, FP32, "op")}[self.kind]
+        m.d.comb += self.y.eq(build())
+        return m
