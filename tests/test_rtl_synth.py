@@ -86,3 +86,14 @@ def test_parse_stat_reads_the_hierarchy_total():
     assert stat["gate_transistors"] == 68 and stat["cells"] == {"$_NAND_": 9, "$_DFF_P_": 2}
     with pytest.raises(RuntimeError):
         parse_stat("=== top ===\n     3   $_NAND_\n")
+
+
+def test_a_single_operator_design_has_its_operands_as_inputs_and_the_operator_once():
+    from axelsim.rtl.synth import OPERATORS, ElaboratedUnit, OneOperator
+
+    for kind in OPERATORS:
+        unit = OneOperator(kind)
+        design = ElaboratedUnit(unit)
+        assert design.input_bits == 2 * len(unit.a) == 2 * (16 if kind == "square_fp16_to_fp32" else 32)
+        _, instances = dedup_rtlil(design.rtlil("top"))
+        assert instances.get("\\top.op") == 1, (kind, instances)
