@@ -191,6 +191,8 @@ def area_rows(areas: list[dict]) -> list[str]:
     missing = [f"d = {d}" for d in (16, 64, 128) if d not in {r["head_dim"] for r in areas if r["area_by_unit"]}]
     if missing:
         lines += ["", "Not synthesised in this generation: " + ", ".join(missing) + " (b = 3)."]
+    if missing or any(r["not_run"] for r in areas):
+        lines += ["", *SYNTH_NOT_RUN]
     timed = [r for r in areas if r["area_by_unit"]]
     lines += [] if not timed else ["", "Synthesis host time per point (wall; Yosys runs in child processes): " + "; ".join(
         f"d={r['head_dim']} b={r['bits']}: {sum(a['wall_s'] for a in r['area_by_unit'].values()):.0f} s, 1-min load up to "
@@ -227,6 +229,17 @@ def bins_hold_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
+SYNTH_NOT_RUN = [
+    "Why: host time. Synthesis runs one unit at a time on a 2-core machine shared by several",
+    "engineers, one heavy job at a time; this generation's session spent it on the simulated",
+    "rows. The last generation with synthesis (docs/rtl_validation.md at commit 311c6f6, its",
+    "per-point JSONs not kept) had every unit at d = 16 (2,109 s wall at 1-min load up to 5.7)",
+    "and five at d = 64 (812 s); the d = 64 value unit and every unit at d = 128 have not been",
+    "synthesised by any generation. The RTL those figures came from is unchanged apart from the",
+    "bins and finalisation now being one part (the same logic; the value unit sums its parts).",
+]
+"""Printed when a synthesis point or unit is missing."""
+
 AREA_DIVERGENCE = [
     "Why the ratios are not 1. The cost model prices each operator at the technology table's",
     "area (Horowitz's 45 nm fp32 add 4,184 um^2 and multiply 7,700 um^2, macros/tech/reference.yaml)",
@@ -236,14 +249,15 @@ AREA_DIVERGENCE = [
     "(generic gates, no wiring). Per unit:",
     "- Norm unit (cost model / RTL about 4): the cost model prices norm_squarers fp32",
     "  multipliers, as many fp32 adders, the Newton-Raphson square root and the registers (d =",
-    "  16: 123,200 + 66,944 + 62,268 + 4,379 = 256,791 um^2); the RTL squares FP16 inputs (11-bit",
-    "  significands, not a 24-bit fp32 multiplier), adds on d - 1 fp32 adders and takes the root",
-    "  by one digit recurrence. The RTL norm unit also holds the threshold multipliers (L - 1 = 7",
+    "  16: 123,200 + 66,944 + 62,268 + 4,379 = 256,791 um^2). The RTL squares FP16 inputs (11-bit",
+    "  significands): its squarer is several times smaller than the fp32 multiplier the table",
+    "  prices, and its digit-recurrence root more than ten times smaller than the 7 multiplies and",
+    "  2 adds (operator table). The RTL norm unit also holds the threshold multipliers (L - 1 = 7",
     "  at b = 3), which the cost model prices in its quantizer.",
-    "- Quantizer (2.3 at d = 16, 0.85 at d = 64): the cost model's is the d (L - 1) fp32",
-    "  comparators at 93 um^2 each plus the L - 1 threshold multipliers (53,900 um^2, a constant",
-    "  that dominates at small d); the RTL quantizer has the comparators only, about 258 um^2 each",
-    "  with their registers (28,931 / 112 at d = 16, 115,708 / 448 at d = 64).",
+    "- Quantizer (the ratio falls with d): the cost model's is the d (L - 1) fp32 comparators at",
+    "  93 um^2 each plus the L - 1 threshold multipliers (53,900 um^2 at b = 3, whatever d); the",
+    "  RTL quantizer has the comparators only (with their registers, an area proportional to d (L",
+    "  - 1)), so the constant dominates the ratio at d = 16 and fades at larger d.",
     "- Rotator (about 2.4): 2 fp32 adders per butterfly at 4,184 um^2 against the RTL's",
     "  synthesised fp32 adder and subtractor and its stage registers.",
     "- Table generator (below 1): the RTL holds the table SRAM as d L FP16 registers, which the",
