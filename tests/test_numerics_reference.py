@@ -27,6 +27,24 @@ def test_exact_attention_small_case_by_hand():
     np.testing.assert_allclose(att.outputs[0, 1], [3.0, 4.0], rtol=1e-15)  # q = 0: uniform over 3 keys
 
 
+@pytest.mark.parametrize("kv_heads,group,n_q,tokens,dim", [(1, 1, 3, 17, 8), (2, 4, 5, 33, 16), (3, 2, 1, 64, 128)])
+def test_exact_attention_equals_keys_repeated_per_query_head(kv_heads, group, n_q, tokens, dim):
+    """GQA read in place (no repeated keys/values) is bit-identical to the textbook form that
+    repeats each KV head for its query heads, scores and outputs, masked positions included."""
+    rng = np.random.default_rng(kv_heads * 100 + group)
+    k = rng.standard_normal((kv_heads, tokens, dim)).astype(np.float32)
+    v = rng.standard_normal((kv_heads, tokens, dim)).astype(np.float32)
+    q = rng.standard_normal((kv_heads * group, n_q, dim)).astype(np.float32)
+    positions = np.sort(rng.choice(tokens, n_q, replace=False))
+    att = attention_f64(k, v, q, positions)
+    kk = np.repeat(k.astype(np.float64), group, axis=0)
+    vv = np.repeat(v.astype(np.float64), group, axis=0)
+    scores = np.einsum("hnd,htd->hnt", q.astype(np.float64), kk)
+    scores = np.where(np.arange(tokens)[None, None, :] <= positions[None, :, None], scores, np.nan)
+    assert np.array_equal(att.scores, scores, equal_nan=True)
+    assert np.array_equal(att.outputs, np.einsum("hnt,htd->hnd", att.probs, vv))
+
+
 def test_quantize_dequantize_error_matches_the_codebook_distortion():
     dim, bits = 128, 3
     cb = lloyd_max_codebook(dim, bits)

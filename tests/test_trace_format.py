@@ -12,7 +12,7 @@ from safetensors.numpy import save_file
 
 from axelsim.errors import TraceError
 from axelsim.trace import SynthSpec, Trace, load_trace, save_trace, synth_trace
-from axelsim.trace.format import evenly_spaced
+from axelsim.trace.format import all_finite, evenly_spaced
 
 SMALL = SynthSpec(layers=2, kv_heads=2, q_heads=4, head_dim=8, tokens=12, queries=3, seed=5)
 
@@ -294,3 +294,32 @@ def test_q_positions_wrong_dtype(small, tmp_path):
     tensors, meta = _raw(small)
     tensors["q_positions"] = tensors["q_positions"].astype(np.int32)
     _expect_error(_write(tmp_path / "t.safetensors", tensors, meta), "q_positions")
+
+
+def test_all_finite_on_every_float16_bit_pattern():
+    """The float16 exponent-bit check agrees with np.isfinite on all 65,536 patterns, alone and
+    within a finite array; float32 keeps np.isfinite."""
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    finite = np.isfinite(every)
+    ones = np.ones(7, dtype=np.float16)
+    for i in range(every.size):
+        arr = ones.copy()
+        arr[3] = every[i]
+        assert all_finite(arr) == bool(finite[i])
+    assert all_finite(every[finite]) and not all_finite(every)
+    assert not all_finite(np.array([1.0, np.inf], dtype=np.float32))
+
+
+def test_stored_tensors_are_the_float32_accessors_in_the_stored_dtype():
+    """Trace.stored gives k/v/q in the stored precision: float32 of it equals k/v/q exactly."""
+    rng = np.random.default_rng(3)
+    k = {0: rng.standard_normal((2, 6, 4)), 1: rng.standard_normal((2, 6, 4))}
+    v = {L: rng.standard_normal((2, 6, 4)) for L in k}
+    q = {L: rng.standard_normal((4, 2, 4)) for L in k}
+    trace = Trace.from_arrays(k, v, q, [2, 5], dtype="float16").with_selection(kv_heads=[1], queries=[1])
+    for L in (0, 1):
+        for kind, full in (("k", trace.k(L)), ("v", trace.v(L)), ("q", trace.q(L))):
+            got = trace.stored(L, kind)
+            assert got.dtype == np.float16 and np.array_equal(got.astype(np.float32), full)
+    with pytest.raises(KeyError):
+        trace.stored(0, "x")

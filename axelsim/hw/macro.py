@@ -101,13 +101,30 @@ def _subtract(spans: list[tuple[int, int]], cover: list[tuple[int, int]]) -> lis
     return out
 
 
+def _phase_spans(intervals, layer: Optional[int] = None) -> dict:
+    """{phase: [(start, end), ...]} of the intervals (of `layer`, or all), in their order; one pass."""
+    spans: dict = {phase: [] for phase in PHASES}
+    for iv in intervals:
+        if iv.phase in spans and (layer is None or iv.layer == layer):
+            spans[iv.phase].append((iv.start, iv.end))
+    return spans
+
+
+def _by_layer(intervals) -> dict:
+    """{layer: [intervals of that layer]} in their order; one pass."""
+    out: dict = defaultdict(list)
+    for iv in intervals:
+        out[iv.layer].append(iv)
+    return out
+
+
 def attribute_phases(intervals, layer: Optional[int] = None) -> dict:
     """Cycles per phase: each covered cycle goes to its highest phase value > read > precompute > write."""
     covered: list[tuple[int, int]] = []
     out = {}
+    by_phase = _phase_spans(intervals, layer)
     for phase in reversed(PHASES):
-        spans = [(iv.start, iv.end) for iv in intervals if iv.phase == phase and (layer is None or iv.layer == layer)]
-        _, merged = _union_length(spans)
+        _, merged = _union_length(by_phase[phase])
         own = _subtract(merged, covered)
         out[phase] = int(sum(e - s for s, e in own))
         _, covered = _union_length(covered + merged)
@@ -172,11 +189,8 @@ def _waits(ledger: Ledger, match) -> int:
 
 def phase_active(intervals, layer: Optional[int] = None) -> dict:
     """Cycles in which at least one stream of each phase was in flight (phases overlap)."""
-    out = {}
-    for phase in PHASES:
-        spans = [(iv.start, iv.end) for iv in intervals if iv.phase == phase and (layer is None or iv.layer == layer)]
-        out[phase] = _union_length(spans)[0]
-    return out
+    by_phase = _phase_spans(intervals, layer)
+    return {phase: _union_length(by_phase[phase])[0] for phase in PHASES}
 
 
 def timeline(ledger: Ledger, total: int, bins: int = TIMELINE_BINS) -> dict:
@@ -220,8 +234,9 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
                             "stall_summed": dict(ledger.stalls[unit]), "actions": actions.get(unit, {}),
                             "instances": instances.get(unit, 1)}
     ops = _ops(ledger.counts, ledger.events, None)
-    per_layer = {layer: {"cycles": attribute_phases(intervals, layer),
-                         "active": phase_active(intervals, layer),
+    layer_intervals = _by_layer(intervals)  # each layer's share, so no layer scans them all
+    per_layer = {layer: {"cycles": attribute_phases(layer_intervals[layer]),
+                         "active": phase_active(layer_intervals[layer]),
                          "actions": _actions(ledger.counts, layer),
                          "ops": _ops(ledger.counts, ledger.events, layer)} for layer in layers}
     n_served = len(served)
@@ -313,10 +328,11 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
     group = Hq // Hkv
     qpos = np.asarray(trace.q_positions, dtype=np.int64)
     has_values = trace.has_values
-    # keys and values as the trace gives them (float32): the write kernels read them without a
-    # float64 copy (controller.raw_vectors); key mode's write streams convert their vectors
-    ks = {L: trace.k(L) for L in layer_ids}
-    vs = {L: trace.v(L) for L in layer_ids} if has_values else {}
+    # keys and values in the trace's stored precision (float16 or float32, no float32 copy of
+    # the whole trace): the write kernels convert each batch to float32 exactly
+    # (controller.raw_vectors); key mode's write streams convert their vectors to float64
+    ks = {L: trace.stored(L, "k") for L in layer_ids}
+    vs = {L: trace.stored(L, "v") for L in layer_ids} if has_values else {}
     qs = {L: np.asarray(trace.q(L), dtype=np.float64) for L in layer_ids}
     scores = {L: np.full((Hq, qpos.size, T), np.nan) for L in layer_ids}
     outputs = {L: np.full((Hq, qpos.size, d), np.nan) for L in layer_ids} if has_values and macro.value_path.enabled else {}

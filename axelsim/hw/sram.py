@@ -164,6 +164,15 @@ def _reserve_one_entry():
     return _entry_point(_reserve_one, "int64(uint8[:, ::1], int64, int64, int64, int64, int64)")
 
 
+def _ring_runs(first: int, count: int, width: int) -> list[tuple[int, int]]:
+    """The slots of cycles first..first+count-1 (count <= width, a power of two) in a ring of
+    `width` slots, as at most two [lo, hi) slices in cycle order."""
+    lo = first & (width - 1)
+    if lo + count <= width:
+        return [(lo, lo + count)]
+    return [(lo, width), (0, lo + count - width)]
+
+
 class BankCalendar:
     """Occupancy of every port of every bank over a sliding window of cycles (one kind of port).
 
@@ -202,9 +211,12 @@ class BankCalendar:
             return
         while until - self.base >= width:
             width *= 2
-        cycles = np.arange(self.base, self.base + self.window)
         grown = np.zeros((self.cal.shape[0], width), dtype=np.uint8)
-        grown[:, cycles & (width - 1)] = self.cal[:, cycles & (self.window - 1)]
+        # cycles base..base+window-1 in cycle order, placed at their slots of the wider ring
+        in_order = np.roll(self.cal, -(self.base & (self.window - 1)), axis=1)
+        for lo, hi in _ring_runs(self.base, self.window, width):
+            grown[:, lo:hi] = in_order[:, :hi - lo]
+            in_order = in_order[:, hi - lo:]
         self.cal = grown
 
     def _check(self, cycle: int) -> None:
@@ -219,8 +231,8 @@ class BankCalendar:
         if cycle - self.base >= width:
             self.cal[:] = 0
         else:
-            slots = np.arange(self.base, cycle) & (width - 1)
-            self.cal[:, slots] = 0
+            for lo, hi in _ring_runs(self.base, cycle - self.base, width):
+                self.cal[:, lo:hi] = 0
         self.base = cycle
         self.horizon_used = max(self.horizon_used, cycle)
 

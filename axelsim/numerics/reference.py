@@ -75,14 +75,15 @@ def attention_f64(k: np.ndarray, v: Optional[np.ndarray], q: np.ndarray, q_posit
     n_kv, n_tok, dim = k64.shape
     n_h, n_q = q64.shape[:2]
     group = n_h // n_kv
-    kk = np.repeat(k64, group, axis=0)
-    scores = np.einsum("hnd,htd->hnt", q64, kk)
+    # query heads as [KV head, group, ...]: each KV head is read in place, never repeated per
+    # query head (the same products and sums, in the same order, as against repeated keys)
+    scores = np.einsum("kgnd,ktd->kgnt", q64.reshape(n_kv, group, n_q, dim), k64).reshape(n_h, n_q, n_tok)
     scores = np.where(_causal_mask(q_positions, n_q, n_tok)[None], scores, np.nan)
     probs = softmax_rows(scores, dim)
     outputs = None
     if v is not None:
-        vv = np.repeat(np.asarray(v, dtype=np.float64), group, axis=0)
-        outputs = np.einsum("hnt,htd->hnd", probs, vv)
+        v64 = np.asarray(v, dtype=np.float64)
+        outputs = np.einsum("kgnt,ktd->kgnd", probs.reshape(n_kv, group, n_q, n_tok), v64).reshape(n_h, n_q, dim)
     return Attention(scores, probs, outputs)
 
 

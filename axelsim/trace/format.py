@@ -189,6 +189,16 @@ class Trace:
         """Queries after RoPE of `layer`: float32 [q_heads, Nq, head_dim]."""
         return self._stored(layer, "q").astype(np.float32)
 
+    def stored(self, layer: int, kind: str) -> np.ndarray:
+        """Tensor `kind` ("k", "v" or "q") of `layer` in its stored dtype (float16 or float32),
+        a copy: the same values as `k`/`v`/`q` (their float32 conversion is exact) at half the
+        memory and without the conversion, for a reader that converts batches itself."""
+        if kind not in ("k", "v", "q"):
+            raise KeyError(f"tensor kind {kind!r} is not one of k, v, q")
+        if kind == "v" and not self.has_values:
+            raise KeyError(f"trace {self.name} holds no values")
+        return self._stored(layer, kind)
+
     def _stored(self, layer: int, kind: str) -> np.ndarray:
         """One tensor of the view in its stored dtype (a copy, never the mapped file)."""
         if layer not in self._sel.layers:
@@ -435,6 +445,10 @@ def _validate_positions(source: str, positions: np.ndarray | None, tokens: int) 
 def all_finite(arr: np.ndarray) -> bool:
     """True when no element is NaN or Inf; vectorised, in bounded chunks for mapped files."""
     flat = arr.reshape(-1)
+    if flat.dtype == np.float16:  # binary16 is NaN or Inf exactly when its 5 exponent bits are all ones
+        bits = flat.view(np.uint16)
+        return all(not np.any((bits[i:i + _FINITE_CHUNK] & 0x7C00) == 0x7C00)
+                   for i in range(0, bits.size, _FINITE_CHUNK))
     return all(bool(np.isfinite(flat[i:i + _FINITE_CHUNK]).all())
                for i in range(0, flat.size, _FINITE_CHUNK))
 
