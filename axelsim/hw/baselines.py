@@ -159,6 +159,8 @@ class BaselineMachine(Machine):
                 # strided views of the layer's positions, written in place (no contiguous copies);
                 # float32 for float16/float32 data, as the AXELRAM write path takes them (exact)
                 chosen = data[:, first:last + 1]
+                if chosen.dtype == np.float16:  # replay hands the trace's stored float16
+                    chosen = chosen.astype(np.float32)
                 bk.fp16_rows(chosen if chosen.dtype == np.float32 else chosen.astype(np.float64),
                              self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")
