@@ -58,6 +58,8 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
     top = (1 << kivi.bits) - 1
     G = kivi.group_size if axis == -2 else kivi.channel_group
     shape = x16.shape
+    if rot.kind == "fp32":  # FP16 values are exact in float32: every step below runs natively (nparith)
+        x16 = np.asarray(x16, dtype=np.float32)
     if axis == -2:
         grouped = x16.reshape(shape[:-2] + (shape[-2] // G, G, shape[-1]))
         red = -2
@@ -68,7 +70,8 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
     hi = grouped.max(axis=red, keepdims=True)
     step = ar.rnd(1.0 / top, rot)
     scale = ar.rnd(ar.rnd(ar.rnd(hi - lo, rot) * step, rot), FP16)
-    inv = np.where(scale > 0.0, ar.rnd(1.0 / np.where(scale > 0.0, scale, 1.0), rot), 0.0)
+    inv = np.where(scale > 0.0, ar.rnd(1.0 / np.where(scale > 0.0, scale, 1.0).astype(np.float64), rot), 0.0)
+    inv = inv.astype(scale.dtype)  # exact: rot values (float32 for an fp32 rotator)
     t = ar.rnd(ar.rnd(grouped - lo, rot) * inv, rot)
     codes = np.clip(np.rint(t), 0, top)
     full = lambda a: np.broadcast_to(a, grouped.shape).reshape(shape)  # noqa: E731
