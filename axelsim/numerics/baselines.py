@@ -53,8 +53,9 @@ def fp16_rows(spec: NumericsSpec, x: np.ndarray, tensor: str, source: str) -> np
 # ---- KIVI -----------------------------------------------------------------------------------
 def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Asymmetric min/max codes of FP16 values x16 [..., n, d] in groups of G along `axis`
-    (-2: tokens, per channel; -1: channel_group channels, per token). Returns (codes, scale, zero) with
-    scale and zero broadcast back to x16's shape (FP16 values)."""
+    (-2: tokens, per channel; -1: channel_group channels, per token). Returns (codes, scale, zero)
+    in the grouped shape (codes [..., groups, G, d] or [..., n, groups, G]; scale and zero FP16
+    values with the group axis of size 1, so they broadcast against codes without a copy)."""
     top = (1 << kivi.bits) - 1
     G = kivi.group_size if axis == -2 else kivi.channel_group
     shape = x16.shape
@@ -74,12 +75,11 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
     inv = inv.astype(scale.dtype)  # exact: rot values (float32 for an fp32 rotator)
     t = ar.rnd(ar.rnd(grouped - lo, rot) * inv, rot)
     codes = np.clip(np.rint(t), 0, top)
-    full = lambda a: np.broadcast_to(a, grouped.shape).reshape(shape)  # noqa: E731
-    return codes.reshape(shape).astype(np.uint8), full(scale), full(lo)
+    return codes.astype(np.uint8), scale, lo
 
 
 def kivi_dequantize(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
-    """rnd16(rnd16(code x scale) + zero)."""
+    """rnd16(rnd16(code x scale) + zero) (scale and zero broadcast against codes)."""
     return ar.rnd(ar.rnd(codes.astype(np.float64) * scale, FP16) + zero, FP16)
 
 
@@ -89,7 +89,8 @@ def kivi_vectors(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) 
     out = np.array(x16, dtype=np.float64)
     n = x16.shape[-2] if axis == -1 else (x16.shape[-2] // kivi.window) * kivi.window
     if n:
-        out[..., :n, :] = kivi_dequantize(*kivi_quantize(np.ascontiguousarray(x16[..., :n, :]), axis, kivi, rot))
+        part = x16[..., :n, :]
+        out[..., :n, :] = kivi_dequantize(*kivi_quantize(np.ascontiguousarray(part), axis, kivi, rot)).reshape(part.shape)
     return out
 
 

@@ -110,7 +110,7 @@ def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
 def fwht(x: np.ndarray, fmt: NumberFormat, fine_input: bool = False) -> np.ndarray:
     """Unnormalised FWHT over the last axis, every add/subtract rounded to fmt; fine_input: the
     first stage's operands may be finer than fmt (round-to-odd there). Other operands are fmt
-    values, so an fp32 transform runs in native float32 (returned as float32)."""
+    values, so an fp32 transform runs in native float32 after that stage (returned as float32)."""
     d = x.shape[-1]
     lead = x.shape[:-1]
     x = np.asarray(x, dtype=np.float32 if fmt.kind == "fp32" and not fine_input else np.float64)
@@ -121,6 +121,8 @@ def fwht(x: np.ndarray, fmt: NumberFormat, fine_input: bool = False) -> np.ndarr
         out = np.empty(y.shape, dtype=np.float64 if fine_input and h == 1 else x.dtype)
         if fine_input and h == 1:
             out[..., 0, :], out[..., 1, :] = add_odd(a, c, fmt), add_odd(a, -c, fmt)
+            if fmt.kind == "fp32":  # fp32 values from here on: the later stages in native float32
+                out = out.astype(np.float32)
         else:
             np.add(a, c, out=out[..., 0, :])
             np.subtract(a, c, out=out[..., 1, :])
