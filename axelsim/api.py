@@ -169,9 +169,9 @@ def simulate(
         warmup.finish(child)
     finally:
         warmup.stop(child)
-    numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs)
+    references: dict = {}  # the float64 attention of each layer, computed once for the macro and every baseline
+    numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs, references)
     base = {}
-    references: dict = {}  # the float64 attention of each layer, computed once for every baseline
     for kind in BASELINE_KINDS if baselines else ():
         with progress_bar(f"baseline {kind}", progress) as tick:
             base[kind] = simulate_baseline(kind, loaded, signs, view, fidelity, tick, references)
@@ -197,7 +197,7 @@ def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidel
                       progress: Optional[Callable[[int, int], None]] = None,
                       references: Optional[dict] = None) -> dict[str, Any]:
     """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section.
-    `references`: {layer: float64 attention} shared between the baselines of one trace (filled here)."""
+    `references`: {(layer, has values): float64 attention} shared within one trace (filled here)."""
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
     from axelsim.report.numerics import baseline_numerics

@@ -1,5 +1,6 @@
 """The numerics section: bit_exact really compares bits, metrics come from the float64 reference."""
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -57,3 +58,15 @@ def test_error_falls_with_bit_width(setup):
     study = bit_width_study(config, signs, trace, (2, 3, 4))
     errors = [study[b]["score_rel_rmse"] for b in ("2", "3", "4")]
     assert errors[0] > errors[1] > errors[2] > 0
+
+
+def test_shared_references_are_filled_then_reused(setup):
+    config, trace, signs, golden = setup
+    scores, outputs = {L: g.scores for L, g in golden.items()}, {L: g.outputs for L, g in golden.items()}
+    references: dict = {}
+    alone = compare_numerics(config, signs, trace, scores, outputs)
+    shared = compare_numerics(config, signs, trace, scores, outputs, references)
+    assert shared == alone and set(references) == {(0, True), (1, True)}
+    exact = references[(1, True)]
+    references[(1, True)] = dataclasses.replace(exact, scores=exact.scores * 2.0)  # a stored entry is what is read
+    assert compare_numerics(config, signs, trace, scores, outputs, references)["layers"]["1"] != alone["layers"]["1"]

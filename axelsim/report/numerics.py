@@ -58,9 +58,11 @@ def trace_source(trace) -> str:
     return str(path) if path is not None else str(trace.name)
 
 
-def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tuple[int, Any, Any, bool]]:
+def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace,
+                references: Optional[dict] = None) -> Iterator[tuple[int, Any, Any, bool]]:
     """(layer, golden result, float64 reference, has values) for every layer of the trace; the
-    QJL golden model (numerics.qjl) for a `residual: qjl` macro."""
+    QJL golden model (numerics.qjl) for a `residual: qjl` macro. `references`: as in
+    `float64_reference`."""
     qjl = QjlSpec.build(spec, config.sketch_bits, config.qjl.seed) if config.residual == "qjl" else None
     for layer in trace.layer_indices:
         k, q = trace.k(layer), trace.q(layer)
@@ -69,7 +71,21 @@ def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace) -> Iterator[tupl
             golden = qjl_layer(qjl, k, v, q, trace.q_positions, layer, source=trace_source(trace))
         else:
             golden = golden_layer(spec, k, v, q, trace.q_positions, layer, source=trace_source(trace))
-        yield layer, golden, attention_f64(k, v, q, trace.q_positions), v is not None
+        yield layer, golden, float64_reference(references, layer, k, v, q, trace.q_positions), v is not None
+
+
+def float64_reference(references: Optional[dict], layer: int, k, v, q, q_positions):
+    """attention_f64 of one layer, taken from `references` {(layer, has values): result} when
+    there and stored there when not (the float64 attention depends on the trace alone, so the
+    macro and the baselines of one trace share it; one entry per layer, the size of the
+    layer's scores and outputs); None: computed, not kept."""
+    key = (layer, v is not None)
+    found = None if references is None else references.get(key)
+    if found is None:
+        found = attention_f64(k, v, q, q_positions)
+        if references is not None:
+            references[key] = found
+    return found
 
 
 def overflows(found: Optional[np.ndarray], exact: Optional[np.ndarray]) -> int:
@@ -82,19 +98,20 @@ def overflows(found: Optional[np.ndarray], exact: Optional[np.ndarray]) -> int:
 
 
 def compare_numerics(config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
-                     outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, Any]:
+                     outputs: Mapping[int, Optional[np.ndarray]], references: Optional[dict] = None) -> dict[str, Any]:
     """The numerics section for the cycle model's `scores` and `outputs` (by layer number).
 
     Runs the golden model and the float64 reference on every layer of `trace`. Returns
     {'bit_exact', 'bit_exact_scores', 'bit_exact_outputs', five metrics, 'norm_saturations',
-    'layers': {layer: {...the same per layer}}}.
+    'layers': {layer: {...the same per layer}}}. `references`: the float64 attention of each
+    layer, reused when present and filled when not (`float64_reference`).
     """
     spec = NumericsSpec.from_macro(config, signs)
     per_layer: dict[str, Any] = {}
     pooled: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
     exact_scores = exact_outputs = True
     saturations = 0
-    for layer, golden, reference, has_values in _layer_runs(spec, config, trace):
+    for layer, golden, reference, has_values in _layer_runs(spec, config, trace, references):
         sim_out = outputs.get(layer) if has_values else None
         layer_scores_exact = same_bits(scores[layer], golden.scores)
         layer_outputs_exact = same_bits(sim_out, golden.outputs)
@@ -145,8 +162,8 @@ def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapp
                       outputs: Mapping[int, Optional[np.ndarray]], references: Optional[dict] = None) -> dict[str, Any]:
     """A baseline's numerics: `bit_exact` (and its scores/outputs parts) against the baseline's
     own golden reference (axelsim.numerics.baselines), and the five metrics against float64.
-    `references`: {layer: attention_f64 result} reused when present and filled when not (the
-    float64 attention depends on the trace alone, so the baselines of one trace share it)."""
+    `references`: the float64 attention of each layer, reused when present and filled when not
+    (`float64_reference`)."""
     from axelsim.numerics.baselines import KiviSpec, baseline_layer
 
     spec = NumericsSpec.from_macro(config, signs)
@@ -158,11 +175,7 @@ def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapp
         k, q = trace.k(layer), trace.q(layer)
         v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
         golden = baseline_layer(kind, spec, kivi, k, v, q, trace.q_positions, layer, trace_source(trace))
-        reference = None if references is None else references.get(layer)
-        if reference is None:
-            reference = attention_f64(k, v, q, trace.q_positions)
-            if references is not None:
-                references[layer] = reference
+        reference = float64_reference(references, layer, k, v, q, trace.q_positions)
         out = outputs.get(layer) if v is not None else None
         exact_scores &= same_bits(scores[layer], golden.scores)
         exact_outputs &= same_bits(out, golden.outputs)
