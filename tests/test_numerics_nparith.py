@@ -113,3 +113,53 @@ def test_exp_unit_equals_the_golden_exp_unit(name):
     out = np.empty_like(x)
     _golden_exp(x, format_code(fmt), log2e, np.asarray(coeffs), out)
     assert same_bits(ar.exp_unit(x, fmt, log2e, np.asarray(coeffs)), out)
+
+
+def _fp16_values() -> np.ndarray:
+    """Every finite FP16 value, ascending, as float32 (+0 and -0 both)."""
+    h = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    return np.sort(h[np.isfinite(h)].astype(np.float32))
+
+
+def _fp16_edges() -> np.ndarray:
+    """Every FP16 value, every midpoint of two neighbours (exact in float32) and the float32
+    neighbours of each midpoint, both signs; the overflow edge 65520 and beyond."""
+    h = _fp16_values()
+    mids = ((h[1:].astype(np.float64) + h[:-1]) / 2).astype(np.float32)
+    assert np.array_equal(mids.astype(np.float64), (h[1:].astype(np.float64) + h[:-1]) / 2)  # exact
+    top = np.array([65520.0, 65536.0, 1e30], dtype=np.float32)
+    return np.concatenate([h, mids, np.nextafter(mids, np.float32(np.inf)), np.nextafter(mids, np.float32(-np.inf)),
+                           top, -top])
+
+
+def test_round_fp16_is_the_exact_rounding_of_every_fp16_value_midpoint_and_neighbour():
+    x = _fp16_edges()
+    got = ar.round_fp16(x)
+    assert got.dtype == np.float32
+    expected = np.array([exact_round(Fraction(float(v)), FP16) if abs(v) < 65520.0 else np.copysign(np.inf, v)
+                         for v in x.tolist()])
+    assert np.array_equal(got.astype(np.float64), expected)  # +0 == -0 here; the signs below
+    assert same_bits(got.astype(np.float64), x.astype(np.float16).astype(np.float64))  # signed zeros too
+    special = ar.round_fp16(np.array([np.inf, -np.inf, np.nan], dtype=np.float32))
+    assert special[0] == np.inf and special[1] == -np.inf and np.isnan(special[2])
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # inf - inf in the trees
+def test_fp16_lanes_in_float32_equal_the_float64_route():
+    """mul16 and tree_sum16 (native float32, then FP16) against the float64 route (exact
+    products and sums of FP16 values, one rounding) on every FP16 value with random partners,
+    and against the exact rational oracle on a sample."""
+    rng = np.random.default_rng(7)
+    a = _fp16_values()
+    a = np.concatenate([a, -a])
+    b = rng.permutation(a)
+    assert same_bits(ar.mul16(a, b).astype(np.float64), ar.mul(a.astype(np.float64), b.astype(np.float64), FP16))
+    pairs = np.stack([a, b], axis=-1)
+    assert same_bits(ar.tree_sum16(pairs).astype(np.float64), ar.tree_sum(pairs.astype(np.float64), FP16))
+    rows = rng.permutation(a)[: 64 * 1024].reshape(1024, 64)
+    assert same_bits(ar.tree_sum16(rows).astype(np.float64), ar.tree_sum(rows.astype(np.float64), FP16))
+    pick = rng.integers(0, a.size, 3000)
+    exact_mul = [exact_round(Fraction(float(x)) * Fraction(float(y)), FP16) for x, y in zip(a[pick], b[pick])]
+    exact_add = [exact_round(Fraction(float(x)) + Fraction(float(y)), FP16) for x, y in zip(a[pick], b[pick])]
+    assert np.array_equal(ar.mul16(a[pick], b[pick]).astype(np.float64), exact_mul)
+    assert np.array_equal(ar.tree_sum16(pairs[pick]).astype(np.float64), exact_add)

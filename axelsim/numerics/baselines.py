@@ -79,7 +79,12 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
 
 
 def kivi_dequantize(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
-    """rnd16(rnd16(code x scale) + zero) (scale and zero broadcast against codes)."""
+    """rnd16(rnd16(code x scale) + zero) (scale and zero broadcast against codes). Scale and zero
+    as float32 (FP16 values) run in float32 lanes: a code below 256 times an FP16 scale is exact
+    in float32, and the add of two FP16 values rounds correctly through float32 (nparith,
+    Figueroa 1995)."""
+    if scale.dtype == np.float32 and zero.dtype == np.float32 and int(codes.max(initial=0)) < 256:
+        return ar.round_fp16(ar.round_fp16(codes.astype(np.float32) * scale) + zero)
     return ar.rnd(ar.rnd(codes.astype(np.float64) * scale, FP16) + zero, FP16)
 
 
@@ -129,6 +134,12 @@ def _dot_scores(spec: NumericsSpec, qin, quant, window, jobs: _Jobs, split, key_
     and from `window` from it on; qin [M, d], quant/window [Hkv, T, d]."""
     f = spec.formats
     acc, is_wide = f["accumulator"], ar.wide(f["input"], key_fmt)
+    fp16_operands = f["input"].kind == "fp16" and key_fmt.kind == "fp16"
+    if acc.kind == "fp16" and fp16_operands:  # FP16 values: exact in float32 (nparith.mul16)
+        qin = np.asarray(qin, dtype=np.float32)
+        same = quant is window
+        quant = np.asarray(quant, dtype=np.float32)
+        window = quant if same else np.asarray(window, dtype=np.float32)
     out = np.full((qin.shape[0], quant.shape[1]), np.nan)
     for kv, js, n in jobs.groups():
         for t0, t1 in _blocks(js.size, n, spec.dim):
@@ -136,8 +147,23 @@ def _dot_scores(spec: NumericsSpec, qin, quant, window, jobs: _Jobs, split, key_
             if quant is not window and t0 < split[js].max():
                 below = (np.arange(t0, t1)[None, :] < split[js, None])[..., None]
                 keys = quant[kv, None, t0:t1] if t1 <= split[js].min() else np.where(below, quant[kv, None, t0:t1], keys)
-            out[js, t0:t1] = ar.rnd(ar.tree_sum(ar.mul(qin[js, None, :], keys, acc, is_wide), acc), f["score"])
+            out[js, t0:t1] = ar.rnd(_tree(_products(qin[js, None, :], keys, acc, is_wide, fp16_operands), acc), f["score"])
     return jobs.mask(out)
+
+
+def _products(a, b, acc: NumberFormat, is_wide: bool, fp16_operands: bool) -> np.ndarray:
+    """rnd_acc(a x b); for an FP16 accumulator as float32 lanes (FP16 values, exact), natively
+    (nparith.mul16) when both operands are FP16 values."""
+    if acc.kind != "fp16":
+        return ar.mul(a, b, acc, is_wide)
+    if fp16_operands:
+        return ar.mul16(a, b)
+    return ar.mul(a, b, acc, is_wide).astype(np.float32)
+
+
+def _tree(x: np.ndarray, acc: NumberFormat) -> np.ndarray:
+    """The adder tree in `acc`: float32 lanes of FP16 values go through nparith.tree_sum16."""
+    return ar.tree_sum16(x) if acc.kind == "fp16" else ar.tree_sum(x, acc)
 
 
 def _rotated_scores(spec: NumericsSpec, qin, signs, cents, idx, norms, jobs: _Jobs, n_tok: int) -> np.ndarray:
@@ -151,7 +177,7 @@ def _rotated_scores(spec: NumericsSpec, qin, signs, cents, idx, norms, jobs: _Jo
     for kv, js, n in jobs.groups():
         for t0, t1 in _blocks(js.size, n, spec.dim):
             leaf = cents[idx[kv, t0:t1]] / spec.dim  # exact: d is a power of two
-            s = ar.tree_sum(ar.mul(r[js, None, :], leaf[None], acc, leaf_wide), acc)
+            s = _tree(_products(r[js, None, :], leaf[None], acc, leaf_wide, False), acc)
             out[js, t0:t1] = ar.mul(s, norms[kv, None, t0:t1], f["score"], norm_wide)
     return jobs.mask(out)
 

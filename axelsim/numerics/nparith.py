@@ -8,9 +8,15 @@ tests/test_numerics_fp.py checks them against the exact rational oracle). Produc
 53 bits and sums of operands finer than F go through round-to-odd first, as `mul_round` and
 `add_round` do.
 
-float32 arrays are a fast path for results in fp32 only: a native float32 +, -, x of float32
+In `mul`, `add` and `tree_sum`, float32 arrays are a fast path for fp32 results only: a native float32 +, -, x of float32
 operands is rnd_fp32 of the exact result, which equals the float64 route (double rounding
-through 53 >= 2 * 24 + 2 bits is innocuous). Any other float32 operation is done in float64.
+through 53 >= 2 * 24 + 2 bits is innocuous). Any other float32 operation there is done in float64.
+
+Operands known to be FP16 values take their own functions (`mul16`, `tree_sum16`): FP16
+values are exact in float32, and one native float32 +, -, x of two FP16 values, then one
+rounding to FP16, is rnd_fp16 of the exact result (double rounding through 24 >= 2 * 11 + 2
+bits is innocuous: S. A. Figueroa, "When is double rounding innocuous?", ACM SIGNUM Newsletter
+30(3), 1995). `round_fp16` rounds float32 to FP16 by integer operations on the bits.
 
 `rnd`, `mul`, `add` and `tree_sum` run in loops of thousands of calls, so they leave numpy's
 overflow warnings (a rounding to infinity is a result here, not an error) to the caller:
@@ -42,12 +48,41 @@ def quiet():
     return np.errstate(over="ignore", invalid="ignore")
 
 
+FP16_MIN_NORMAL = 2.0**-14
+FP16_OVERFLOW = 65520.0
+"""The least magnitude that rounds to FP16 infinity (halfway from 65504 to 2**16, ties to even)."""
+
+
+def round_fp16(x: np.ndarray) -> np.ndarray:
+    """Nearest FP16 values of a float32 array, as float32 (ties to even, overflow to infinity).
+
+    Normal range: adding 0x0FFF plus the kept part's last bit to the float32 bits, then clearing
+    the 13 bits FP16 lacks, rounds the significand to 11 bits with ties to even (a carry moves
+    the exponent up, as rounding up does). Below FP16's least normal the step is 2**-24: rint of
+    x 2**24 (exact scalings by a power of two). Infinities, NaN and values from 65520 on take
+    numpy's own conversion (rare)."""
+    x = np.asarray(x, dtype=np.float32)
+    bits = x.view(np.uint32)
+    kept = bits + np.uint32(0x0FFF)
+    kept += (bits >> np.uint32(13)) & np.uint32(1)
+    kept &= np.uint32(0xFFFFE000)
+    y = kept.view(np.float32)
+    mag = np.abs(x)
+    small = mag < np.float32(FP16_MIN_NORMAL)
+    if small.any():
+        y = np.where(small, np.rint(x * np.float32(2.0**24)) * np.float32(2.0**-24), y)
+    special = ~(mag < np.float32(FP16_OVERFLOW))  # NaN compares false
+    if special.any():
+        y = np.where(special, x.astype(np.float16).astype(np.float32), y)
+    return y
+
+
 def rnd(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
     """Nearest values of `fmt` (ties to even; fixed point saturates), float64 (or float32 for
-    an fp32 result of a float32 array)."""
+    an fp16 or fp32 result of a float32 array)."""
     x = np.asarray(x)
     if fmt.kind == "fp16":
-        return x.astype(np.float16).astype(np.float32 if x.dtype == np.float32 else np.float64)
+        return round_fp16(x) if x.dtype == np.float32 else x.astype(np.float16).astype(np.float64)
     if fmt.kind == "fp32":
         return x if x.dtype == np.float32 else x.astype(np.float32).astype(np.float64)
     scale, half = 2.0**fmt.frac_bits, 2.0 ** (fmt.width_bits - 1)
@@ -98,6 +133,21 @@ def add_odd(a, b, fmt: NumberFormat) -> np.ndarray:
     s = a + b
     bb = s - a
     return rnd(_to_odd(s, (a - (s - bb)) + (b - bb)), fmt)
+
+
+def mul16(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """rnd_fp16(a x b) of FP16 values a, b held as float32 (the product is exact in float32:
+    11 + 11 <= 24 bits, exponents within float32's range), float32."""
+    return round_fp16(np.multiply(np.asarray(a, np.float32), np.asarray(b, np.float32)))
+
+
+def tree_sum16(x: np.ndarray) -> np.ndarray:
+    """`tree_sum` to FP16 of FP16 values held as float32: each add native float32, then rounded
+    to FP16 (innocuous double rounding, module docstring), float32."""
+    x = np.asarray(x, dtype=np.float32)
+    while x.shape[-1] > 1:
+        x = round_fp16(np.add(x[..., 0::2], x[..., 1::2]))
+    return x[..., 0]
 
 
 def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
