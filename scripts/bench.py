@@ -41,7 +41,7 @@ import numpy as np  # noqa: E402
 import bench_chip
 import bench_cycle
 import bench_process
-from bench_rows import Row, Target, headline
+from bench_rows import Row, Target, figure_text, headline
 from axelsim.config.macro import MacroConfig
 from axelsim.numerics.golden import NumericsSpec, attend, exp_constants, read_scores_gqa, write_vectors
 from axelsim.numerics.hadamard import SignRom
@@ -391,7 +391,7 @@ def run_rows(rows: list[Row]) -> dict:
             "what": row.what, "figures": figures, "targets": checks, "seconds": time.perf_counter() - start,
             "load_average_1min_before": load, "load_average_1min_after": os.getloadavg()[0],
             "bench_process_peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-        missed += [f"{row.name}: {c['text']} (measured {c['measured']})" for c in checks if not c["met"]]
+        missed += [f"{row.name}: {c['text']} (measured {figure_text(c['measured'])})" for c in checks if not c["met"]]
         print(f"{row.name}: {headline(row, figures)}" + "".join(
             f"\n    {'met' if c['met'] else 'MISSED'}: {c['text']}" for c in checks), flush=True)
     results["machine"]["load_average_1min_after"] = os.getloadavg()[0]

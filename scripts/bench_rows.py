@@ -53,10 +53,11 @@ class Row:
 def headline(row: Row, figures: dict) -> str:
     """The row's shown figures as `key=value` text."""
     keys = row.show or tuple(k for k, v in figures.items() if isinstance(v, (int, float, bool)))
-    return ", ".join(f"{k}={_fmt(figures.get(k))}" for k in keys)
+    return ", ".join(f"{k}={figure_text(figures.get(k))}" for k in keys)
 
 
-def _fmt(value) -> str:
+def figure_text(value) -> str:
+    """A figure as the tables print it: 4 significant digits, thousands separated."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, float):
