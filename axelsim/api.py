@@ -131,19 +131,18 @@ def simulate(
     baselines: bool = True,
     bit_study: Sequence[int] = (),
     progress: bool = False,
+    workers: Optional[int] = None,
 ) -> dict[str, Any]:
     """Replay `trace` through `macro` and return the full report (docs/report.md).
 
     `waveform` (a .vcd or .json path) records unit activity and writes it atomically.
     `bit_study` lists bit-widths for which the golden model's error is also measured (the
     report's `numerics_by_bits`, drawn as score error against bit-width).
-    The report is deterministic except its `run_info` section (wall time, host).
+    `workers`: processes simulating the baselines beside the main one (axelsim.workers: None
+    decides by the run's size and the cores, 1 is serial); the report does not depend on it.
+    The report is deterministic except its `run_info` section (wall time, host, workers).
     """
-    from axelsim.hw.macro import simulate as simulate_macro
-    from axelsim.hw.waveform import write_waveform
-    from axelsim.report.assemble import build_report
-    from axelsim import warmup
-    from axelsim.report.numerics import compare_numerics
+    from axelsim.workers import plan_workers, section_pool
 
     started = time.perf_counter()
     if waveform is not None:
@@ -152,10 +151,50 @@ def simulate(
     loaded = _as_macro(macro, full)
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
+    kinds = BASELINE_KINDS if baselines else ()
+    with section_pool(plan_workers(workers, view, len(kinds))) as pool:
+        baseline_sections = _baseline_sections(pool, kinds, loaded, view, (layers, kv_heads, queries), fidelity)
+        report = _simulate(macro, trace, loaded, view, (layers, kv_heads, queries), fidelity, waveform,
+                           baseline_sections, bit_study, progress)
+        report["run_info"] = run_info(started, pool)
+    return report
+
+
+def _baseline_sections(pool, kinds: Sequence[str], loaded: LoadedMacro, view: Trace, selection: tuple,
+                       fidelity: str) -> dict:
+    """kind -> a call returning its section, computed in `pool` (None without a pool: computed
+    by `_simulate` itself)."""
+    from functools import partial
+
+    from axelsim.workers import source_of
+
+    if pool is None:
+        return {kind: None for kind in kinds}
+    source = source_of(view, *selection)
+    return {kind: partial(pool.result, pool.submit(_baseline_in_worker, kind, loaded, source, fidelity))
+            for kind in kinds}
+
+
+def _baseline_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> dict[str, Any]:
+    """A worker's job: baseline `kind`'s section, the trace view rebuilt from its file."""
+    view = source.view()
+    return simulate_baseline(kind, loaded, sign_rom(loaded, view), view, fidelity)
+
+
+def _simulate(macro, trace, loaded: LoadedMacro, view: Trace, selection: tuple, fidelity: str, waveform,
+              baseline_sections: dict, bit_study: Sequence[int], progress: bool) -> dict[str, Any]:
+    """`simulate`'s report without run_info; each baseline from its worker when it has one, else
+    simulated here after the macro."""
+    from axelsim.hw.macro import simulate as simulate_macro
+    from axelsim.hw.waveform import write_waveform
+    from axelsim.report.assemble import build_report
+    from axelsim import warmup
+    from axelsim.report.numerics import compare_numerics
+
     check_input_range(loaded, view)
     signs = sign_rom(loaded, view)
     timing = sram_timing(loaded)
-    child = warmup.start(macro, trace, layers, kv_heads, queries)  # cold cache: golden kernels compile there
+    child = warmup.start(macro, trace, *selection)  # cold cache: golden kernels compile there
     try:
         with progress_bar(f"simulate {loaded.config.name}", progress) as tick:
             result = simulate_macro(loaded.config, signs, view, fidelity=fidelity,
@@ -172,15 +211,15 @@ def simulate(
     references: dict = {}  # the float64 attention of each layer, computed once for the macro and every baseline
     numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs, references)
     base = {}
-    for kind in BASELINE_KINDS if baselines else ():
+    for kind, from_worker in baseline_sections.items():
         with progress_bar(f"baseline {kind}", progress) as tick:
-            base[kind] = simulate_baseline(kind, loaded, signs, view, fidelity, tick, references)
+            base[kind] = (from_worker() if from_worker is not None
+                          else simulate_baseline(kind, loaded, signs, view, fidelity, tick, references))
     report = build_report(loaded, view, result, numerics, base, fidelity)
     if bit_study:
         from axelsim.report.numerics import bit_width_study
 
         report["numerics_by_bits"] = bit_width_study(loaded.config, signs, view, bit_study)
-    report["run_info"] = run_info(started)
     return report
 
 
@@ -271,15 +310,20 @@ def progress_bar(label: str, enabled: bool) -> Iterator[Optional[Callable[[int, 
         bar.close()
 
 
-def run_info(started: float) -> dict[str, Any]:
-    """Where and how long: the one report section that differs between identical runs."""
-    return {
+def run_info(started: float, pool=None) -> dict[str, Any]:
+    """Where and how long: the one report section that differs between identical runs. With a
+    SectionPool (axelsim.workers), its worker count and each worker section's peak memory."""
+    info = {
         "wall_s": round(time.perf_counter() - started, 3),
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "host": platform.node(),
         "python": platform.python_version(),
         "axelsim_version": __version__,
+        "workers": pool.workers if pool is not None else 0,
     }
+    if pool is not None:
+        info["worker_peak_rss_mib"] = sorted(pool.peak_rss_mib)
+    return info
 
 
 def compare(
@@ -291,25 +335,48 @@ def compare(
     queries: Optional[int] = None,
     fidelity: str = "burst",
     progress: bool = False,
+    workers: Optional[int] = None,
 ) -> dict[str, Any]:
     """Several macros on one trace, plus the baselines of the first macro, as one document.
 
     Returns {'trace': ..., 'designs': {label: report}, 'baselines': {kind: section}}; labels are
-    the macro names, made unique with the file name when two macros share a name.
+    the macro names, made unique with the file name when two macros share a name. `workers` as
+    in `simulate`: with workers, the baselines and every design after the first are simulated
+    in worker processes while the main process simulates the first.
     """
+    from axelsim.workers import plan_workers, section_pool, source_of
+
+    started = time.perf_counter()
     full = _as_trace(trace)
     loaded = [_as_macro(macro, full) for macro in macros]
+    view = select(full, layers, kv_heads, queries)
     for item in loaded:  # fail on any bad pairing before the long work starts
-        check_compatible(item, select(full, layers, kv_heads, queries))
+        check_compatible(item, view)
+    selection = (layers, kv_heads, queries)
+    with section_pool(plan_workers(workers, view, len(BASELINE_KINDS) + len(loaded) - 1)) as pool:
+        sections = _baseline_sections(pool, BASELINE_KINDS, loaded[0], view, selection, fidelity)
+        later = ([pool.submit(_design_in_worker, item, source_of(view, *selection), fidelity) for item in loaded[1:]]
+                 if pool is not None else [])
+        reports = [_simulate(macros[0], trace, loaded[0], view, selection, fidelity, None, sections, (), progress)]
+        for index, item in enumerate(loaded[1:]):
+            reports.append(pool.result(later[index]) if pool is not None else
+                           _simulate(macros[index + 1], trace, item, view, selection, fidelity, None, {}, (), progress))
+        info = run_info(started, pool)
     designs: dict[str, Any] = {}
-    for index, item in enumerate(loaded):
-        report = simulate(item, full, layers=layers, kv_heads=kv_heads, queries=queries, fidelity=fidelity,
-                          baselines=index == 0, progress=progress)
+    for item, report in zip(loaded, reports):
+        report["run_info"] = info
         label = item.config.name if item.config.name not in designs else f"{item.config.name} ({item.path.name})"
         designs[label] = report
     first = next(iter(designs.values()))
     return {"trace": first["trace"], "designs": designs, "baselines": first.get("baselines", {}),
             "units": first["units"]}
+
+
+def _design_in_worker(loaded: LoadedMacro, source, fidelity: str) -> dict[str, Any]:
+    """A worker's job: one more design of a compare (no baselines), the view rebuilt from its file."""
+    view = source.view()
+    return _simulate(loaded, view, loaded, view, (source.layers, source.kv_heads, source.queries), fidelity, None,
+                     {}, (), False)
 
 
 def compare_designs(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

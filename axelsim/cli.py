@@ -116,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--waveform", type=Path, metavar="OUT.vcd|OUT.json",
                      help="record unit activity per cycle and write it as VCD or JSON")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_workers(run, "the baselines")
     run.set_defaults(handler=_cmd_run)
 
     compare = _add_command(commands, "compare", "several macros and the baselines side by side",
@@ -132,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", type=Path, metavar="OUT", help="write every report as one JSON document")
     compare.add_argument("--plots", type=Path, metavar="DIR", help="write the side-by-side plot into DIR")
     compare.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_workers(compare, "the baselines and every macro after the first")
     compare.set_defaults(handler=_cmd_compare)
 
     rtl = _add_command(commands, "rtl", "RTL twin: simulate the macro's hardware and check the models",
@@ -346,6 +348,13 @@ def _selection(args: argparse.Namespace) -> dict:
     return {"layers": args.layers, "kv_heads": args.heads, "queries": args.queries, "fidelity": args.fidelity}
 
 
+def _add_workers(command: argparse.ArgumentParser, sections: str) -> None:
+    command.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                         help=f"worker processes simulating {sections} beside the main process; 1: all in "
+                              "one process (default: one per core when the replayed trace holds at least "
+                              "2^23 key and value elements; the report is the same either way)")
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from axelsim import api
     from axelsim.report.tables import format_summary
@@ -353,7 +362,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _check_outputs(files=[args.json, args.layer_csv], folders=[args.plots, args.accelergy])
     study = args.bit_study if args.bit_study is not None else ([2, 3, 4] if args.plots else [])
     report = api.simulate(args.macro, args.trace, waveform=args.waveform, bit_study=study, progress=not args.quiet,
-                          **_selection(args))
+                          workers=args.workers, **_selection(args))
     print(format_summary(report))
     _write_outputs(args, report, lambda: _plots().plot_run(report, args.plots))
     if args.layer_csv:
@@ -372,7 +381,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from axelsim.report.tables import format_compare
 
     _check_outputs(files=[args.json], folders=[args.plots])
-    result = api.compare(args.macros, args.trace, progress=not args.quiet, **_selection(args))
+    result = api.compare(args.macros, args.trace, progress=not args.quiet, workers=args.workers,
+                         **_selection(args))
     print(format_compare(result))
     _write_outputs(args, result, lambda: _plots().plot_compare(api.compare_designs(result), args.plots))
     return EXIT_OK

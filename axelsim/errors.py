@@ -16,6 +16,10 @@ class UserError(Exception):
         self.expected = str(expected)
         super().__init__(self.line())
 
+    def __reduce__(self):
+        """Pickled with its three parts (a worker process's error reaches the main process whole)."""
+        return type(self), (self.source, self.where, self.expected)
+
     def line(self) -> str:
         """The one line printed on stderr, e.g. `macro.yaml: read_path.pipelines: expected ...`."""
         parts = [p for p in (self.source, self.where) if p]

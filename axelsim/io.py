@@ -39,6 +39,9 @@ class OutputError(UserError, OSError):
         UserError.__init__(self, source, where, expected)
         self.errno = errno_code
 
+    def __reduce__(self):
+        return type(self), (self.source, self.where, self.expected, self.errno)
+
 
 class NotRegularFile(OSError):
     """An input path that is not a regular file (a FIFO, a device, a folder, a socket).

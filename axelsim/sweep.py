@@ -385,6 +385,7 @@ def evaluate_point(point: Point) -> dict[str, Any]:
         queries=point.queries,
         fidelity=point.fidelity,
         baselines=point.baselines,
+        workers=1,  # the sweep shares its points out over the cores; each point runs in one process
     )
 
 

@@ -1,0 +1,106 @@
+"""Report sections in worker processes (axelsim.workers): the same report as one process, errors
+that arrive whole, and the default plan."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from axelsim import api
+from axelsim.errors import ConfigError, NumericsError, TraceError, UserError
+from axelsim.io import OutputError
+from axelsim.trace.format import Trace, load_trace
+from fuzz_helpers import assert_bad_input, run_cli
+from axelsim.workers import WORKERS_MIN_ELEMENTS, plan_workers, section_pool, stored_elements
+
+ROOT = Path(__file__).resolve().parents[1]
+TRACE = ROOT / "traces" / "synth_d128_smollm2stats.safetensors"
+MACROS = [ROOT / "macros" / name for name in ("axelram_paper.yaml", "axelram_b2.yaml")]
+SELECTION = {"layers": [0], "kv_heads": [0], "queries": 2}
+
+
+def without_run_info(value):
+    """The report with every run_info section and run_info unit removed (what may differ)."""
+    if isinstance(value, dict):
+        return {k: without_run_info(v) for k, v in value.items() if k != "run_info" and not k.startswith("run_info.")}
+    if isinstance(value, list):
+        return [without_run_info(v) for v in value]
+    return value
+
+
+def as_json(report) -> str:
+    return json.dumps(without_run_info(report), sort_keys=True, default=str)
+
+
+def test_run_in_workers_equals_one_process():
+    serial = api.simulate(MACROS[0], TRACE, workers=1, **SELECTION)
+    spread = api.simulate(MACROS[0], TRACE, workers=2, **SELECTION)
+    assert serial["run_info"]["workers"] == 0
+    assert spread["run_info"]["workers"] == 2
+    assert len(spread["run_info"]["worker_peak_rss_mib"]) == len(api.BASELINE_KINDS)
+    assert set(spread["baselines"]) == set(api.BASELINE_KINDS)
+    assert all(section["numerics"]["bit_exact"] for section in spread["baselines"].values())
+    assert as_json(serial) == as_json(spread)
+
+
+def test_compare_in_workers_equals_one_process():
+    serial = api.compare(MACROS, TRACE, workers=1, **SELECTION)
+    spread = api.compare(MACROS, TRACE, workers=2, **SELECTION)
+    assert all(report["run_info"]["workers"] == 2 for report in spread["designs"].values())
+    assert list(serial["designs"]) == list(spread["designs"])
+    assert as_json(serial) == as_json(spread)
+
+
+def test_cli_workers_flag(tmp_path):
+    outs = []
+    for workers in ("1", "2"):
+        out = tmp_path / f"r{workers}.json"
+        result = run_cli("run", str(MACROS[0]), "--trace", str(TRACE), "--layers", "0", "--heads", "0",
+                         "--queries", "2", "--workers", workers, "--json", str(out), "--quiet")
+        assert result.returncode == 0, result.stderr
+        outs.append(json.loads(out.read_text()))
+    assert as_json(outs[0]) == as_json(outs[1])
+    assert_bad_input(run_cli("run", str(MACROS[0]), "--trace", str(TRACE), "--workers", "0"), "--workers")
+
+
+@pytest.mark.parametrize("error", [ConfigError("m.yaml", "sram.banks", "a power of two"),
+                                   TraceError("t.safetensors", "layers.0.k", "[kv_heads, T, d]"),
+                                   NumericsError("t", "layers.3.q", "finite values"),
+                                   OutputError("out.json", "", "a writable path", 13)])
+def test_user_errors_pickle_whole(error):
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and back.line() == error.line() and str(back) == str(error)
+    assert getattr(back, "errno", None) == getattr(error, "errno", None)
+
+
+def _raise_config_error(where: str) -> None:
+    raise ConfigError("macro.yaml", where, "a positive integer")
+
+
+def test_worker_error_reaches_the_caller_as_raised():
+    with section_pool(1) as pool:
+        future = pool.submit(_raise_config_error, "read_path.pipelines")
+        with pytest.raises(UserError) as caught:
+            future.result(timeout=120)
+    assert type(caught.value) is ConfigError
+    assert caught.value.line() == ConfigError("macro.yaml", "read_path.pipelines", "a positive integer").line()
+
+
+def test_plan_workers():
+    small = load_trace(TRACE)
+    assert stored_elements(small) < WORKERS_MIN_ELEMENTS
+    assert plan_workers(None, small, 4) == 0  # too small to pay for a worker's start
+    assert plan_workers(1, small, 4) == 0
+    assert plan_workers(3, small, 4) == 3 and plan_workers(8, small, 4) == 4
+    assert plan_workers(2, small, 0) == 0
+    d = 128
+    tokens = WORKERS_MIN_ELEMENTS // (2 * d) + 1
+    k = {0: np.zeros((1, tokens, d), np.float32)}
+    in_memory = Trace.from_arrays(k, k, {0: np.zeros((1, 1, d), np.float32)}, [tokens - 1])
+    assert stored_elements(in_memory) >= WORKERS_MIN_ELEMENTS
+    assert plan_workers(None, in_memory, 4) == 0  # no file a worker could re-open
+    assert plan_workers(2, in_memory, 4) == 0
