@@ -10,7 +10,9 @@ tokens, queries at positions 2 and 5), `axelsim.api.rtl` (with a VCD and the act
 --bin-lanes adds a d = 16, b = 3 point with value_path.bin_lanes below d. With --results, each
 point's JSON is kept there and a point already there is read instead of run again (so long
 points can be run one invocation at a time). Host seconds and the 1-min load are recorded
-with each point.
+with each point. The repository keeps the points the doc was rendered from in docs/rtl_results
+(render again with `--results docs/rtl_results --only-cached`; remove a point's JSON to re-run
+it).
 """
 
 from __future__ import annotations
@@ -246,8 +248,7 @@ AREA_DIVERGENCE = [
     "and a square root or division as the Newton-Raphson multiplies and adds it performs (an fp32",
     "square root: 3n + 1 = 7 multiplies and n = 2 adds from an 8-bit seed, 62,268 um^2); the",
     "operator table above shows how far those prices are from the RTL's synthesised operators",
-    "(generic gates, no wiring). Per unit (the ratios of the rows above; where this generation has",
-    "none, of the last generation's at commit 311c6f6):",
+    "(generic gates, no wiring). Per unit (the ratios of the rows above):",
     "- Norm unit (cost model / RTL about 4): the cost model prices norm_squarers fp32",
     "  multipliers, as many fp32 adders, the Newton-Raphson square root and the registers (d =",
     "  16: 123,200 + 66,944 + 62,268 + 4,379 = 256,791 um^2). The RTL squares FP16 inputs (11-bit",
@@ -259,7 +260,7 @@ AREA_DIVERGENCE = [
     "  93 um^2 each plus the L - 1 threshold multipliers (53,900 um^2 at b = 3, whatever d); the",
     "  RTL quantizer has the comparators only (with their registers, an area proportional to d (L",
     "  - 1)), so the constant dominates the ratio at d = 16 and fades at larger d.",
-    "- Rotator (about 2.4): 2 fp32 adders per butterfly at 4,184 um^2 against the RTL's",
+    "- Rotator (2.3 to 2.5): 2 fp32 adders per butterfly at 4,184 um^2 against the RTL's",
     "  synthesised fp32 adder and subtractor and its stage registers.",
     "- Table generator (below 1): the RTL holds the table SRAM as d L FP16 registers, which the",
     "  cost model prices as a compiled memory.",
@@ -289,8 +290,9 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
              "seconds of the whole point, on a shared 2-core machine under the 1-min load shown (not",
              "a benchmark). The `simulator` column names the simulator of each row (Verilator is not",
              "used: Amaranth's pysim builds and runs the d = 128 design in minutes); `commit`, the",
-             "checkout each row was simulated on (a row is kept in the --results folder and read, not",
-             "re-run, until its JSON is removed).", ""] + sim_rows(runs)
+             "checkout each row was simulated on (each point's JSON is kept in docs/rtl_results, the",
+             "--results folder this doc is rendered from, and read, not re-run, until it is removed).",
+             ""] + sim_rows(runs)
     if skipped:
         lines += ["", "Not run in this generation: " + ", ".join(skipped) + " (host time: one heavy job at a time on "
                   "the shared machine before the session's deadline; the last generation with them is "
