@@ -1,12 +1,12 @@
 """Generate docs/rtl_validation.md: the RTL twin against the cycle, golden and cost models.
 
     python scripts/rtl_validation.py [--dims 16,64,128] [--bits 2,3,4] [--activity-dims 16]
-        [--synth-dims 16] [--bin-lanes 4] [--results DIR] [--out docs/rtl_validation.md]
+        [--synth-dims 16] [--synth-bits 3] [--bin-lanes 4] [--results DIR] [--out docs/rtl_validation.md]
 
 For each (d, b): a macro with the paper's lane rules scaled to d (macros/rtl/axelram_d16.yaml
 is the d = 16, b = 3 one), a synthetic trace slice (1 layer, 1 KV head, 2 query heads, 6
 tokens, queries at positions 2 and 5), `axelsim.api.rtl` (with a VCD and the activity table for
---activity-dims); synthesis per unit (at b = 3) for --synth-dims, without simulating;
+--activity-dims); synthesis per unit for --synth-dims at --synth-bits (default 3), without simulating;
 --bin-lanes adds a d = 16, b = 3 point with value_path.bin_lanes below d. With --results, each
 point's JSON is kept there and a point already there is read instead of run again (so long
 points can be run one invocation at a time). Host seconds and the 1-min load are recorded
@@ -190,9 +190,10 @@ def area_rows(areas: list[dict]) -> list[str]:
                          f"{a['cost_model_area_um2']:,.0f} | " + (f"{ratio:.2f} |" if ratio is not None else "- |"))
     lines += [f"", *(f"Not synthesised in this generation at d = {r['head_dim']}, b = {r['bits']}: "
                      + ", ".join(r["not_run"]) + "." for r in areas if r["not_run"] and r["area_by_unit"])]
-    missing = [f"d = {d}" for d in (16, 64, 128) if d not in {r["head_dim"] for r in areas if r["area_by_unit"]}]
+    done = {(r["head_dim"], r["bits"]) for r in areas if r["area_by_unit"]}
+    missing = [f"d = {d}, b = {b}" for d in (16, 64, 128) for b in (2, 3, 4) if (d, b) not in done]
     if missing:
-        lines += ["", "Not synthesised in this generation: " + ", ".join(missing) + " (b = 3)."]
+        lines += ["", "Not synthesised in this generation: " + "; ".join(missing) + "."]
     if missing or any(r["not_run"] for r in areas):
         lines += ["", *SYNTH_NOT_RUN]
     timed = [r for r in areas if r["area_by_unit"]]
@@ -232,13 +233,11 @@ def bins_hold_lines(runs: list[dict]) -> list[str]:
 
 
 SYNTH_NOT_RUN = [
-    "Why: host time. Synthesis runs one unit at a time on a 2-core machine shared by several",
-    "engineers, one heavy job at a time; this generation's session spent it on the simulated",
-    "rows. The last generation with synthesis (docs/rtl_validation.md at commit 311c6f6, its",
-    "per-point JSONs not kept) had every unit at d = 16 (2,109 s wall at 1-min load up to 5.7)",
-    "and five at d = 64 (812 s); the d = 64 value unit and every unit at d = 128 have not been",
-    "synthesised by any generation. The RTL those figures came from is unchanged apart from the",
-    "bins and finalisation now being one part (the same logic; the value unit sums its parts).",
+    "Why: host time. Yosys synthesises one unit at a time on one core of a 2-core machine shared",
+    "by several engineers (the host time per synthesised point is below: the value unit's is",
+    "most of it), and the session's deadline came before these points. Their RTL is built by the",
+    "same generator as the rows above; `--synth-dims D --synth-bits B --results docs/rtl_results`",
+    "adds a point.",
 ]
 """Printed when a synthesis point or unit is missing."""
 
@@ -400,7 +399,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dims", default="16", help="head sizes simulated, e.g. 16,64,128")
     parser.add_argument("--bits", default="2,3,4")
     parser.add_argument("--activity-dims", default="16", help="head sizes whose simulation writes a VCD for the activity table")
-    parser.add_argument("--synth-dims", default="16", help="head sizes synthesised (at b = 3); '' for none")
+    parser.add_argument("--synth-dims", default="16", help="head sizes synthesised; '' for none")
+    parser.add_argument("--synth-bits", default="3", help="bit widths synthesised at each of --synth-dims, e.g. 2,3,4")
     parser.add_argument("--synth-units", help="with --synth-dims: synthesise only these units (comma-separated, of "
                         "axelsim.rtl.run.SYNTH_UNITS); the others are read from --results when there")
     parser.add_argument("--bin-lanes", type=int, help="also a d = 16, b = 3 point with value_path.bin_lanes = N (< 16)")
@@ -408,7 +408,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only-cached", action="store_true", help="with --results: render the points found there, run none")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "rtl_validation.md")
     args = parser.parse_args(argv)
-    dims, bits, activity, synth_dims = _ints(args.dims), _ints(args.bits), _ints(args.activity_dims), _ints(args.synth_dims)
+    dims, bits, activity = _ints(args.dims), _ints(args.bits), _ints(args.activity_dims)
+    synth_dims, synth_bits = _ints(args.synth_dims), _ints(args.synth_bits)
     if args.synth_units:
         from axelsim.rtl.run import SYNTH_UNITS
 
@@ -431,8 +432,9 @@ def main(argv=None) -> int:
             if run is not None:
                 runs.append(run)
         for d in synth_dims:
-            areas.append(area_point(d, 3, work, args.results, args.only_cached,
-                                    args.synth_units.split(",") if args.synth_units else None))
+            for b in synth_bits:
+                areas.append(area_point(d, b, work, args.results, args.only_cached,
+                                        args.synth_units.split(",") if args.synth_units else None))
         ops = operator_point(work, args.results, args.only_cached) if synth_dims else None
     done = {(r["head_dim"], r["bits"]) for r in runs if r.get("bin_lanes") == r["head_dim"]}
     skipped = [f"d={d} b={b}" for d in (16, 64, 128) for b in (2, 3, 4) if (d, b) not in done]
