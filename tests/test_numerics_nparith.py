@@ -163,3 +163,24 @@ def test_fp16_lanes_in_float32_equal_the_float64_route():
     exact_add = [exact_round(Fraction(float(x)) + Fraction(float(y)), FP16) for x, y in zip(a[pick], b[pick])]
     assert np.array_equal(ar.mul16(a[pick], b[pick]).astype(np.float64), exact_mul)
     assert np.array_equal(ar.tree_sum16(pairs[pick]).astype(np.float64), exact_add)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_round_fp16_equals_numpys_conversion_on_a_sweep_of_float32_and_float64_bit_patterns():
+    """round_fp16's grid rounding ((x + C) - C) against numpy's float16 conversion, bit for bit
+    (NaN payloads, zero signs): float32 patterns every 4099 (all exponents, both signs), float64
+    patterns near FP16 midpoints and ties, in float32 and float64 results; arrays of several chunks."""
+    f32 = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)[:1047795].reshape(-1, 7, 3)[:, :, ::-1]
+    assert f32.size > 3 * ar.ROUND_CHUNK
+    expected = f32.astype(np.float16).astype(np.float32)
+    assert np.array_equal(ar.round_fp16(f32).view(np.uint32), expected.view(np.uint32))
+    mids = _fp16_edges().astype(np.float64)
+    rng = np.random.default_rng(9)
+    f64 = np.concatenate([mids, np.nextafter(mids, np.inf), np.nextafter(mids, -np.inf), mids * (1 + 2.0**-40),
+                          rng.integers(0, 2**64, 300000, dtype=np.uint64).view(np.float64),
+                          rng.standard_normal(100000) * 10.0 ** rng.uniform(-12, 6, 100000)])
+    expected = f64.astype(np.float16)
+    assert np.array_equal(ar.round_fp16(f64, np.float64).view(np.uint64), expected.astype(np.float64).view(np.uint64))
+    assert np.array_equal(ar.round_fp16(f64).view(np.uint32), expected.astype(np.float32).view(np.uint32))
+    assert np.array_equal(ar.rnd(f64, FP16).view(np.uint64), expected.astype(np.float64).view(np.uint64))
+    assert ar.round_fp16(np.float64(1.0 + 2.0**-11)).shape == () and ar.round_fp16(np.zeros(0)).shape == (0,)

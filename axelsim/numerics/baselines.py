@@ -221,7 +221,8 @@ def _lane_type(spec: NumericsSpec, *arrays: np.ndarray):
 def _accumulate(spec: NumericsSpec, e: np.ndarray, jobs: _Jobs, weight, row, is_wide: bool) -> np.ndarray:
     """acc_i = rnd_V(acc_i + rnd_V(w_t x_t,i)) in token order per job, where w_t = weight(active,
     t) [k] and x_t = row(active, t) [k, d] for the k jobs with more than t keys; jobs are
-    visited longest first, so those are a prefix."""
+    visited longest first, so those are a prefix. The straightforward route, one token at a time
+    (any lane type); `_accumulate_native` is the float32 lanes' fast one."""
     val = spec.formats["value"]
     order = np.argsort(-jobs.keys, kind="stable")
     keys = jobs.keys[order]
@@ -238,27 +239,70 @@ def _accumulate(spec: NumericsSpec, e: np.ndarray, jobs: _Jobs, weight, row, is_
     return result
 
 
+def _accumulate_native(spec: NumericsSpec, w: np.ndarray, jobs: _Jobs, vectors) -> np.ndarray:
+    """`_accumulate` for float32 lanes (value format fp32, every operand a float32 value, products
+    not wide: see `_lane_type`), where native float32 x and + round as rnd_fp32 does: a block of
+    tokens' products at once, then one add per token of every job's lanes (the running sum first,
+    as the loop adds; numpy's own add.accumulate is sequential too but slower along this axis).
+    Each job's sum is read at its own last key, never carried past it (adding a later 0.0 would
+    turn a -0.0 to +0.0). w [M, T] float32 weights; vectors(kv, js, t0, t1) -> [t1 - t0, 1 or
+    len(js), d] float32 vectors of the jobs js of KV head kv at tokens t0..t1-1 (token major).
+    Returns acc [M, d] float64."""
+    order = np.argsort(jobs.kv, kind="stable")  # a KV head's jobs side by side
+    slots = [(kv, js, int(np.searchsorted(jobs.kv[order], kv))) for kv, js, _ in jobs.groups()]
+    n_tok = int(jobs.keys.max(initial=0))
+    ends = jobs.keys[order] - 1  # slot i's sum is read after token ends[i]
+    acc = np.zeros((order.size, spec.dim), dtype=np.float32)  # +0.0 before the first token
+    out = np.zeros((order.size, spec.dim))
+    for t0, t1 in _blocks(order.size, n_tok, spec.dim):
+        p = np.empty((t1 - t0, order.size, spec.dim), dtype=np.float32)
+        for kv, js, s0 in slots:
+            np.multiply(w[js, t0:t1].T[:, :, None], vectors(kv, js, t0, t1), out=p[:, s0:s0 + js.size])
+        for t in range(t0, t1):
+            np.add(acc, p[t - t0], out=acc)
+            done = ends == t
+            if done.any():
+                out[done] = acc[done]
+    result = np.empty_like(out)
+    result[order] = out
+    return result
+
+
 def _values(spec: NumericsSpec, e, total, quant, window, jobs: _Jobs, split, vec_fmt: NumberFormat) -> np.ndarray:
     """out = rnd_V(acc x rnd_V(1/E)), acc_i = sum_t rnd_V(e_t v_t,i) accumulated in token order,
     v from `quant` below the job's split and from `window` from it on."""
     f = spec.formats
     val = f["value"]
     lane = _lane_type(spec, e, quant, window)
-    qt = np.ascontiguousarray(quant.transpose(1, 0, 2), dtype=lane)  # [T, Hkv, d]
-    wt = qt if quant is window else np.ascontiguousarray(window.transpose(1, 0, 2), dtype=lane)
-    e_l = e.astype(lane)
+    is_wide = ar.wide(f["softmax"], vec_fmt)
+    if lane == np.float32 and not is_wide:
+        q32 = np.asarray(quant, dtype=np.float32)
+        w32 = q32 if quant is window else np.asarray(window, dtype=np.float32)
 
-    lo, hi = int(split.min(initial=0)), int(split.max(initial=0))
+        def vectors(kv, js, t0, t1):
+            if w32 is q32 or t1 <= split[js].min():
+                return q32[kv, t0:t1, None]
+            if t0 >= split[js].max():
+                return w32[kv, t0:t1, None]
+            below = (np.arange(t0, t1)[:, None] < split[None, js])[..., None]
+            return np.where(below, q32[kv, t0:t1, None], w32[kv, t0:t1, None])
 
-    def row(act, t):
-        kv = jobs.kv[act]
-        if wt is qt or t < lo:
-            return qt[t][kv]
-        if t >= hi:
-            return wt[t][kv]
-        return np.where((t < split[act])[:, None], qt[t][kv], wt[t][kv])
+        acc = _accumulate_native(spec, e.astype(np.float32), jobs, vectors)
+    else:
+        qt = np.ascontiguousarray(quant.transpose(1, 0, 2), dtype=lane)  # [T, Hkv, d]
+        wt = qt if quant is window else np.ascontiguousarray(window.transpose(1, 0, 2), dtype=lane)
+        e_l = e.astype(lane)
+        lo, hi = int(split.min(initial=0)), int(split.max(initial=0))
 
-    acc = _accumulate(spec, e, jobs, lambda act, t: e_l[act, t], row, ar.wide(f["softmax"], vec_fmt))
+        def row(act, t):
+            kv = jobs.kv[act]
+            if wt is qt or t < lo:
+                return qt[t][kv]
+            if t >= hi:
+                return wt[t][kv]
+            return np.where((t < split[act])[:, None], qt[t][kv], wt[t][kv])
+
+        acc = _accumulate(spec, e, jobs, lambda act, t: e_l[act, t], row, is_wide)
     gain = ar.rnd(1.0 / total, val)
     return ar.mul(acc, gain[:, None], val, ar.wide(val, val))
 
@@ -270,10 +314,13 @@ def _rotated_values(spec: NumericsSpec, e, total, idx, norms, cents, signs, jobs
     val = f["value"]
     w = ar.mul(e, norms[jobs.kv], val, ar.wide(f["softmax"], f["rotator"]))
     lane = _lane_type(spec, w, cents)
-    ct = np.ascontiguousarray(cents.astype(lane)[idx].transpose(1, 0, 2))  # [T, Hkv, d]
-    w_l = w.astype(lane)
-    acc = _accumulate(spec, e, jobs, lambda act, t: w_l[act, t], lambda act, t: ct[t][jobs.kv[act]],
-                      ar.wide(val, FP16))
+    w_l, c_l = w.astype(lane), cents.astype(lane)
+    if lane == np.float32 and not ar.wide(val, FP16):
+        acc = _accumulate_native(spec, w_l, jobs, lambda kv, js, t0, t1: c_l[idx[kv, t0:t1, None]])
+    else:
+        ct = np.ascontiguousarray(c_l[idx].transpose(1, 0, 2))  # [T, Hkv, d]
+        acc = _accumulate(spec, e, jobs, lambda act, t: w_l[act, t], lambda act, t: ct[t][jobs.kv[act]],
+                          ar.wide(val, FP16))
     acc = ar.fwht(acc, val)
     gain = ar.rnd(1.0 / ar.rnd(total * spec.dim, val), val)
     return ar.mul(signs * acc, gain[:, None], val, ar.wide(val, val))

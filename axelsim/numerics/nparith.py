@@ -53,28 +53,58 @@ FP16_OVERFLOW = 65520.0
 """The least magnitude that rounds to FP16 infinity (halfway from 65504 to 2**16, ties to even)."""
 
 
-def round_fp16(x: np.ndarray) -> np.ndarray:
-    """Nearest FP16 values of a float32 array, as float32 (ties to even, overflow to infinity).
+ROUND_CHUNK = 1 << 15
+"""Elements `round_fp16` rounds at a time: its temporaries stay in a core's cache."""
 
-    Normal range: adding 0x0FFF plus the kept part's last bit to the float32 bits, then clearing
-    the 13 bits FP16 lacks, rounds the significand to 11 bits with ties to even (a carry moves
-    the exponent up, as rounding up does). Below FP16's least normal the step is 2**-24: rint of
-    x 2**24 (exact scalings by a power of two). Infinities, NaN and values from 65520 on take
-    numpy's own conversion (rare)."""
-    x = np.asarray(x, dtype=np.float32)
-    bits = x.view(np.uint32)
-    kept = bits + np.uint32(0x0FFF)
-    kept += (bits >> np.uint32(13)) & np.uint32(1)
-    kept &= np.uint32(0xFFFFE000)
-    y = kept.view(np.float32)
-    mag = np.abs(x)
-    small = mag < np.float32(FP16_MIN_NORMAL)
-    if small.any():
-        y = np.where(small, np.rint(x * np.float32(2.0**24)) * np.float32(2.0**-24), y)
-    special = ~(mag < np.float32(FP16_OVERFLOW))  # NaN compares false
-    if special.any():
-        y = np.where(special, x.astype(np.float16).astype(np.float32), y)
-    return y
+_FP16_GRID = {  # float dtype: (its bits, exponent shift, exponent mask, biased exponent of 2**-14, C's low bits)
+    np.dtype(np.float32): (np.uint32, 23, 0xFF, 127 - 14, (13 << 23) | (1 << 22)),
+    np.dtype(np.float64): (np.uint64, 52, 0x7FF, 1023 - 14, (42 << 52) | (1 << 51)),
+}
+
+
+def round_fp16(x: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """Nearest FP16 values of a float32 or float64 array (ties to even, overflow to infinity), as
+    `dtype` (float32 or float64: FP16 values are exact in both); other input dtypes go through float64.
+
+    FP16's step at x is q = 2**(max(e, -14) - 10) (e: x's exponent; -14: FP16's least normal, below
+    which the step stays 2**-24). C = 1.5 x 2**(p - 1) q (p: the significand bits of x's dtype) has
+    step q in its binade, |x| < 2**11 q keeps C + x there, so (x + C) - C is x rounded to a multiple
+    of q, ties to even (C / q = 3 x 2**(p - 2) is even), and the subtraction is exact; copysign
+    restores a zero's sign. C is built from x's exponent bits (integer operations). Infinities, NaN
+    and values from 65520 on take numpy's own conversion (rare). Works through the array
+    ROUND_CHUNK elements at a time, in place."""
+    x = np.asarray(x)
+    if x.dtype not in _FP16_GRID:
+        x = x.astype(np.float64)
+    uint, shift, mask, min_exp, c_low = _FP16_GRID[x.dtype]
+    uint, shift, mask, min_exp, c_low = uint, uint(shift), uint(mask), uint(min_exp), uint(c_low)
+    out = np.empty(x.shape, dtype=dtype)
+    flat, res = x.reshape(-1), out.reshape(-1)
+    n = flat.size
+    size = max(1, min(ROUND_CHUNK, n))
+    c_bits, y_all, mag_all, ok_all = np.empty(size, uint), np.empty(size, x.dtype), np.empty(size, x.dtype), np.empty(size, bool)
+    c_all = c_bits.view(x.dtype)
+    for s in range(0, n, size):
+        m = min(size, n - s)
+        xs, c, y, mag, ok = flat[s:s + m], c_all[:m], y_all[:m], mag_all[:m], ok_all[:m]
+        cb = c_bits[:m]
+        np.right_shift(xs.view(uint), shift, out=cb)
+        cb &= mask
+        np.maximum(cb, min_exp, out=cb)
+        cb <<= shift
+        cb += c_low
+        np.add(xs, c, out=y)
+        y -= c
+        np.copysign(y, xs, out=y)
+        np.abs(xs, out=mag)
+        np.less(mag, FP16_OVERFLOW, out=ok)  # NaN compares false
+        special = None if ok.all() else ~ok
+        if special is not None:
+            y[special] = 0.0  # C overflowed there: a placeholder
+        res[s:s + m] = y
+        if special is not None:
+            res[s:s + m][special] = xs[special].astype(np.float16)  # float16 -> dtype exact (NaN payloads kept)
+    return out
 
 
 def rnd(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
@@ -82,7 +112,7 @@ def rnd(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
     an fp16 or fp32 result of a float32 array)."""
     x = np.asarray(x)
     if fmt.kind == "fp16":
-        return round_fp16(x) if x.dtype == np.float32 else x.astype(np.float16).astype(np.float64)
+        return round_fp16(x, np.float32 if x.dtype == np.float32 else np.float64)
     if fmt.kind == "fp32":
         return x if x.dtype == np.float32 else x.astype(np.float32).astype(np.float64)
     scale, half = 2.0**fmt.frac_bits, 2.0 ** (fmt.width_bits - 1)
