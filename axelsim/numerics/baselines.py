@@ -69,13 +69,15 @@ def kivi_quantize(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat)
         red = -1
     lo = grouped.min(axis=red, keepdims=True)
     hi = grouped.max(axis=red, keepdims=True)
-    step = ar.rnd(1.0 / top, rot)
+    step = np.asarray(ar.rnd(1.0 / top, rot), dtype=x16.dtype)  # a rot value: float32 lanes stay float32
     scale = ar.rnd(ar.rnd(ar.rnd(hi - lo, rot) * step, rot), FP16)
     inv = np.where(scale > 0.0, ar.rnd(1.0 / np.where(scale > 0.0, scale, 1.0).astype(np.float64), rot), 0.0)
     inv = inv.astype(scale.dtype)  # exact: rot values (float32 for an fp32 rotator)
-    t = ar.rnd(ar.rnd(grouped - lo, rot) * inv, rot)
-    codes = np.clip(np.rint(t), 0, top)
-    return codes.astype(np.uint8), scale, lo
+    t = np.array(ar.rnd(ar.rnd(grouped - lo, rot) * inv, rot))  # an array of its own: rounded in place
+    np.rint(t, out=t)
+    np.minimum(t, top, out=t)  # clip to 0..top (NaN stays NaN, as np.clip leaves it)
+    np.maximum(t, 0, out=t)
+    return t.astype(np.uint8), scale, lo
 
 
 def kivi_dequantize(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> np.ndarray:
@@ -95,8 +97,18 @@ def kivi_vectors(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) 
     n = x16.shape[-2] if axis == -1 else (x16.shape[-2] // kivi.window) * kivi.window
     if n:
         part = x16[..., :n, :]
-        out[..., :n, :] = kivi_dequantize(*kivi_quantize(np.ascontiguousarray(part), axis, kivi, rot)).reshape(part.shape)
+        codes, scale, zero = kivi_quantize(np.ascontiguousarray(part), axis, kivi, rot)
+        out[..., :n, :] = kivi_lookup(codes, scale, zero, axis, kivi.bits).reshape(part.shape)
     return out
+
+
+def kivi_lookup(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, bits: int) -> np.ndarray:
+    """kivi_dequantize(codes, scale, zero) of kivi_quantize's grouped codes (group axis `axis`),
+    as a table: each group's 2**bits dequantized levels (kivi_dequantize of the levels 0..top,
+    the same elementwise arithmetic), then every code's entry of its group's table."""
+    levels = np.arange(1 << bits, dtype=np.uint8)
+    table = kivi_dequantize(levels[:, None] if axis == -2 else levels, scale, zero)
+    return np.take_along_axis(table, codes, axis=axis)
 
 
 # ---- read and value paths per job, vectorised -----------------------------------------------
