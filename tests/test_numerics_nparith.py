@@ -98,6 +98,21 @@ def test_tree_and_fwht_equal_the_golden_kernels(name):
     assert same_bits(ar.fwht(xf, fmt), fwht_out)
 
 
+@pytest.mark.parametrize("name", ["fp16", "fp32"])
+def test_fwht_in_chunks_equals_the_golden_kernel(name, monkeypatch):
+    """Chunks of 7 vectors (the last one partial) of a [3, 100, 64] batch: the same bits as the
+    golden kernel vector by vector, with and without the fine first stage."""
+    monkeypatch.setattr(ar, "FWHT_CHUNK_ELEMENTS", 7 * 64)
+    fmt = parse_format(name)
+    x = np.random.default_rng(11).standard_normal((300, 64)) * 8.0
+    tree_out, fwht_out = np.empty(300), np.empty((300, 64))
+    _golden_tree_fwht(x, format_code(fmt), tree_out, fwht_out)
+    assert same_bits(ar.fwht(x.reshape(3, 100, 64), fmt, fine_input=True), fwht_out.reshape(3, 100, 64))
+    xf = ar.rnd(x, fmt)
+    _golden_tree_fwht(xf, format_code(fmt), tree_out, fwht_out)
+    assert same_bits(ar.fwht(xf.reshape(3, 100, 64), fmt), fwht_out.reshape(3, 100, 64))
+
+
 @nb.njit(cache=True)
 def _golden_exp(x, code, log2e, coeffs, out):
     for i in range(x.size):

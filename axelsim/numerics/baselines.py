@@ -198,7 +198,10 @@ def _inverse_vectors(spec: NumericsSpec, rows, signs: np.ndarray, cents: np.ndar
     """dequant_inverse_rotate's vectors: s * FWHT(rnd_rot(c_idx x norm)) / d, [Hkv, T, d]."""
     idx, norms = rows
     rot = spec.formats["rotator"]
-    return signs * ar.fwht(ar.rnd(cents[idx] * norms[..., None], rot), rot) / spec.dim
+    scaled = cents[idx] * norms[..., None]
+    # an fp32 rotator's fwht takes float32: one conversion is rnd_fp32 (rnd's float64 round trip skipped)
+    scaled = scaled.astype(np.float32) if rot.kind == "fp32" else ar.rnd(scaled, rot)
+    return (signs / spec.dim) * ar.fwht(scaled, rot)  # s x / d in one exact product (d: a power of two)
 
 
 def _softmax_weights(spec: NumericsSpec, scores: np.ndarray, jobs: _Jobs) -> tuple[np.ndarray, np.ndarray]:

@@ -187,29 +187,47 @@ def tree_sum(x: np.ndarray, fmt: NumberFormat) -> np.ndarray:
     return x[..., 0]
 
 
+FWHT_CHUNK_ELEMENTS = 1 << 18
+"""Elements `fwht` transforms at a time (its transposed chunk and stage buffers stay in cache)."""
+
+
 def fwht(x: np.ndarray, fmt: NumberFormat, fine_input: bool = False) -> np.ndarray:
     """Unnormalised FWHT over the last axis, every add/subtract rounded to fmt; fine_input: the
     first stage's operands may be finer than fmt (round-to-odd there). Other operands are fmt
-    values, so an fp32 transform runs in native float32 after that stage (returned as float32)."""
+    values, so an fp32 transform runs in native float32 after that stage (returned as float32).
+    Works on chunks of vectors transposed to [d, vectors], where each stage's operands are
+    contiguous rows (`_fwht_columns`); the same additions as on the vectors themselves."""
     d = x.shape[-1]
-    lead = x.shape[:-1]
-    x = np.asarray(x, dtype=np.float32 if fmt.kind == "fp32" and not fine_input else np.float64)
+    native = fmt.kind == "fp32"
+    x = np.asarray(x, dtype=np.float32 if native and not fine_input else np.float64)
+    flat = x.reshape(-1, d)
+    out = np.empty(flat.shape, dtype=np.float32 if native else np.float64)
+    step = max(1, FWHT_CHUNK_ELEMENTS // max(1, d))
+    for s in range(0, flat.shape[0], step):
+        out[s:s + step] = _fwht_columns(np.ascontiguousarray(flat[s:s + step].T), fmt, fine_input).T
+    return out.reshape(x.shape)
+
+
+def _fwht_columns(xt: np.ndarray, fmt: NumberFormat, fine_input: bool) -> np.ndarray:
+    """`fwht` of the columns of xt [d, m]: stage h pairs rows i and i + h of each block of 2h rows."""
+    d, m = xt.shape
     h = 1
     while h < d:
-        y = x.reshape(lead + (d // (2 * h), 2, h))
-        a, c = y[..., 0, :], y[..., 1, :]
-        out = np.empty(y.shape, dtype=np.float64 if fine_input and h == 1 else x.dtype)
+        y = xt.reshape(d // (2 * h), 2, h * m)
+        a, c = y[:, 0], y[:, 1]
         if fine_input and h == 1:
-            out[..., 0, :], out[..., 1, :] = add_odd(a, c, fmt), add_odd(a, -c, fmt)
+            out = np.empty(y.shape, dtype=np.float64)
+            out[:, 0], out[:, 1] = add_odd(a, c, fmt), add_odd(a, -c, fmt)
             if fmt.kind == "fp32":  # fp32 values from here on: the later stages in native float32
                 out = out.astype(np.float32)
         else:
-            np.add(a, c, out=out[..., 0, :])
-            np.subtract(a, c, out=out[..., 1, :])
+            out = np.empty(y.shape, dtype=xt.dtype)
+            np.add(a, c, out=out[:, 0])
+            np.subtract(a, c, out=out[:, 1])
             out = rnd(out, fmt)
-        x = out.reshape(lead + (d,))
+        xt = out.reshape(d, m)
         h *= 2
-    return x
+    return xt
 
 
 def exp_unit(x: np.ndarray, fmt: NumberFormat, log2e: float, coeffs: np.ndarray) -> np.ndarray:
