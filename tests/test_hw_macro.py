@@ -182,3 +182,26 @@ def test_key_and_burst_fidelity_agree(seed, d, bits, tokens, kv_heads, group, pi
     _compare_modes(burst, key)
     gold = _golden(macro, signs, trace, 0)
     assert _same(gold.scores, burst.scores[0]) and _same(gold.outputs, burst.outputs[0])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(controller.PHASES), st.integers(0, 2), st.integers(0, 60), st.integers(0, 25)),
+                max_size=30))
+def test_phase_cycles_equal_a_cycle_by_cycle_count(rows):
+    """attribute_phases and phase_active against a per-cycle oracle: each covered cycle belongs to
+    its highest phase (value > read > precompute > write); active counts a phase's own cover."""
+    from axelsim.hw.macro import _of_layer, _phase_table, attribute_phases, phase_active
+
+    intervals = [controller.Interval(phase, layer, start, start + length) for phase, layer, start, length in rows]
+    table = _phase_table(intervals)
+    for layer in (None, 0, 1, 2):
+        mine = [iv for iv in intervals if layer is None or iv.layer == layer]
+        cover = {phase: set() for phase in controller.PHASES}
+        for iv in mine:
+            cover[iv.phase].update(range(iv.start, iv.end))
+        owner = {}
+        for phase in controller.PHASES:  # later phases overwrite: the highest priority wins
+            owner.update(dict.fromkeys(cover[phase], phase))
+        spans = _of_layer(table, layer)
+        assert attribute_phases(spans) == {p: sum(1 for o in owner.values() if o == p) for p in controller.PHASES}
+        assert phase_active(spans) == {p: len(cover[p]) for p in controller.PHASES}

@@ -72,6 +72,8 @@ class BaselineMachine(Machine):
         """Storage of the kind for `layers` x kv_heads x tokens (FP16 rows and KIVI codes)."""
         self.kind = kind
         self.memo: dict = {}
+        self.query_floor = 0
+        self.quant_floor = 0
         d = self.macro.head_dim
         self.codes["fp16"] = kernels.fmt_code(FP16)
         self.cents = np.asarray(self.centroids, dtype=np.float64)
@@ -115,8 +117,12 @@ class BaselineMachine(Machine):
         return self.decoded((layer, kv_head, kv, vectors.shape[0]), lambda: vectors.astype(np.float64))
 
     def read_floor(self) -> int:
-        """Baseline read streams start at the controller's ready cycle: keep every reservation."""
-        return 0
+        """A cycle no future read precedes. A query job's read streams arrive at or after its
+        ready cycle, and replay hands jobs a ready cycle that never decreases and is at least the
+        done cycle of every write so far (`query_floor`); KIVI's quantizer also reads, at the done
+        cycle of a write, which is after the write port's free cycle when its write_positions
+        began (`quant_floor`)."""
+        return min(self.query_floor, self.quant_floor) if self.kind == "kivi" else self.query_floor
 
     def write_floor(self) -> int:
         if self.kind in FP16_ROWS:
@@ -130,6 +136,7 @@ class BaselineMachine(Machine):
         if last < first:
             return 0
         self.memo.clear()
+        self.quant_floor = self.free_at.get(("kv_sram_write", 0), 0)
         positions = np.arange(first, last + 1)
         hkv = next(iter(ks.values())).shape[0]
         bank, row, starts, group_layers, tokens = self.write_layout(layers, first, last, hkv, 2 if vs else 1)
@@ -145,6 +152,7 @@ class BaselineMachine(Machine):
         if self.kind == "kivi":
             last_done = max(last_done, self.kivi_quantize_stream(layers, positions, done.reshape(positions.size, len(layers)),
                                                                  hkv, bool(vs)))
+        self.query_floor = max(self.query_floor, last_done)
         return last_done
 
     def store_layer(self, slot: int, layer: int, first: int, last: int, k: np.ndarray, v: Optional[np.ndarray]) -> None:
@@ -331,6 +339,9 @@ class BaselineMachine(Machine):
         label = f"L{layer} kv{kv_head} q{list(map(int, heads))}"
         acc, sc = f["accumulator"], f["score"]
         qin = arith.rnd(f["input"], q)
+        if ready < self.query_floor:
+            raise RuntimeError(f"baseline query job ready at cycle {ready}, before the released read horizon {self.query_floor}")
+        self.query_floor = ready
         if self.kind == "dequant_rotated":
             # the query is rotated once, on the shared rotator (AXELRAM's precompute minus the table)
             rl, rii = rotator.rotator_timing(m)

@@ -72,63 +72,40 @@ def _value_sign_table(signs, layers: list[int], dim: int) -> Optional[dict]:
     return None if values is None else _sign_table(values, layers, dim)
 
 
-def _union_length(spans: list[tuple[int, int]]) -> tuple[int, list[tuple[int, int]]]:
-    """Total length and the disjoint sorted union of [start, end) spans."""
-    merged: list[tuple[int, int]] = []
-    for start, end in sorted(spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
-        elif end > start:
-            merged.append((start, end))
-    return sum(e - s for s, e in merged), merged
-
-
-def _subtract(spans: list[tuple[int, int]], cover: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """spans minus cover (both disjoint, sorted)."""
-    out, j = [], 0
-    for start, end in spans:
-        cur = start
-        while j < len(cover) and cover[j][1] <= cur:
-            j += 1
-        k = j
-        while k < len(cover) and cover[k][0] < end:
-            if cover[k][0] > cur:
-                out.append((cur, cover[k][0]))
-            cur = max(cur, cover[k][1])
-            k += 1
-        if cur < end:
-            out.append((cur, end))
-    return out
-
-
-def _phase_spans(intervals, layer: Optional[int] = None) -> dict:
-    """{phase: [(start, end), ...]} of the intervals (of `layer`, or all), in their order; one pass."""
-    spans: dict = {phase: [] for phase in PHASES}
+def _phase_table(intervals) -> dict:
+    """{phase: (layers, starts, ends)} int64 arrays of the intervals of each phase, in their
+    order; one pass."""
+    rows: dict = {phase: [] for phase in PHASES}
     for iv in intervals:
-        if iv.phase in spans and (layer is None or iv.layer == layer):
-            spans[iv.phase].append((iv.start, iv.end))
-    return spans
+        if iv.phase in rows:
+            rows[iv.phase].append((iv.layer, iv.start, iv.end))
+    return {phase: tuple(np.array(r, dtype=np.int64).reshape(-1, 3).T) for phase, r in rows.items()}
 
 
-def _by_layer(intervals) -> dict:
-    """{layer: [intervals of that layer]} in their order; one pass."""
-    out: dict = defaultdict(list)
-    for iv in intervals:
-        out[iv.layer].append(iv)
-    return out
+def _of_layer(table: dict, layer: Optional[int]) -> dict:
+    """{phase: (starts, ends)} of the table's intervals of `layer` (of every layer for None)."""
+    if layer is None:
+        return {phase: (starts, ends) for phase, (_, starts, ends) in table.items()}
+    return {phase: (starts[layers == layer], ends[layers == layer]) for phase, (layers, starts, ends) in table.items()}
 
 
-def attribute_phases(intervals, layer: Optional[int] = None) -> dict:
-    """Cycles per phase: each covered cycle goes to its highest phase value > read > precompute > write."""
-    covered: list[tuple[int, int]] = []
-    out = {}
-    by_phase = _phase_spans(intervals, layer)
+def attribute_phases(spans: dict) -> dict:
+    """Cycles per phase of {phase: (starts, ends)}: each covered cycle goes to its highest phase
+    value > read > precompute > write. A phase's share is how much it adds to the union of
+    the phases above it."""
+    out, starts, ends, above = {}, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
     for phase in reversed(PHASES):
-        _, merged = _union_length(by_phase[phase])
-        own = _subtract(merged, covered)
-        out[phase] = int(sum(e - s for s, e in own))
-        _, covered = _union_length(covered + merged)
+        starts, ends = np.concatenate((starts, spans[phase][0])), np.concatenate((ends, spans[phase][1]))
+        union = union_cycles(starts, ends)
+        out[phase] = union - above
+        above = union
     return out
+
+
+def phase_active(spans: dict) -> dict:
+    """Cycles of {phase: (starts, ends)} in which at least one stream of each phase was in
+    flight (phases overlap)."""
+    return {phase: union_cycles(*spans[phase]) for phase in PHASES}
 
 
 def _ops(counts: dict, events: dict, layer: Optional[int]) -> dict:
@@ -187,12 +164,6 @@ def _waits(ledger: Ledger, match) -> int:
     return union_cycles(np.concatenate([w[0] for w in windows]), np.concatenate([w[1] for w in windows]))
 
 
-def phase_active(intervals, layer: Optional[int] = None) -> dict:
-    """Cycles in which at least one stream of each phase was in flight (phases overlap)."""
-    by_phase = _phase_spans(intervals, layer)
-    return {phase: _union_length(by_phase[phase])[0] for phase in PHASES}
-
-
 def timeline(ledger: Ledger, total: int, bins: int = TIMELINE_BINS) -> dict:
     """Per unit, the fraction of each of `bins` equal slices of [0, total) during which a stream
     was inside the unit (union of its streams' stays): the data of the timeline plot."""
@@ -218,7 +189,8 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
     waits summed over streams are `stall_summed`, which can exceed total).
     """
     total = max((iv.end for iv in intervals), default=0)
-    phases = attribute_phases(intervals)
+    table = _phase_table(intervals)
+    phases = attribute_phases(_of_layer(table, None))
     cycles = {"total": int(total), **phases, "idle": int(total - sum(phases.values())),
               "stall": _waits(ledger, lambda unit, cause: True), "stall_summed": int(stall)}
     actions = _actions(ledger.counts, None)
@@ -234,9 +206,9 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
                             "stall_summed": dict(ledger.stalls[unit]), "actions": actions.get(unit, {}),
                             "instances": instances.get(unit, 1)}
     ops = _ops(ledger.counts, ledger.events, None)
-    layer_intervals = _by_layer(intervals)  # each layer's share, so no layer scans them all
-    per_layer = {layer: {"cycles": attribute_phases(layer_intervals[layer]),
-                         "active": phase_active(layer_intervals[layer]),
+    layer_spans = {layer: _of_layer(table, layer) for layer in layers}
+    per_layer = {layer: {"cycles": attribute_phases(layer_spans[layer]),
+                         "active": phase_active(layer_spans[layer]),
                          "actions": _actions(ledger.counts, layer),
                          "ops": _ops(ledger.counts, ledger.events, layer)} for layer in layers}
     n_served = len(served)
@@ -248,7 +220,7 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
            "keys_per_query_mean": mean_t, "query_heads_served": n_served}
     return {"cycles": cycles, "time_s": total / clock_hz, "unit_stats": unit_stats, "actions": actions,
             "ops": ops, "per_layer": per_layer, "multiplications_per_query": mpq,
-            "phase_active": phase_active(intervals), "timeline": timeline(ledger, total)}
+            "phase_active": phase_active(_of_layer(table, None)), "timeline": timeline(ledger, total)}
 
 
 def _instances(macro: MacroConfig) -> dict:
