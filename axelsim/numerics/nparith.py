@@ -49,17 +49,17 @@ def quiet():
 
 
 FP16_MIN_NORMAL = 2.0**-14
-FP16_OVERFLOW = 65520.0
-"""The least magnitude that rounds to FP16 infinity (halfway from 65504 to 2**16, ties to even)."""
 
 
-ROUND_CHUNK = 1 << 15
+ROUND_CHUNK = 1 << 16
 """Elements `round_fp16` rounds at a time: its temporaries stay in a core's cache."""
 
-_FP16_GRID = {  # float dtype: (its bits, exponent shift, exponent mask, biased exponent of 2**-14, C's low bits)
-    np.dtype(np.float32): (np.uint32, 23, 0xFF, 127 - 14, (13 << 23) | (1 << 22)),
-    np.dtype(np.float64): (np.uint64, 52, 0x7FF, 1023 - 14, (42 << 52) | (1 << 51)),
+_FP16_GRID = {  # float dtype: (its bits, exponent field mask, exponent field of 2**-14, C's bits above x's exponent field)
+    np.dtype(np.float32): (np.uint32, 0xFF << 23, (127 - 14) << 23, (13 << 23) | (1 << 22)),
+    np.dtype(np.float64): (np.uint64, 0x7FF << 52, (1023 - 14) << 52, (42 << 52) | (1 << 51)),
 }
+FP16_MAX = 65504.0
+"""FP16's largest finite value: a rounded magnitude above it (65536, from x >= 65520) overflows."""
 
 
 def round_fp16(x: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -70,39 +70,36 @@ def round_fp16(x: np.ndarray, dtype=np.float32) -> np.ndarray:
     which the step stays 2**-24). C = 1.5 x 2**(p - 1) q (p: the significand bits of x's dtype) has
     step q in its binade, |x| < 2**11 q keeps C + x there, so (x + C) - C is x rounded to a multiple
     of q, ties to even (C / q = 3 x 2**(p - 2) is even), and the subtraction is exact; copysign
-    restores a zero's sign. C is built from x's exponent bits (integer operations). Infinities, NaN
-    and values from 65520 on take numpy's own conversion (rare). Works through the array
-    ROUND_CHUNK elements at a time, in place."""
+    restores a zero's sign. C's bits are x's exponent field (at least 2**-14's) plus a constant.
+    A result beyond FP16's largest finite value (x from 65520 on, infinities) or NaN takes
+    numpy's own conversion (rare; found by two reductions). Works through the array ROUND_CHUNK
+    elements at a time."""
     x = np.asarray(x)
     if x.dtype not in _FP16_GRID:
         x = x.astype(np.float64)
-    uint, shift, mask, min_exp, c_low = _FP16_GRID[x.dtype]
-    uint, shift, mask, min_exp, c_low = uint, uint(shift), uint(mask), uint(min_exp), uint(c_low)
+    uint, mask, min_field, c_add = _FP16_GRID[x.dtype]
+    mask, min_field, c_add = uint(mask), uint(min_field), uint(c_add)
     out = np.empty(x.shape, dtype=dtype)
     flat, res = x.reshape(-1), out.reshape(-1)
     n = flat.size
     size = max(1, min(ROUND_CHUNK, n))
-    c_bits, y_all, mag_all, ok_all = np.empty(size, uint), np.empty(size, x.dtype), np.empty(size, x.dtype), np.empty(size, bool)
+    c_bits, y_all = np.empty(size, uint), np.empty(size, x.dtype)
     c_all = c_bits.view(x.dtype)
+    direct = res.dtype == x.dtype  # the rounded chunk is computed in place in the output
     for s in range(0, n, size):
         m = min(size, n - s)
-        xs, c, y, mag, ok = flat[s:s + m], c_all[:m], y_all[:m], mag_all[:m], ok_all[:m]
-        cb = c_bits[:m]
-        np.right_shift(xs.view(uint), shift, out=cb)
-        cb &= mask
-        np.maximum(cb, min_exp, out=cb)
-        cb <<= shift
-        cb += c_low
+        xs, c, cb = flat[s:s + m], c_all[:m], c_bits[:m]
+        y = res[s:s + m] if direct else y_all[:m]
+        np.bitwise_and(xs.view(uint), mask, out=cb)
+        np.maximum(cb, min_field, out=cb)
+        cb += c_add
         np.add(xs, c, out=y)
         y -= c
         np.copysign(y, xs, out=y)
-        np.abs(xs, out=mag)
-        np.less(mag, FP16_OVERFLOW, out=ok)  # NaN compares false
-        special = None if ok.all() else ~ok
-        if special is not None:
-            y[special] = 0.0  # C overflowed there: a placeholder
-        res[s:s + m] = y
-        if special is not None:
+        if not direct:
+            res[s:s + m] = y
+        if not (y.max() <= FP16_MAX and y.min() >= -FP16_MAX):  # false for NaN too
+            special = ~(np.abs(y) <= FP16_MAX)
             res[s:s + m][special] = xs[special].astype(np.float16)  # float16 -> dtype exact (NaN payloads kept)
     return out
 
