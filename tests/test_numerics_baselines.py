@@ -98,3 +98,24 @@ def test_kivi_table_lookup_equals_the_elementwise_dequantizer(axis, bits):
         expected = bl.kivi_dequantize(codes, scale, zero)
         got = bl.kivi_lookup(codes, scale, zero, axis, bits)
         assert got.dtype == expected.dtype and np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("fmt", [FP16, FP32])
+def test_running_sum_in_native_lanes_equals_exact_rounding_token_by_token(fmt):
+    """E = rnd_F(E + e_t) in token order against the numerics.fp kernel's correctly rounded add,
+    one Python float at a time: rows that overflow FP16, that stay subnormal, that hold NaN and
+    zeros past a row's keys."""
+    from axelsim.numerics.fp import add_round, format_code, round_to
+
+    rng = np.random.default_rng(5)
+    e = round_to(rng.uniform(0.0, 1.0, (6, 300)) * np.array([[1], [1e-6], [1000], [1], [1], [2e-8]]), fmt)
+    e[3, 17] = np.nan
+    e[4, 200:] = 0.0
+    code = format_code(fmt)
+    expected = np.zeros(6)
+    for r in range(6):
+        for t in range(250):
+            expected[r] = add_round(expected[r], float(e[r, t]), code)
+    got = bl.running_sum(e, 250, fmt)
+    assert same_bits(got, expected)
+    assert np.isinf(got[2]) == (fmt == FP16) and np.isnan(got[3])

@@ -215,12 +215,31 @@ def _softmax_weights(spec: NumericsSpec, scores: np.ndarray, jobs: _Jobs) -> tup
     z = np.where(valid, ar.mul(scores, sigma, sm, ar.wide(f["score"], sm)), np.nan)
     top = np.fmax.reduce(z, axis=1, initial=-np.inf)  # NaN never wins, as in the datapath's compare
     e = np.where(valid, ar.exp_unit(ar.rnd(z - top[:, None], sm), sm, log2e, np.asarray(coeffs)), 0.0)
-    lane = np.float32 if sm.kind == "fp32" else np.float64  # e holds fp32 values: native float32 sums
-    e_l = np.asfortranarray(e, dtype=lane)  # a token's column contiguous
-    total = np.zeros(scores.shape[0], dtype=lane)
-    for t in range(int(jobs.keys.max(initial=0))):
-        total = ar.add(total, e_l[:, t], sm)  # adding a 0 beyond a job's keys leaves E as it is
-    return e, total.astype(np.float64)
+    return e, running_sum(e, int(jobs.keys.max(initial=0)), sm)
+
+
+NATIVE_LANES = {"fp16": np.float16, "fp32": np.float32}
+"""numpy dtypes whose + rounds exactly as rnd_F(a + b) of two F values (numpy's float16 adds in
+float32, then rounds: innocuous, 24 >= 2 x 11 + 2 bits)."""
+
+
+def running_sum(e: np.ndarray, n_tokens: int, fmt: NumberFormat) -> np.ndarray:
+    """E = rnd_F(E + e_t) over tokens t < n_tokens in token order, per row of e [M, T] (F values;
+    adding a 0 beyond a row's keys leaves E as it is), float64 [M]. FP16 and FP32 add in their
+    numpy dtype (one add per token), other formats through `nparith.add`."""
+    lane = NATIVE_LANES.get(fmt.kind)
+    if lane is None:
+        e_l = np.asfortranarray(e, dtype=np.float64)  # a token's column contiguous
+        total = np.zeros(e.shape[0])
+        for t in range(n_tokens):
+            total = ar.add(total, e_l[:, t], fmt)
+        return total
+    e_l = np.asfortranarray(e, dtype=lane)  # exact: e holds F values
+    total = np.zeros(e.shape[0], dtype=lane)
+    with ar.quiet():
+        for t in range(n_tokens):
+            np.add(total, e_l[:, t], out=total)
+    return total.astype(np.float64)
 
 
 def _lane_type(spec: NumericsSpec, *arrays: np.ndarray):
