@@ -286,6 +286,7 @@ def _accumulate_native(spec: NumericsSpec, w: np.ndarray, jobs: _Jobs, vectors) 
     slots = [(kv, js, int(np.searchsorted(jobs.kv[order], kv))) for kv, js, _ in jobs.groups()]
     n_tok = int(jobs.keys.max(initial=0))
     ends = jobs.keys[order] - 1  # slot i's sum is read after token ends[i]
+    reads = {int(t): ends == t for t in np.unique(ends)}
     acc = np.zeros((order.size, spec.dim), dtype=np.float32)  # +0.0 before the first token
     out = np.zeros((order.size, spec.dim))
     for t0, t1 in _blocks(order.size, n_tok, spec.dim):
@@ -294,8 +295,8 @@ def _accumulate_native(spec: NumericsSpec, w: np.ndarray, jobs: _Jobs, vectors) 
             np.multiply(w[js, t0:t1].T[:, :, None], vectors(kv, js, t0, t1), out=p[:, s0:s0 + js.size])
         for t in range(t0, t1):
             np.add(acc, p[t - t0], out=acc)
-            done = ends == t
-            if done.any():
+            done = reads.get(t)
+            if done is not None:
                 out[done] = acc[done]
     result = np.empty_like(out)
     result[order] = out
