@@ -95,7 +95,7 @@ def area_point(d: int, b: int, work: Path, results: Path | None, only_cached: bo
         started, cpu = time.perf_counter(), time.process_time()
         row = area_table(top, loaded, (unit,))[unit]
         return {**row, "wall_s": time.perf_counter() - started, "cpu_s": time.process_time() - cpu,
-                "load_1min": os.getloadavg()[0]}
+                "load_1min": os.getloadavg()[0], "commit": source_commit()}
 
     rows = {}
     for unit in SYNTH_UNITS:
@@ -203,6 +203,23 @@ def area_rows(areas: list[dict]) -> list[str]:
     return lines
 
 
+def area_ratio_summary(areas: list[dict]) -> list[str]:
+    """The cost model / RTL area ratio of every unit at every synthesised (d, b), one row per unit
+    (the figures of the table above, side by side)."""
+    points = [r for r in areas if r["area_by_unit"]]
+    units = [u for u in dict.fromkeys(u for r in points for u in r["area_by_unit"])
+             if any(r["area_by_unit"].get(u, {}).get("area_ratio_cost_over_rtl") is not None for r in points)]
+    if not points or not units:
+        return []
+    lines = ["Cost model / RTL area by unit, side by side:", "",
+             "| unit | " + " | ".join(f"d={r['head_dim']} b={r['bits']}" for r in points) + " |",
+             "|---|" + "---|" * len(points)]
+    for unit in units:
+        cells = [r["area_by_unit"].get(unit, {}).get("area_ratio_cost_over_rtl") for r in points]
+        lines.append(f"| {unit} | " + " | ".join("-" if c is None else f"{c:.2f}" for c in cells) + " |")
+    return lines
+
+
 def bins_hold_lines(runs: list[dict]) -> list[str]:
     """The bins write-after-read bullet: the rows where the RTL held a first key, and any where
     the models still differ at the bins."""
@@ -234,10 +251,10 @@ def bins_hold_lines(runs: list[dict]) -> list[str]:
 
 SYNTH_NOT_RUN = [
     "Why: host time. Yosys synthesises one unit at a time on one core of a 2-core machine shared",
-    "by several engineers (the host time per synthesised point is below: the value unit's is",
-    "most of it), and the session's deadline came before these points. Their RTL is built by the",
-    "same generator as the rows above; `--synth-dims D --synth-bits B --results docs/rtl_results`",
-    "adds a point.",
+    "with the session's other jobs (the host time per synthesised point is below: the value",
+    "unit's is most of it), and the session's deadline came before these points. Their RTL is",
+    "built by the same generator as the rows above; `--synth-dims D --synth-bits B --results",
+    "docs/rtl_results` adds a point.",
 ]
 """Printed when a synthesis point or unit is missing."""
 
@@ -309,6 +326,8 @@ def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str
                   "placement, wiring or sizing: a lower bound of a standard-cell layout. The cost model",
                   "prices its inventory from macros/tech/reference.yaml (docs/cost_model.md); the index",
                   "SRAM (a compiled memory) is not synthesised.", ""] + area_rows(areas)
+        summary = area_ratio_summary(areas)
+        lines += ["", *summary] if summary else []
         if ops:
             lines += ["", "Single operators of the RTL, synthesised alone the same way, against the technology",
                       "table's price of the operation the cost model counts for them:", ""] + operator_rows(ops)
