@@ -151,9 +151,10 @@ def slice_run_argv(folder: str) -> list[str]:
 @cache
 def slice_warm_up_wall_s() -> float:
     """One run of the slice command before the slice rows, outside their ratios (its wall s is
-    reported as warm_up_wall_s): on a fresh install it fills the numba cache with the baselines' kernels, which the cold-start row's
-    small run does not compile, so the rows measure the steady state a user sees from the second
-    run on (the first run's compilation is cold_start_run's subject)."""
+    reported as warm_up_wall_s): on a fresh install it fills the numba cache with the kernels
+    the cold-start row's small run does not compile (into the default cache), so the rows
+    measure what a user sees from the second run on; the first run's compilation is
+    cold_start_run's subject."""
     with tempfile.TemporaryDirectory() as tmp:
         return run_process(slice_run_argv(tmp))["wall_s"]
 
