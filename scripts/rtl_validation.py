@@ -270,8 +270,9 @@ AREA_DIVERGENCE = [
     "  16: 123,200 + 66,944 + 62,268 + 4,379 = 256,791 um^2). The RTL squares FP16 inputs (11-bit",
     "  significands): its squarer is several times smaller than the fp32 multiplier the table",
     "  prices, and its digit-recurrence root more than ten times smaller than the 7 multiplies and",
-    "  2 adds (operator table). The RTL norm unit also holds the threshold multipliers (L - 1 = 7",
-    "  at b = 3), which the cost model prices in its quantizer.",
+    "  2 adds (operator table). The RTL norm unit also holds the threshold multipliers (L - 1 = 3,",
+    "  7, 15 at b = 2, 3, 4), which the cost model prices in its quantizer: its RTL area grows with",
+    "  b and the ratio falls.",
     "- Quantizer (the ratio falls with d): the cost model's is the d (L - 1) fp32 comparators at",
     "  93 um^2 each plus the L - 1 threshold multipliers (53,900 um^2 at b = 3, whatever d); the",
     "  RTL quantizer has the comparators only (with their registers, an area proportional to d (L",
@@ -280,9 +281,13 @@ AREA_DIVERGENCE = [
     "  synthesised fp32 adder and subtractor and its stage registers.",
     "- Table generator (below 1): the RTL holds the table SRAM as d L FP16 registers, which the",
     "  cost model prices as a compiled memory.",
+    "- Lookup pipeline and value unit (the ratio falls as b grows): the RTL selects each lane's",
+    "  table entry with an L-to-1 multiplexer and each value's bin with an L-way select, both",
+    "  growing with L = 2^b; the cost model prices no multiplexer, so its lookup pipeline costs",
+    "  the same at every b and its value unit grows only by the bins' register bits.",
 ]
 """The explanation of the area ratios (the figures are the cost model's at d = 16, b = 3 and the
-rows above)."""
+rows above; the trends in b are those of the synthesised b = 2, 3, 4 points)."""
 
 
 def render(runs: list[dict], areas: list[dict], skipped: list[str], command: str, ops: dict | None = None) -> str:
