@@ -116,11 +116,18 @@ def _ints(text: str) -> Optional[list[int]]:
 
 def compile_golden(macro: str, trace: str, layers: Optional[list[int]], kv_heads: Optional[list[int]],
                    queries: Optional[int]) -> None:
-    """Run the golden model on the first selected layer of the run (its kernels compile and
-    are cached; the results are dropped)."""
+    """Run the golden model on the first selected layer of the run, and the baselines' golden
+    FP16 rounding on both float types (their kernels compile and are cached; the results are
+    dropped)."""
+    import numpy as np
+
     from axelsim.api import _as_macro, _as_trace, select, sign_rom
     from axelsim.numerics.golden import NumericsSpec
+    from axelsim.numerics.nparith import round_fp16
     from axelsim.report.numerics import _layer_runs
+
+    for dtype in (np.float32, np.float64):
+        round_fp16(np.zeros(1, dtype=dtype), dtype)
 
     full = _as_trace(trace)
     loaded = _as_macro(macro, full)

@@ -2,8 +2,8 @@
 
 The independent side of each baseline's `bit_exact`: the golden model's arithmetic
 (float64 operations, each rounded once to its format, as axelsim.numerics.fp defines it) as
-vectorised numpy (axelsim.numerics.nparith), never the cycle model's (axelsim.hw) nor a
-compiled kernel: a run compiles none of this. AXELRAM's rows come from the golden write path.
+vectorised numpy (axelsim.numerics.nparith, whose FP16 rounding is the golden model's compiled
+one), never the cycle model's (axelsim.hw). AXELRAM's rows come from the golden write path.
 Dot products run over blocks of (job, key, coordinate); softmax sums and value accumulations
 run in token order over every job's lanes at once (a job = one query head at one query
 position).

@@ -169,6 +169,15 @@ def _round_fp16_fast_overload(x):
     return lambda x: round_fp16_same(x)
 
 
+@nb.njit(cache=True, nogil=True)
+def round_fp16_into(x: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = x[i] rounded to the nearest binary16 value (ties to even, overflow to
+    infinity, NaN kept), for 1-D float32 or float64 arrays of one type: `round_fp16_fast`
+    element by element (float32: the CPU's conversion, 8 lanes per instruction)."""
+    for i in range(x.size):
+        out[i] = round_fp16_fast(x[i])
+
+
 @nb.njit(cache=True)
 def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
     """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
