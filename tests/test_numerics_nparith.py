@@ -180,33 +180,27 @@ def test_fp16_lanes_in_float32_equal_the_float64_route():
     assert np.array_equal(ar.tree_sum16(pairs[pick]).astype(np.float64), exact_add)
 
 
-def _same_or_both_nan(got: np.ndarray, expected: np.ndarray, uint) -> bool:
-    """Bit for bit (zero signs too) where expected is a number; NaN where it is NaN (a NaN's
-    payload is not a result: the rounding keeps x's, numpy's conversion truncates it)."""
-    nan = np.isnan(expected)
-    return bool(np.array_equal(np.isnan(got), nan)
-                and np.array_equal(got[~nan].view(uint), expected[~nan].view(uint)))
-
-
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_round_fp16_equals_numpys_conversion_on_a_sweep_of_float32_and_float64_bit_patterns():
     """round_fp16 (the golden model's compiled rounding) against numpy's float16 conversion, bit
-    for bit: float32 patterns every 4099 (all exponents, both signs, NaNs), a non-contiguous
-    view of them, float64 patterns near FP16 midpoints and ties, in float32 and float64 results."""
+    for bit (zero signs too; NaN where numpy gives NaN: the rounding keeps a NaN's payload,
+    numpy's conversion truncates it): float32 patterns every 4099 (all exponents, both signs,
+    NaNs), a non-contiguous view of them, float64 patterns near FP16 midpoints and ties, in
+    float32 and float64 results."""
     f32 = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32).view(np.float32)[:1047795].reshape(-1, 7, 3)[:, :, ::-1]
     assert not f32.flags.c_contiguous and np.isnan(f32).any()
     expected = f32.astype(np.float16).astype(np.float32)
     got = ar.round_fp16(f32)
     assert got.shape == f32.shape and got.dtype == np.float32
-    assert _same_or_both_nan(got, expected, np.uint32)
+    assert same_bits(got, expected)
     mids = _fp16_edges().astype(np.float64)
     rng = np.random.default_rng(9)
     f64 = np.concatenate([mids, np.nextafter(mids, np.inf), np.nextafter(mids, -np.inf), mids * (1 + 2.0**-40),
                           rng.integers(0, 2**64, 300000, dtype=np.uint64).view(np.float64),
                           rng.standard_normal(100000) * 10.0 ** rng.uniform(-12, 6, 100000)])
     expected = f64.astype(np.float16)
-    assert _same_or_both_nan(ar.round_fp16(f64, np.float64), expected.astype(np.float64), np.uint64)
-    assert _same_or_both_nan(ar.round_fp16(f64), expected.astype(np.float32), np.uint32)
-    assert _same_or_both_nan(ar.rnd(f64, FP16), expected.astype(np.float64), np.uint64)
+    assert same_bits(ar.round_fp16(f64, np.float64), expected.astype(np.float64))
+    assert same_bits(ar.round_fp16(f64), expected.astype(np.float32))
+    assert same_bits(ar.rnd(f64, FP16), expected.astype(np.float64))
     assert ar.round_fp16(np.float64(1.0 + 2.0**-11)).shape == () and ar.round_fp16(np.zeros(0)).shape == (0,)
     assert ar.round_fp16(np.array([1, 2049], dtype=np.int64)).tolist() == [1.0, 2048.0]  # other dtypes via float64

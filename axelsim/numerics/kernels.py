@@ -173,7 +173,8 @@ def _round_fp16_fast_overload(x):
 def round_fp16_into(x: np.ndarray, out: np.ndarray) -> None:
     """out[i] = x[i] rounded to the nearest binary16 value (ties to even, overflow to
     infinity, NaN kept), for 1-D float32 or float64 arrays of one type: `round_fp16_fast`
-    element by element (float32: the CPU's conversion, 8 lanes per instruction)."""
+    element by element (float32: the CPU's conversion, 8 lanes per instruction). numerics.fp's
+    `round_to` is the any-format form, through float64 and `rnd` (no F16C)."""
     for i in range(x.size):
         out[i] = round_fp16_fast(x[i])
 
