@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -175,16 +176,19 @@ def _baseline_sections(pool, kinds: Sequence[str], loaded: LoadedMacro, view: Tr
             for kind in kinds}
 
 
-def _baseline_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> dict[str, Any]:
-    """A worker's job: baseline `kind`'s section, the trace view rebuilt from its file."""
+def _baseline_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> "BaselineRun":
+    """A worker's job: baseline `kind` simulated and checked against its golden reference, the
+    trace view rebuilt from its file; the main process adds the error metrics (`finish_baseline`)."""
     view = source.view()
-    return simulate_baseline(kind, loaded, sign_rom(loaded, view), view, fidelity)
+    return run_baseline(kind, loaded, sign_rom(loaded, view), view, fidelity)
 
 
 def _simulate(macro, trace, loaded: LoadedMacro, view: Trace, selection: tuple, fidelity: str, waveform,
-              baseline_sections: dict, bit_study: Sequence[int], progress: bool) -> dict[str, Any]:
+              baseline_sections: dict, bit_study: Sequence[int], progress: bool,
+              references: Optional[dict] = None) -> dict[str, Any]:
     """`simulate`'s report without run_info; each baseline from its worker when it has one, else
-    simulated here after the macro."""
+    simulated here after the macro. `references`: the float64 attention of the view's layers
+    when the caller already holds some (report.numerics.float64_references), filled here."""
     from axelsim.hw.macro import simulate as simulate_macro
     from axelsim.hw.waveform import write_waveform
     from axelsim.report.assemble import build_report
@@ -208,12 +212,13 @@ def _simulate(macro, trace, loaded: LoadedMacro, view: Trace, selection: tuple, 
         warmup.finish(child)
     finally:
         warmup.stop(child)
-    references: dict = {}  # the float64 attention of each layer, computed once for the macro and every baseline
+    if references is None:  # the float64 attention of each layer, computed once for the macro and every baseline
+        references = {}
     numerics = compare_numerics(loaded.config, signs, view, result.scores, result.outputs, references)
     base = {}
     for kind, from_worker in baseline_sections.items():
         with progress_bar(f"baseline {kind}", progress) as tick:
-            base[kind] = (from_worker() if from_worker is not None
+            base[kind] = (finish_baseline(from_worker(), loaded, view, references) if from_worker is not None
                           else simulate_baseline(kind, loaded, signs, view, fidelity, tick, references))
     report = build_report(loaded, view, result, numerics, base, fidelity)
     if bit_study:
@@ -232,19 +237,49 @@ def sram_timing(loaded: LoadedMacro, kind: str = "axelram"):
     return cost.timing(spills=loaded.config.sram.overflow == "spill", source=str(loaded.path))
 
 
-def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
-                      progress: Optional[Callable[[int, int], None]] = None,
-                      references: Optional[dict] = None) -> dict[str, Any]:
-    """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section.
-    `references`: {(layer, has values): float64 attention} shared within one trace (filled here)."""
+@dataclass(frozen=True)
+class BaselineRun:
+    """A baseline's report section before its error metrics (its `numerics` holds the bit_exact
+    keys only), with the cycle model's scores and outputs by layer that the metrics measure."""
+
+    section: dict[str, Any]
+    scores: dict[int, Any]
+    outputs: dict[int, Any]
+
+
+def run_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
+                 progress: Optional[Callable[[int, int], None]] = None) -> BaselineRun:
+    """One conventional macro (one of BASELINE_KINDS) simulated on the trace and compared bit
+    for bit with its own golden reference; `finish_baseline` adds the error metrics."""
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
-    from axelsim.report.numerics import baseline_numerics
+    from axelsim.report.numerics import baseline_exactness
 
     result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
                                    source=str(loaded.path), timing=sram_timing(loaded, kind))
-    numerics = baseline_numerics(kind, loaded.config, signs, trace, result.scores, result.outputs, references)
-    return baseline_section(kind, loaded, trace, result, numerics)
+    exactness = baseline_exactness(kind, loaded.config, signs, trace, result.scores, result.outputs)
+    return BaselineRun(baseline_section(kind, loaded, trace, result, exactness), dict(result.scores),
+                       dict(result.outputs))
+
+
+def finish_baseline(run: BaselineRun, loaded: LoadedMacro, trace: Trace,
+                    references: Optional[dict] = None) -> dict[str, Any]:
+    """The baseline's report section: `run`'s with the five error metrics against the float64
+    attention added to its numerics. `references`: {(layer, has values): float64 attention}
+    shared within one trace (filled here), so a run computes it once for its macro and every
+    baseline, wherever each baseline was simulated."""
+    from axelsim.report.numerics import baseline_metrics
+
+    metrics = baseline_metrics(loaded.config, trace, run.scores, run.outputs, references)
+    return {**run.section, "numerics": {**run.section["numerics"], **metrics}}
+
+
+def simulate_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
+                      progress: Optional[Callable[[int, int], None]] = None,
+                      references: Optional[dict] = None) -> dict[str, Any]:
+    """One conventional macro (one of BASELINE_KINDS) on the same trace: its report section
+    (`run_baseline`, then `finish_baseline` with `references`)."""
+    return finish_baseline(run_baseline(kind, loaded, signs, trace, fidelity, progress), loaded, trace, references)
 
 
 def check_waveform_path(path: str | os.PathLike) -> Path:
@@ -344,6 +379,7 @@ def compare(
     in `simulate`: with workers, the baselines and every design after the first are simulated
     in worker processes while the main process simulates the first.
     """
+    from axelsim.report.numerics import float64_references
     from axelsim.workers import plan_workers, section_pool, source_of
 
     started = time.perf_counter()
@@ -355,12 +391,19 @@ def compare(
     selection = (layers, kv_heads, queries)
     with section_pool(plan_workers(workers, view, len(BASELINE_KINDS) + len(loaded) - 1)) as pool:
         sections = _baseline_sections(pool, BASELINE_KINDS, loaded[0], view, selection, fidelity)
-        later = ([pool.submit(_design_in_worker, item, source_of(view, *selection), fidelity) for item in loaded[1:]]
-                 if pool is not None else [])
-        reports = [_simulate(macros[0], trace, loaded[0], view, selection, fidelity, None, sections, (), progress)]
+        references: dict = {}  # the float64 attention, computed once here and handed to the later designs
+        later = []
+        if pool is not None:
+            for item in loaded[1:]:
+                float64_references(item.config, view, references)
+            later = [pool.submit(_design_in_worker, item, source_of(view, *selection), fidelity, references)
+                     for item in loaded[1:]]
+        reports = [_simulate(macros[0], trace, loaded[0], view, selection, fidelity, None, sections, (), progress,
+                             references)]
         for index, item in enumerate(loaded[1:]):
             reports.append(pool.result(later[index]) if pool is not None else
-                           _simulate(macros[index + 1], trace, item, view, selection, fidelity, None, {}, (), progress))
+                           _simulate(macros[index + 1], trace, item, view, selection, fidelity, None, {}, (), progress,
+                                     references))
         info = run_info(started, pool)
     designs: dict[str, Any] = {}
     for item, report in zip(loaded, reports):
@@ -372,11 +415,12 @@ def compare(
             "units": first["units"]}
 
 
-def _design_in_worker(loaded: LoadedMacro, source, fidelity: str) -> dict[str, Any]:
-    """A worker's job: one more design of a compare (no baselines), the view rebuilt from its file."""
+def _design_in_worker(loaded: LoadedMacro, source, fidelity: str, references: dict) -> dict[str, Any]:
+    """A worker's job: one more design of a compare (no baselines), the view rebuilt from its file,
+    measured against the main process's float64 attention (`references`)."""
     view = source.view()
     return _simulate(loaded, view, loaded, view, (source.layers, source.kv_heads, source.queries), fidelity, None,
-                     {}, (), False)
+                     {}, (), False, references)
 
 
 def compare_designs(result: dict[str, Any]) -> dict[str, dict[str, Any]]:

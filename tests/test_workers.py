@@ -55,6 +55,28 @@ def test_compare_in_workers_equals_one_process():
     assert as_json(serial) == as_json(spread)
 
 
+def test_a_workers_baseline_is_finished_against_the_runs_references(monkeypatch):
+    """A worker returns a baseline's section with its bit_exact keys only; the main process adds
+    the error metrics against the float64 attention the run computed once, reading no tensor."""
+    view = api.select(load_trace(TRACE), **SELECTION)
+    loaded = api._as_macro(MACROS[0], view)
+    signs = api.sign_rom(loaded, view)
+    run = api.run_baseline("kivi", loaded, signs, view, "burst")
+    assert list(run.section["numerics"]) == ["bit_exact", "bit_exact_scores", "bit_exact_outputs"]
+    references: dict = {}
+    whole = api.finish_baseline(run, loaded, view, references)
+    assert whole == api.simulate_baseline("kivi", loaded, signs, view, "burst")
+    assert list(whole["numerics"])[3:] == ["score_rel_rmse", "score_max_abs_err", "attn_kl", "top1_agreement",
+                                          "output_rel_rmse", "overflows"]
+
+    def unread(*_args):
+        raise AssertionError("a tensor was read for a reference the run already holds")
+
+    for tensor in ("k", "v", "q"):
+        monkeypatch.setattr(Trace, tensor, unread)
+    assert api.finish_baseline(run, loaded, view, references) == whole
+
+
 def test_cli_workers_flag(tmp_path):
     outs = []
     for workers in ("1", "2"):

@@ -65,8 +65,7 @@ def _layer_runs(spec: NumericsSpec, config: MacroConfig, trace,
     `float64_reference`."""
     qjl = QjlSpec.build(spec, config.sketch_bits, config.qjl.seed) if config.residual == "qjl" else None
     for layer in trace.layer_indices:
-        k, q = trace.k(layer), trace.q(layer)
-        v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+        k, q, v = _layer_tensors(config, trace, layer)
         if qjl is not None:
             golden = qjl_layer(qjl, k, v, q, trace.q_positions, layer, source=trace_source(trace))
         else:
@@ -86,6 +85,27 @@ def float64_reference(references: Optional[dict], layer: int, k, v, q, q_positio
         if references is not None:
             references[key] = found
     return found
+
+
+def float64_references(config: MacroConfig, trace, references: Optional[dict] = None) -> dict:
+    """`references` (a new dict when None) holding the float64 attention of every layer of `trace`
+    as `config` replays it (with values when the trace has them and the value path is on): what
+    a compare computes once and hands to the workers of its later designs."""
+    references = {} if references is None else references
+    for layer in trace.layer_indices:
+        layer_reference(references, config, trace, layer)
+    return references
+
+
+def layer_reference(references: Optional[dict], config: MacroConfig, trace, layer: int):
+    """`float64_reference` of one layer as `config` replays it, the layer's tensors read only when
+    `references` does not hold it yet."""
+    has_values = trace.has_values and config.value_path.enabled
+    found = None if references is None else references.get((layer, has_values))
+    if found is not None:
+        return found
+    k, q, v = _layer_tensors(config, trace, layer)
+    return float64_reference(references, layer, k, v, q, trace.q_positions)
 
 
 def overflows(found: Optional[np.ndarray], exact: Optional[np.ndarray]) -> int:
@@ -161,29 +181,52 @@ def bit_width_study(config: MacroConfig, signs, trace, bits: Sequence[int]) -> d
 def baseline_numerics(kind: str, config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
                       outputs: Mapping[int, Optional[np.ndarray]], references: Optional[dict] = None) -> dict[str, Any]:
     """A baseline's numerics: `bit_exact` (and its scores/outputs parts) against the baseline's
-    own golden reference (axelsim.numerics.baselines), and the five metrics against float64.
-    `references`: the float64 attention of each layer, reused when present and filled when not
-    (`float64_reference`)."""
+    own golden reference (baseline_exactness), and the five metrics against float64
+    (baseline_metrics). `references`: the float64 attention of each layer, reused when present
+    and filled when not (`float64_reference`)."""
+    return {**baseline_exactness(kind, config, signs, trace, scores, outputs),
+            **baseline_metrics(config, trace, scores, outputs, references)}
+
+
+def baseline_exactness(kind: str, config: MacroConfig, signs, trace, scores: Mapping[int, np.ndarray],
+                       outputs: Mapping[int, Optional[np.ndarray]]) -> dict[str, bool]:
+    """`bit_exact`, `bit_exact_scores` and `bit_exact_outputs` of a baseline's cycle-model scores
+    and outputs (by layer number) against its own golden reference (axelsim.numerics.baselines),
+    layer by layer."""
     from axelsim.numerics.baselines import KiviSpec, baseline_layer
 
     spec = NumericsSpec.from_macro(config, signs)
     kc = config.baselines.kivi
     kivi = KiviSpec(kc.bits, kc.group_size, kc.window, kivi_channel_group(kc, config.head_dim))
-    gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
     exact_scores = exact_outputs = True
     for layer in trace.layer_indices:
-        k, q = trace.k(layer), trace.q(layer)
-        v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+        k, q, v = _layer_tensors(config, trace, layer)
         golden = baseline_layer(kind, spec, kivi, k, v, q, trace.q_positions, layer, trace_source(trace))
-        reference = float64_reference(references, layer, k, v, q, trace.q_positions)
-        out = outputs.get(layer) if v is not None else None
         exact_scores &= same_bits(scores[layer], golden.scores)
-        exact_outputs &= same_bits(out, golden.outputs)
+        exact_outputs &= same_bits(outputs.get(layer) if v is not None else None, golden.outputs)
+    return {"bit_exact": exact_scores and exact_outputs, "bit_exact_scores": exact_scores,
+            "bit_exact_outputs": exact_outputs}
+
+
+def baseline_metrics(config: MacroConfig, trace, scores: Mapping[int, np.ndarray],
+                     outputs: Mapping[int, Optional[np.ndarray]], references: Optional[dict] = None) -> dict[str, Any]:
+    """The five metrics (and `overflows`) of a baseline's scores and outputs against float64
+    attention, pooled over the trace's layers. `references` as in baseline_numerics: a run
+    computes the float64 attention once for its macro and every baseline."""
+    gathered: dict[str, list] = {"scores": [], "ref_scores": [], "outputs": [], "ref_outputs": []}
+    has_values = trace.has_values and config.value_path.enabled
+    for layer in trace.layer_indices:
+        reference = layer_reference(references, config, trace, layer)
         gathered["scores"].append(scores[layer])
         gathered["ref_scores"].append(reference.scores)
-        gathered["outputs"].append(out)
+        gathered["outputs"].append(outputs.get(layer) if has_values else None)
         gathered["ref_outputs"].append(reference.outputs)
-    return {"bit_exact": exact_scores and exact_outputs, "bit_exact_scores": exact_scores,
-            "bit_exact_outputs": exact_outputs,
-            **_metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
-                       gathered["outputs"], gathered["ref_outputs"])}
+    return _metrics(gathered["scores"], gathered["ref_scores"], config.head_dim,
+                    gathered["outputs"], gathered["ref_outputs"])
+
+
+def _layer_tensors(config: MacroConfig, trace, layer: int):
+    """(keys, queries, values or None) of one layer as the macro replays them (no values when the
+    trace has none or the macro's value path is off)."""
+    v = trace.v(layer) if trace.has_values and config.value_path.enabled else None
+    return trace.k(layer), trace.q(layer), v
