@@ -80,26 +80,6 @@ def test_native_values_equal_the_float64_route(monkeypatch):
     assert same_bits(fast, slow)
 
 
-@pytest.mark.parametrize("axis", [-2, -1])
-@pytest.mark.parametrize("bits", [2, 4])
-def test_kivi_table_lookup_equals_the_elementwise_dequantizer(axis, bits):
-    """kivi_lookup (each group's levels dequantized once, then indexed by code) against
-    kivi_dequantize of every code, in float32 lanes (fp32 rotator) and float64 ones (fp16 rotator);
-    with constant groups (scale 0), signed zeros and wide ranges."""
-    rng = np.random.default_rng(17 + bits)
-    x = rng.standard_normal((2, 64, 16)) * 10.0 ** rng.integers(-7, 4, (2, 64, 1))
-    x[0, :8] = 1.5
-    x[1, 8:16, :8] = -0.0
-    x16 = ar.rnd(x, FP16)
-    kivi = bl.KiviSpec(bits, 8, 16, 8)
-    for rot in (FP32, FP16):
-        codes, scale, zero = bl.kivi_quantize(x16, axis, kivi, rot)
-        assert codes.max() == (1 << bits) - 1
-        expected = bl.kivi_dequantize(codes, scale, zero)
-        got = bl.kivi_lookup(codes, scale, zero, axis, bits)
-        assert got.dtype == expected.dtype and np.array_equal(got.view(np.uint8), expected.view(np.uint8))
-
-
 @pytest.mark.parametrize("fmt", [FP16, FP32])
 def test_running_sum_in_native_lanes_equals_exact_rounding_token_by_token(fmt):
     """E = rnd_F(E + e_t) in token order against the numerics.fp kernel's correctly rounded add,

@@ -93,22 +93,14 @@ def kivi_dequantize(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray) -> n
 def kivi_vectors(x16: np.ndarray, axis: int, kivi: KiviSpec, rot: NumberFormat) -> np.ndarray:
     """Every token's dequantized vector as KIVI reads it once quantized ([Hkv, T, d]); key
     tokens past the last whole window stay their FP16 rows (they are never quantized)."""
-    out = np.array(x16, dtype=np.float64)
     n = x16.shape[-2] if axis == -1 else (x16.shape[-2] // kivi.window) * kivi.window
+    out = np.empty(x16.shape, dtype=np.float64)
+    out[..., n:, :] = x16[..., n:, :]
     if n:
         part = x16[..., :n, :]
         codes, scale, zero = kivi_quantize(np.ascontiguousarray(part), axis, kivi, rot)
-        out[..., :n, :] = kivi_lookup(codes, scale, zero, axis, kivi.bits).reshape(part.shape)
+        out[..., :n, :] = kivi_dequantize(codes, scale, zero).reshape(part.shape)
     return out
-
-
-def kivi_lookup(codes: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int, bits: int) -> np.ndarray:
-    """kivi_dequantize(codes, scale, zero) of kivi_quantize's grouped codes (group axis `axis`),
-    as a table: each group's 2**bits dequantized levels (kivi_dequantize of the levels 0..top,
-    the same elementwise arithmetic), then every code's entry of its group's table."""
-    levels = np.arange(1 << bits, dtype=np.uint8)
-    table = kivi_dequantize(levels[:, None] if axis == -2 else levels, scale, zero)
-    return np.take_along_axis(table, codes, axis=axis)
 
 
 # ---- read and value paths per job, vectorised -----------------------------------------------
