@@ -192,13 +192,45 @@ def test_baseline_kernels_match_generic_formulation():
             _same(got, want)
 
 
+def test_float32_lane_accumulation_equals_the_generic_fp32_one():
+    """accumulate_fp32 (serial and parallel flavours) against the direct loop of kernels.rnd /
+    mul to FP32, on FP16 and FP32 weights and vectors: lane counts that are not a multiple of
+    the lane block, products below FP32's normal range and past its largest value (inf, then
+    inf - inf = NaN), signed zeros. Equal bit for bit where finite or infinite, NaN where NaN."""
+    from axelsim.hw import baseline_kernels as bk
+
+    rng = np.random.default_rng(11)
+    n, d, h = 53, 80, 3
+    f16 = lambda x: x.astype(np.float16).astype(np.float64)
+    f32 = lambda x: x.astype(np.float32).astype(np.float64)
+    vals16 = f16(rng.standard_normal((n, d)) * 10.0 ** rng.integers(-6, 5, (n, 1)))
+    vals16[5, :8] = -0.0
+    vals32 = f32(rng.standard_normal((n, d)) * 10.0 ** rng.integers(-30, 30, (n, 1)))
+    vals32[7, :4] = f32(np.array([3e38, -3e38, 1e-45, -1e-45]))  # near FP32's largest; its least subnormal
+    w = f32(rng.random((h, n)) * 10.0 ** rng.integers(-20, 10, (h, n)))
+    w[1, 3] = -0.0
+    vals32[9, :2] = vals32[7, 1::-1]
+    w[2, [7, 9]] = f32(np.array(1e30))  # x 3e38 overflows, then x -3e38 at token 9 makes inf - inf
+    for vals in (vals16, vals32):
+        want = np.zeros((h, d))
+        _generic_accumulate(w, vals, want, FP32, False)
+        for flavour in ("serial", "parallel"):
+            got = np.zeros((h, d), dtype=np.float32)
+            getattr(bk.accumulate_fp32, flavour)(w.astype(np.float32), vals.astype(np.float32), got)
+            got64 = got.astype(np.float64)
+            assert np.array_equal(np.isnan(got64), np.isnan(want))
+            finite = ~np.isnan(want)
+            _same(got64[finite], want[finite])
+    assert np.isnan(want).any() and np.isinf(want).any()  # of the FP32 vectors
+
+
 def test_baseline_kernels_release_the_gil():
     """Every baseline kernel called from Python compiles with nogil (both flavours), so a caller
     may run baselines in threads."""
     from axelsim.hw import baseline_kernels as bk
 
     for name in ("dot_scores", "rotated_scores", "inverse_rotate", "kivi_dequantize", "accumulate",
-                 "kivi_quantize", "fp16_rows"):
+                 "accumulate_fp32", "kivi_quantize", "fp16_rows"):
         kernel = getattr(bk, name)
         assert kernel.serial.targetoptions.get("nogil") and kernel.parallel.targetoptions.get("nogil"), name
     assert bk.sum_weights.targetoptions.get("nogil") and bk.scale_weights.targetoptions.get("nogil")

@@ -188,6 +188,34 @@ def _accumulate(w, vals, accs, value, wide):
                 accs[a, i0 + j] = s[a, j]
 
 
+def _accumulate_fp32(w, vals, accs):
+    """`_accumulate` for an fp32 value format whose weights and vectors are FP16 or FP32 values,
+    in float32 lanes: a float32 product of two float32 values is the exact product (at most 48
+    bits) rounded once to FP32, and a float32 add of two FP32 values is the exact sum rounded
+    once (IEEE 754 round-half-even, gradual underflow; numba emits no fused multiply-add without
+    fastmath), so every lane holds what `_accumulate`'s rnd_fp32 steps give, bit for bit, at
+    twice the vector width. w [h, n], vals [n, d], accs [h, d] (updated in place): float32."""
+    h, n = w.shape
+    d = vals.shape[1]
+    for blk in prange(-(-d // LANE_BLOCK)):
+        i0 = blk * LANE_BLOCK
+        bw = min(d, i0 + LANE_BLOCK) - i0
+        s = np.empty((h, bw), dtype=np.float32)  # lane (a, i0 + j)
+        for a in range(h):
+            for j in range(bw):
+                s[a, j] = accs[a, i0 + j]
+        for t in range(n):
+            row = vals[t, i0:i0 + bw]
+            for a in range(h):
+                wa = w[a, t]
+                sa = s[a]
+                for j in range(bw):
+                    sa[j] += wa * row[j]
+        for a in range(h):
+            for j in range(bw):
+                accs[a, i0 + j] = s[a, j]
+
+
 # ---- KIVI write path: quantizer -------------------------------------------------------------
 def _kivi_quantize(x, group_axis, group, levels, rot, f16, codes, scale, zero):
     """Asymmetric min/max quantization of x [H, n, d] (FP16 values, any float dtype; H heads) in
@@ -264,6 +292,7 @@ rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].sha
 inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1], nogil=True)
 kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1], nogil=True)
 accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1], nogil=True)
+accumulate_fp32 = jit.by_work(_accumulate_fp32, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1], nogil=True)
 kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2], nogil=True)
 
 

@@ -50,6 +50,8 @@ DEQUANT_LATENCY = 2
 """KIVI dequantizer: one multiply, one add (cycles)."""
 KIVI_QUANT_LATENCY = 4
 """KIVI quantizer after its min/max tree: subtract, multiply, round, clamp (cycles)."""
+FLOAT32_LANES = ("fp16", "fp32")
+"""Formats whose values float32 holds exactly (the value accumulation's float32 lanes)."""
 
 
 def kivi_quantized_keys(n_keys: int, window: int) -> int:
@@ -95,26 +97,28 @@ class BaselineMachine(Machine):
             self.quant_cal = BankCalendar(self.macro.sram.banks, self.macro.sram.write_ports,
                                          busy=[self.timing.bank_ii_cycles] * self.macro.sram.banks)
 
-    def decoded(self, key: tuple, compute) -> np.ndarray:
+    def decoded(self, key: tuple, compute, form: str = "decoded") -> np.ndarray:
         """The vectors a dequantizer delivers for `key` = (layer, kv_head, kv, n): computed once and
         reused by the next jobs of the same KV head (the query heads of a group read the same rows;
         the hardware decodes them again, and the counters say so: only the host work is shared).
-        One entry per kv (K, V); every write clears them."""
-        kv = key[2]
-        hit = self.memo.get(kv)
+        One entry per kv (K, V) and form (the decoded vectors, and each lane type they are
+        converted to: `as_lanes`); every write clears them."""
+        slot = (key[2], form)
+        hit = self.memo.get(slot)
         if hit is not None and hit[0] == key:
             return hit[1]
         out = compute()
-        self.memo[kv] = (key, out)
+        self.memo[slot] = (key, out)
         return out
 
-    def as_float64(self, layer: int, kv_head: int, kv: int, vectors: np.ndarray) -> np.ndarray:
-        """The float64 form of a KV head's vectors for the kernels (FP16 rows are float32: exact),
-        converted once per write epoch and shared by the KV head's jobs (`decoded`); float64
-        vectors as they are. One kernel specialisation (float64) serves every kind."""
-        if vectors.dtype == np.float64:
+    def as_lanes(self, layer: int, kv_head: int, kv: int, vectors: np.ndarray, dtype) -> np.ndarray:
+        """A KV head's vectors as the kernels' lane type `dtype` (float64 for every kind, float32
+        for `accumulate`'s float32 lanes; the vectors are values of FP16 or the rotator's format,
+        exact in either), converted once per write epoch and shared by the KV head's jobs
+        (`decoded`); vectors of that type as they are."""
+        if vectors.dtype == dtype:
             return vectors
-        return self.decoded((layer, kv_head, kv, vectors.shape[0]), lambda: vectors.astype(np.float64))
+        return self.decoded((layer, kv_head, kv, vectors.shape[0]), lambda: vectors.astype(dtype), np.dtype(dtype).name)
 
     def read_floor(self) -> int:
         """A cycle no future read precedes. A query job's read streams arrive at or after its
@@ -373,7 +377,7 @@ class BaselineMachine(Machine):
                 key_fmt = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.dot_scores(qin, self.as_float64(layer, kv_head, 0, keys), scores, c["accumulator"], c["score"],
+            bk.dot_scores(qin, self.as_lanes(layer, kv_head, 0, keys, np.float64), scores, c["accumulator"], c["score"],
                           kernels.is_wide(f["input"], key_fmt))
             self.ledger.count("dot_product", f"mul.{acc.name}", h * n_keys * d, layer, "read_path")
         self.ledger.count("dot_product", f"add.{acc.name}", h * n_keys * (d - 1), layer, "read_path")
@@ -432,7 +436,7 @@ class BaselineMachine(Machine):
             w = np.empty((h, n))
             bk.scale_weights(e, data["norms"], w, c["value"], kernels.is_wide(s_fmt, FP16))
             gamma = self.decoded((layer, kv_head, 1, n), lambda: self.cents[data["idx"]])  # host work, shared
-            bk.accumulate(w, gamma, accs, c["value"], kernels.is_wide(v_fmt, FP16))
+            self.accumulate(layer, kv_head, w, v_fmt, gamma, FP16, accs)
             self.ledger.count("codebook_rom", "read", n * d, layer, "value_path")
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * (d + 1), layer, "value_path")
         else:
@@ -446,7 +450,7 @@ class BaselineMachine(Machine):
                 v_in = FP16
                 if self.kind == "kivi":
                     stages += [("dequantizer", DEQUANT_LATENCY, lanes)]
-            bk.accumulate(e, self.as_float64(layer, kv_head, 1, vals), accs, c["value"], kernels.is_wide(s_fmt, v_in))
+            self.accumulate(layer, kv_head, e, s_fmt, vals, v_in, accs)
             self.ledger.count("value_unit", f"mul.{v_fmt.name}", h * n * d, layer, "value_path")
         self.ledger.count("value_unit", f"add.{v_fmt.name}", h * n * d, layer, "value_path")
         stages += [("exp", self.timing.exp_latency_cycles, -(-h // m.value_path.exp_units)), ("value_mac", 1 + lanes, lanes)]  # multiply, then the lane groups (AXELRAM bins at A = 1)
@@ -461,6 +465,20 @@ class BaselineMachine(Machine):
                              [StageSpec("value_unit", (name, pipe), lat, ii) for name, lat, ii in fin], "output " + label)
         self.last_done = int(ft.done.max())
         return outputs
+
+    def accumulate(self, layer: int, kv_head: int, w: np.ndarray, w_fmt, vals: np.ndarray, x_fmt,
+                   accs: np.ndarray) -> None:
+        """The value unit's multiply-accumulate in token order, accs [h, d] += w [h, n] (values of
+        w_fmt) times vals [n, d] (values of x_fmt): bk.accumulate, or its float32-lane twin
+        bk.accumulate_fp32 (the same results) when the value format is fp32 and both operand
+        formats are FP16 or FP32 (products of at most 48 bits, never wide)."""
+        if self.fmt["value"].kind == "fp32" and w_fmt.kind in FLOAT32_LANES and x_fmt.kind in FLOAT32_LANES:
+            acc32 = accs.astype(np.float32)
+            bk.accumulate_fp32(w.astype(np.float32), self.as_lanes(layer, kv_head, 1, vals, np.float32), acc32)
+            accs[:] = acc32
+            return
+        bk.accumulate(w, self.as_lanes(layer, kv_head, 1, vals, np.float64), accs, self.codes["value"],
+                      kernels.is_wide(w_fmt, x_fmt))
 
     def finish(self, layer: int, h: int, accs: np.ndarray, totals: np.ndarray, signs: np.ndarray) -> tuple:
         """Outputs [h, d] from the accumulators and running sums, and the finalisation's timing
