@@ -170,11 +170,8 @@ def _accumulate(w, vals, accs, value, wide):
     for blk in prange(-(-d // LANE_BLOCK)):
         i0 = blk * LANE_BLOCK
         bw = min(d, i0 + LANE_BLOCK) - i0
-        s = np.empty((h, bw))  # lane (a, i0 + j)
+        s = accs[:, i0:i0 + bw].copy()  # lane (a, i0 + j)
         p = np.empty(bw)
-        for a in range(h):
-            for j in range(bw):
-                s[a, j] = accs[a, i0 + j]
         for t in range(n):
             row = vals[t, i0:i0 + bw]
             for a in range(h):
@@ -183,9 +180,7 @@ def _accumulate(w, vals, accs, value, wide):
                 for j in range(bw):
                     sa[j] += p[j]
                 round_vec(sa, bw, value)
-        for a in range(h):
-            for j in range(bw):
-                accs[a, i0 + j] = s[a, j]
+        accs[:, i0:i0 + bw] = s
 
 
 def _accumulate_fp32(w, vals, accs):
@@ -200,10 +195,7 @@ def _accumulate_fp32(w, vals, accs):
     for blk in prange(-(-d // LANE_BLOCK)):
         i0 = blk * LANE_BLOCK
         bw = min(d, i0 + LANE_BLOCK) - i0
-        s = np.empty((h, bw), dtype=np.float32)  # lane (a, i0 + j)
-        for a in range(h):
-            for j in range(bw):
-                s[a, j] = accs[a, i0 + j]
+        s = accs[:, i0:i0 + bw].copy()  # lane (a, i0 + j)
         for t in range(n):
             row = vals[t, i0:i0 + bw]
             for a in range(h):
@@ -211,9 +203,7 @@ def _accumulate_fp32(w, vals, accs):
                 sa = s[a]
                 for j in range(bw):
                     sa[j] += wa * row[j]
-        for a in range(h):
-            for j in range(bw):
-                accs[a, i0 + j] = s[a, j]
+        accs[:, i0:i0 + bw] = s
 
 
 # ---- KIVI write path: quantizer -------------------------------------------------------------
