@@ -42,10 +42,8 @@ def _adversarial(rng, shape, specials: bool) -> np.ndarray:
     return x.astype(np.float32)
 
 
-@pytest.mark.parametrize("block", [bl.BLOCK_ELEMENTS, 5 * D * 12])  # one block; several, uneven
 @pytest.mark.parametrize("specials", [False, True])
-def test_native_accumulation_equals_the_token_loop(monkeypatch, block, specials):
-    monkeypatch.setattr(bl, "BLOCK_ELEMENTS", block)
+def test_native_accumulation_equals_the_token_loop(specials):
     rng = np.random.default_rng(11 + specials)
     jobs = _jobs(rng)
     w = _adversarial(rng, (jobs.keys.size, T), specials)
@@ -55,7 +53,7 @@ def test_native_accumulation_equals_the_token_loop(monkeypatch, block, specials)
     w[:, 3] = 0.0
     spec = _spec()
     loop = bl._accumulate(spec, None, jobs, lambda act, t: w[act, t], lambda act, t: x[jobs.kv[act], t], False)
-    native = bl._accumulate_native(spec, w, jobs, lambda kv, js, t0, t1: x[kv, t0:t1, None])
+    native = bl._accumulate_native(w, jobs, x)
     assert native.dtype == loop.dtype == np.float64
     assert np.array_equal(native.view(np.uint64), loop.view(np.uint64))  # NaN payloads and zero signs too
     assert np.all(native[jobs.keys == 0].view(np.uint64) == 0)  # +0.0 without keys

@@ -23,6 +23,7 @@ import numpy as np
 from axelsim.config.formats import FP16, NumberFormat
 from axelsim.numerics import nparith as ar
 from axelsim.numerics.golden import NumericsSpec, _job_keys, _to_input, check_vectors, exp_constants, write_heads
+from axelsim.numerics.kernels import token_sums_fp32
 
 KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
 
@@ -265,34 +266,22 @@ def _accumulate(spec: NumericsSpec, e: np.ndarray, jobs: _Jobs, weight, row, is_
     return result
 
 
-def _accumulate_native(spec: NumericsSpec, w: np.ndarray, jobs: _Jobs, vectors) -> np.ndarray:
+def _accumulate_native(w: np.ndarray, jobs: _Jobs, quant: np.ndarray, window: Optional[np.ndarray] = None,
+                       split: Optional[np.ndarray] = None) -> np.ndarray:
     """`_accumulate` for float32 lanes (value format fp32, every operand a float32 value, products
-    not wide: see `_lane_type`), where native float32 x and + round as rnd_fp32 does: a block of
-    tokens' products at once, then one add per token of every job's lanes (the running sum first,
-    as the loop adds; numpy's own add.accumulate is sequential too but slower along this axis).
-    Each job's sum is read at its own last key, never carried past it (adding a later 0.0 would
-    turn a -0.0 to +0.0). w [M, T] float32 weights; vectors(kv, js, t0, t1) -> [t1 - t0, 1 or
-    len(js), d] float32 vectors of the jobs js of KV head kv at tokens t0..t1-1 (token major).
-    Returns acc [M, d] float64."""
-    order = np.argsort(jobs.kv, kind="stable")  # a KV head's jobs side by side
-    slots = [(kv, js, int(np.searchsorted(jobs.kv[order], kv))) for kv, js, _ in jobs.groups()]
-    n_tok = int(jobs.keys.max(initial=0))
-    ends = jobs.keys[order] - 1  # slot i's sum is read after token ends[i]
-    reads = {int(t): ends == t for t in np.unique(ends)}
-    acc = np.zeros((order.size, spec.dim), dtype=np.float32)  # +0.0 before the first token
-    out = np.zeros((order.size, spec.dim))
-    for t0, t1 in _blocks(order.size, n_tok, spec.dim):
-        p = np.empty((t1 - t0, order.size, spec.dim), dtype=np.float32)
-        for kv, js, s0 in slots:
-            np.multiply(w[js, t0:t1].T[:, :, None], vectors(kv, js, t0, t1), out=p[:, s0:s0 + js.size])
-        for t in range(t0, t1):
-            np.add(acc, p[t - t0], out=acc)
-            done = reads.get(t)
-            if done is not None:
-                out[done] = acc[done]
-    result = np.empty_like(out)
-    result[order] = out
-    return result
+    not wide: see `_lane_type`), where native float32 x and + round as rnd_fp32 does: the golden
+    model's compiled token sums (numerics.kernels.token_sums_fp32), each job's sum read at its own
+    last key (never carried past it: adding a later 0.0 would turn a -0.0 to +0.0). w [M, T]
+    weights; the vectors of job j at token t are quant[kv_j, t] below split[j] and window[kv_j, t]
+    from it on (quant alone without a window), [Hkv, T, d], all exact in float32. Returns acc
+    [M, d] float64."""
+    quant = np.ascontiguousarray(quant, dtype=np.float32)
+    window = quant if window is None else np.ascontiguousarray(window, dtype=np.float32)
+    split = np.zeros(jobs.keys.size, dtype=np.int64) if split is None else np.asarray(split, dtype=np.int64)
+    out = np.empty((jobs.keys.size, quant.shape[2]), dtype=np.float32)
+    token_sums_fp32(np.ascontiguousarray(w, dtype=np.float32), quant, window, jobs.kv.astype(np.int64),
+                    jobs.keys.astype(np.int64), split, out)
+    return out.astype(np.float64)
 
 
 def _values(spec: NumericsSpec, e, total, quant, window, jobs: _Jobs, split, vec_fmt: NumberFormat) -> np.ndarray:
@@ -303,18 +292,7 @@ def _values(spec: NumericsSpec, e, total, quant, window, jobs: _Jobs, split, vec
     lane = _lane_type(spec, e, quant, window)
     is_wide = ar.wide(f["softmax"], vec_fmt)
     if lane == np.float32 and not is_wide:
-        q32 = np.asarray(quant, dtype=np.float32)
-        w32 = q32 if quant is window else np.asarray(window, dtype=np.float32)
-
-        def vectors(kv, js, t0, t1):
-            if w32 is q32 or t1 <= split[js].min():
-                return q32[kv, t0:t1, None]
-            if t0 >= split[js].max():
-                return w32[kv, t0:t1, None]
-            below = (np.arange(t0, t1)[:, None] < split[None, js])[..., None]
-            return np.where(below, q32[kv, t0:t1, None], w32[kv, t0:t1, None])
-
-        acc = _accumulate_native(spec, e.astype(np.float32), jobs, vectors)
+        acc = _accumulate_native(e, jobs, quant, None if quant is window else window, split)
     else:
         qt = np.ascontiguousarray(quant.transpose(1, 0, 2), dtype=lane)  # [T, Hkv, d]
         wt = qt if quant is window else np.ascontiguousarray(window.transpose(1, 0, 2), dtype=lane)
@@ -343,7 +321,7 @@ def _rotated_values(spec: NumericsSpec, e, total, idx, norms, cents, signs, jobs
     lane = _lane_type(spec, w, cents)
     w_l, c_l = w.astype(lane), cents.astype(lane)
     if lane == np.float32 and not ar.wide(val, FP16):
-        acc = _accumulate_native(spec, w_l, jobs, lambda kv, js, t0, t1: c_l[idx[kv, t0:t1, None]])
+        acc = _accumulate_native(w_l, jobs, c_l[idx])
     else:
         ct = np.ascontiguousarray(c_l[idx].transpose(1, 0, 2))  # [T, Hkv, d]
         acc = _accumulate(spec, e, jobs, lambda act, t: w_l[act, t], lambda act, t: ct[t][jobs.kv[act]],

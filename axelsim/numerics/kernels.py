@@ -179,6 +179,26 @@ def round_fp16_into(x: np.ndarray, out: np.ndarray) -> None:
         out[i] = round_fp16_fast(x[i])
 
 
+@nb.njit(cache=True, nogil=True)
+def token_sums_fp32(w, quant, window, job_kv, job_keys, split, out) -> None:
+    """Each job's sum in token order in float32 lanes: out[j, i] = the sum over t < job_keys[j]
+    of w[j, t] x v_t,i, from +0.0, every product and add native float32 (two float32 values
+    multiply to at most 48 bits and add exactly in float64, so one float32 rounding of either is
+    rnd_fp32 of the exact result, as numerics.fp defines it); v_t = quant[job_kv[j], t] for t
+    below split[j], window[job_kv[j], t] from it on. w [M, T], quant and window [Hkv, T, d],
+    out [M, d]: float32; job_kv, job_keys, split [M]: int64."""
+    d = quant.shape[2]
+    for j in range(w.shape[0]):
+        acc = np.zeros(d, dtype=np.float32)
+        h = job_kv[j]
+        for t in range(job_keys[j]):
+            row = quant[h, t] if t < split[j] else window[h, t]
+            wt = w[j, t]
+            for i in range(d):
+                acc[i] += wt * row[i]
+        out[j] = acc
+
+
 @nb.njit(cache=True)
 def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
     """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
