@@ -39,6 +39,7 @@ from axelsim.hw.datapath import fwht
 from axelsim.hw.macro import SimResult, _sign_table, _value_sign_table, replay, summarize
 from axelsim.hw.sram import AddressMap, BankCalendar
 from axelsim.hw.units import Ledger
+from axelsim.trace.widen import as_float32
 from axelsim.numerics.codebook import lloyd_max_codebook
 
 KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
@@ -172,7 +173,7 @@ class BaselineMachine(Machine):
                 # float32 for float16/float32 data, as the AXELRAM write path takes them (exact)
                 chosen = data[:, first:last + 1]
                 if chosen.dtype == np.float16:  # replay hands the trace's stored float16
-                    chosen = chosen.astype(np.float32)
+                    chosen = as_float32(chosen)
                 bk.fp16_rows(chosen if chosen.dtype == np.float32 else chosen.astype(np.float64),
                              self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")

@@ -22,6 +22,7 @@ from axelsim.hw.pipeline import Stage, StreamTiming, run_burst, run_keys
 from axelsim.cost.tiles import SramTiming
 from axelsim.hw.sram import AddressMap, BankCalendar, IndexSram, unpack_index_rows
 from axelsim.hw.units import Ledger
+from axelsim.trace.widen import as_float32
 
 PHASES = ("write", "precompute", "read", "value")
 
@@ -67,7 +68,9 @@ class Interval:
 def raw_vectors(data: np.ndarray, d: int) -> np.ndarray:
     """Vectors [..., d] as the write kernel's [n, d] input: float32 for float16/float32 data
     (exact; no copy when already contiguous float32), else float64."""
-    dtype = np.float32 if data.dtype in (np.float16, np.float32) else np.float64
+    if data.dtype == np.float16:
+        return as_float32(data).reshape(-1, d)
+    dtype = np.float32 if data.dtype == np.float32 else np.float64
     return np.ascontiguousarray(data, dtype=dtype).reshape(-1, d)
 
 

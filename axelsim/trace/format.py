@@ -64,6 +64,14 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _float32(x: np.ndarray) -> np.ndarray:
+    """x as a new float32 array: float16 through the compiled widening (axelsim.trace.widen,
+    imported on first use, so that reading a trace's header or metadata never loads numba)."""
+    from axelsim.trace.widen import as_float32
+
+    return as_float32(x)
+
+
 class Trace:
     """A KV-cache trace, or a selection (view) of one; immutable.
 
@@ -177,17 +185,17 @@ class Trace:
     # ---- data ---------------------------------------------------------------------------
     def k(self, layer: int) -> np.ndarray:
         """Keys after RoPE of `layer`: float32 [kv_heads, T, head_dim]."""
-        return self._stored(layer, "k").astype(np.float32)
+        return _float32(self._stored(layer, "k"))
 
     def v(self, layer: int) -> np.ndarray:
         """Values of `layer`: float32 [kv_heads, T, head_dim]."""
         if not self.has_values:
             raise KeyError(f"trace {self.name} holds no values")
-        return self._stored(layer, "v").astype(np.float32)
+        return _float32(self._stored(layer, "v"))
 
     def q(self, layer: int) -> np.ndarray:
         """Queries after RoPE of `layer`: float32 [q_heads, Nq, head_dim]."""
-        return self._stored(layer, "q").astype(np.float32)
+        return _float32(self._stored(layer, "q"))
 
     def stored(self, layer: int, kind: str) -> np.ndarray:
         """Tensor `kind` ("k", "v" or "q") of `layer` in its stored dtype (float16 or float32),
