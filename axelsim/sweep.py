@@ -37,7 +37,6 @@ import io as _stringio
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import signal
 import sys
@@ -501,8 +500,9 @@ def _execute(
     else:
         # forkserver, not fork: forking a process whose numba kernels already started OpenMP
         # threads aborts the child ("fork() called from a process already using GNU OpenMP").
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=die_with_parent,
+        from axelsim.workers import worker_context
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=die_with_parent,
                                  initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_evaluate_safely, evaluate, point): point for point in todo}
             try:
