@@ -32,11 +32,15 @@ def twins(fn: Callable, nogil: bool = False) -> tuple:
 
 def by_work(fn: Callable, work_of: Callable[[tuple], int], nogil: bool = False) -> Callable:
     """fn compiled in both flavours (`twins`), each call on the parallel one when work_of(args) >=
-    PARALLEL_MIN_WORK (read at call time), else the serial one."""
+    PARALLEL_MIN_WORK (read at call time) and numba may use more than one thread, else the
+    serial one. With one thread (a process beside worker processes: axelsim.workers) the
+    parallel flavour would run the same loop on that thread after loading (or compiling) a
+    second kernel and starting the threading layer, so it is never used there."""
     parallel, serial = twins(fn, nogil)
 
     def call(*args):
-        return (parallel if work_of(args) >= PARALLEL_MIN_WORK else serial)(*args)
+        threaded = work_of(args) >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1
+        return (parallel if threaded else serial)(*args)
 
     call.__name__ = fn.__name__
     call.__qualname__ = fn.__qualname__

@@ -7,6 +7,7 @@ import json
 import pickle
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -126,3 +127,32 @@ def test_plan_workers():
     assert stored_elements(in_memory) >= WORKERS_MIN_ELEMENTS
     assert plan_workers(None, in_memory, 4) == 0  # no file a worker could re-open
     assert plan_workers(2, in_memory, 4) == 0
+
+
+def _twice_each(x, out):
+    for i in numba.prange(x.size):
+        out[i] = 2.0 * x[i]
+
+
+def test_one_thread_runs_and_loads_only_the_serial_flavour():
+    """A process whose numba kernels run on one thread (beside worker processes) calls the serial
+    flavour of a by_work kernel whatever its work, so the parallel one is never compiled or loaded
+    there; with more threads a large call takes the parallel one. Same results either way."""
+    from axelsim import jit
+
+    x = np.arange(8.0)
+    threads = numba.get_num_threads()
+    try:
+        kernel = jit.by_work(_twice_each, lambda args: 10**9)
+        numba.set_num_threads(1)
+        single = np.empty_like(x)
+        kernel(x, single)
+        assert kernel.serial.signatures and not kernel.parallel.signatures
+        if numba.config.NUMBA_NUM_THREADS > 1:
+            numba.set_num_threads(2)
+            spread = np.empty_like(x)
+            kernel(x, spread)
+            assert kernel.parallel.signatures and np.array_equal(single, spread)
+    finally:
+        numba.set_num_threads(threads)
+    assert np.array_equal(single, 2.0 * x)
