@@ -189,14 +189,14 @@ def token_sums_fp32(w, quant, window, job_kv, job_keys, split, out) -> None:
     out [M, d]: float32; job_kv, job_keys, split [M]: int64."""
     d = quant.shape[2]
     for j in range(w.shape[0]):
-        acc = np.zeros(d, dtype=np.float32)
         h = job_kv[j]
+        for i in range(d):
+            out[j, i] = 0.0
         for t in range(job_keys[j]):
-            row = quant[h, t] if t < split[j] else window[h, t]
+            src = quant if t < split[j] else window  # (a choice of array, not of row views: 0.3 s to compile, not 3 s)
             wt = w[j, t]
             for i in range(d):
-                acc[i] += wt * row[i]
-        out[j] = acc
+                out[j, i] += wt * src[h, t, i]
 
 
 @nb.njit(cache=True)
