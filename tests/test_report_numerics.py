@@ -32,6 +32,9 @@ def test_same_bits_is_strict():
     assert not same_bits(a, np.array([np.nextafter(1.0, 2.0), np.nan, 0.0, -2.5]))  # one ulp
     assert not same_bits(a, np.array([1.0, 3.0, 0.0, -2.5]))  # NaN moved
     assert not same_bits(a, a[:3]) and same_bits(None, None) and not same_bits(a, None)
+    quiet_other = np.array([0x7FF8000000000123], dtype=np.uint64).view(np.float64)[0]
+    assert same_bits(a, np.array([1.0, quiet_other, 0.0, -2.5]))  # a NaN is a NaN, whatever its payload
+    assert not same_bits(np.array([np.nan, 1.0]), np.array([1.0, np.nan]))  # NaN on either side only
 
 
 def test_golden_against_itself_is_bit_exact(setup):

@@ -31,10 +31,10 @@ def same_bits(a: Optional[np.ndarray], b: Optional[np.ndarray]) -> bool:
     a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a64.shape != b64.shape:
         return False
-    nan_a, nan_b = np.isnan(a64), np.isnan(b64)
-    if not np.array_equal(nan_a, nan_b):
-        return False
-    return bool(np.array_equal(a64[~nan_a].view(np.uint64), b64[~nan_b].view(np.uint64)))
+    differ = a64.view(np.uint64) != b64.view(np.uint64)  # one pass when equal, NaN payloads included
+    if not differ.any():
+        return True
+    return bool(np.all(np.isnan(a64[differ]) & np.isnan(b64[differ])))  # only NaNs of other payloads
 
 
 def _metrics(scores: Sequence[np.ndarray], ref_scores: Sequence[np.ndarray], dim: int,
