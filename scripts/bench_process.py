@@ -202,6 +202,49 @@ def bench_compare_8b_slice() -> dict:
                        + f" (each with sram.rows_per_bank: {SLICE_ROWS_PER_BANK}) --trace SLICE --fidelity burst --json OUT; python scripts/numpy_reference.py SLICE"}
 
 
+def bench_passes_8b_slice() -> dict:
+    """The arithmetic passes of the slice run apart, one after another in this process on one
+    numba thread (wall s; api calls, kernels loaded by a warm-up on layer 0 first): each
+    baseline's cycle model and its golden reference (its bit_exact check), and the macro's
+    `simulate` without baselines (cycle model, golden model, float64 reference, report). Their
+    sum is the CPU the whole-process row spreads over two cores, before process start-up."""
+    import numba
+
+    from axelsim import api
+    from axelsim.hw.baselines import simulate_baseline
+    from axelsim.report.numerics import baseline_exactness
+
+    full = api.load_trace(slice_8b_trace())
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = slice_macro("axelram_paper.yaml", tmp)
+            for view in (api.select(full, layers=[0]), full):  # the warm-up, then the timed pass
+                loaded = api.load_macro(path, head_dim=view.head_dim)
+                signs = api.sign_rom(loaded, view)
+                figures: dict = {}
+                exact = True
+                for kind in api.BASELINE_KINDS:
+                    start = time.perf_counter()
+                    result = simulate_baseline(kind, loaded.config, view, signs, fidelity="burst",
+                                               timing=api.sram_timing(loaded, kind))
+                    figures[f"{kind}_cycle_model_s"] = time.perf_counter() - start
+                    start = time.perf_counter()
+                    exact &= baseline_exactness(kind, loaded.config, signs, view, result.scores,
+                                                result.outputs)["bit_exact"]
+                    figures[f"{kind}_golden_reference_s"] = time.perf_counter() - start
+                start = time.perf_counter()
+                report = api.simulate(path, view, fidelity="burst", baselines=False, workers=1)
+                figures["macro_simulate_s"] = time.perf_counter() - start
+    finally:
+        numba.set_num_threads(threads)
+    figures["sum_of_passes_s"] = sum(figures.values())
+    return {**figures, "bit_exact": bool(exact and report["numerics"]["bit_exact"]),
+            "command": "in-process: hw.baselines.simulate_baseline and report.numerics.baseline_exactness per "
+                       "baseline, then api.simulate(baselines=False), on the slice, one numba thread"}
+
+
 ROWS = [
     Row("cold_start_run", bench_cold_start,
         "first `axelsim run` (1 layer, 2 queries, d = 64 trace) with an empty numba cache, whole process; "
@@ -222,4 +265,12 @@ ROWS = [
         targets=(Target("ratio_over_numpy", "<=", 4.0, "compare of three macros at most 4x the numpy reference (issue 18)"),
                  Target("succeeded", "is", True, "both processes succeed")),
         show=("axelsim_wall_s", "numpy_wall_s", "ratio_over_numpy", "axelsim_peak_rss_mib")),
+    Row("passes_8b_slice", bench_passes_8b_slice,
+        "the slice run's arithmetic passes apart, in one process on one numba thread: each baseline's cycle model "
+        "and golden reference, the macro's simulate without baselines (what the whole run spreads over two cores)",
+        targets=(Target("bit_exact", "is", True, "every baseline and the macro bit-exact"),),
+        show=("fp16_cycle_model_s", "fp16_golden_reference_s", "dequant_rotated_cycle_model_s",
+              "dequant_rotated_golden_reference_s", "kivi_cycle_model_s", "kivi_golden_reference_s",
+              "dequant_inverse_rotate_cycle_model_s", "dequant_inverse_rotate_golden_reference_s",
+              "macro_simulate_s", "sum_of_passes_s")),
 ]
