@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from typing import Optional, Sequence
 
 ENV = "AXELSIM_COMPILE_CHILD"
@@ -40,13 +41,55 @@ def golden_cache_cold() -> bool:
         return False
 
 
+IDLE_SAMPLE_S = 0.1
+"""How long the machine's CPU times are sampled to tell whether a core is idle (seconds; only
+on a cold cache)."""
+
+IDLE_CORES_NEEDED = 0.75
+"""Idle cores (beyond this process's own) from which the child gets a core of its own."""
+
+
+def cpu_times(stat_line: str) -> Optional[tuple[int, int]]:
+    """(idle, total) CPU time of /proc/stat's aggregate `cpu` line, in clock ticks (idle counts
+    iowait; total is user to steal; guest time is inside user), or None for another line."""
+    fields = stat_line.split()
+    if len(fields) < 5 or fields[0] != "cpu":
+        return None
+    ticks = [int(x) for x in fields[1:9]]
+    return ticks[3] + ticks[4], sum(ticks)
+
+
+def _read_cpu_times() -> Optional[tuple[int, int]]:
+    try:
+        with open("/proc/stat") as stat:
+            return cpu_times(stat.readline())
+    except (OSError, ValueError):
+        return None
+
+
+def idle_cores(sample_s: float = IDLE_SAMPLE_S) -> Optional[float]:
+    """Cores of the machine idle over the next `sample_s` seconds (None without /proc/stat):
+    what is idle now, where the 1-min load average still counts the minute before (a run
+    started right after another one would read busy for a minute)."""
+    before = _read_cpu_times()
+    time.sleep(sample_s)
+    after = _read_cpu_times()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1]) * (os.cpu_count() or 1)
+
+
 def idle_core() -> bool:
-    """True when at least one of the cores this process may run on is idle on average (1-min
-    load at most cores - 1): the child only pays when it gets a core of its own; on a busy
-    machine it would take CPU from the parent and lengthen the run."""
+    """True when at least one of the cores this process may run on is idle: sampled now
+    (`idle_cores`), else (no /proc/stat) by the 1-min load, at most cores - 1. The child only
+    pays when it gets a core of its own; on a busy machine it would take CPU from the parent and
+    lengthen the run."""
     try:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return cores >= 2 and os.getloadavg()[0] <= cores - 1
+        if cores < 2:
+            return False
+        idle = idle_cores()
+        return idle >= IDLE_CORES_NEEDED if idle is not None else os.getloadavg()[0] <= cores - 1
     except OSError:
         return False
 

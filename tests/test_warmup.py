@@ -42,6 +42,33 @@ def test_choice_follows_the_cache_the_cores_and_the_variable(monkeypatch):
     assert not warmup.wanted()
 
 
+def test_cpu_times_of_the_aggregate_line():
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    assert warmup.cpu_times("cpu  100 5 50 800 45 0 0 0 7 0\n") == (845, 1000)
+    assert warmup.cpu_times("cpu0 100 5 50 800 45 0 0 0 0 0") is None
+    assert warmup.cpu_times("intr 12345") is None
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: the child is never wanted")
+def test_idle_core_reads_the_cores_idle_now_else_the_load(monkeypatch):
+    """Sampled idle cores decide (an idle core now, whatever the 1-min load); without /proc/stat
+    the load average does."""
+    monkeypatch.setattr(os, "getloadavg", lambda: (50.0, 50.0, 50.0))
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 1.2)
+    assert warmup.idle_core()
+    monkeypatch.setattr(warmup, "idle_cores", lambda: 0.3)
+    assert not warmup.idle_core()
+    monkeypatch.setattr(warmup, "idle_cores", lambda: None)
+    assert not warmup.idle_core()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert warmup.idle_core()
+
+
+def test_idle_cores_sampled_on_this_machine():
+    idle = warmup.idle_cores(0.05)
+    assert idle is None or 0.0 <= idle <= (os.cpu_count() or 1)
+
+
 def test_no_child_for_inputs_in_memory(monkeypatch):
     monkeypatch.setattr(warmup, "wanted", lambda: True)
     assert warmup.start({"name": "m"}, TRACE, None, None, None) is None
