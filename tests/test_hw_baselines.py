@@ -200,3 +200,21 @@ def test_unknown_kind_is_a_config_error(case):
     with pytest.raises(ConfigError):
         simulate_baseline("dequant", macro, trace, signs)
     assert FP16.kind == "fp16"
+
+
+def test_float32_lanes_only_for_vectors_float32_holds_exactly():
+    """as_lanes gives the float32 form of vectors that are float32 values (converted once and
+    shared, as the decoded vectors are), and None (float64 lanes then) for one that is not: a
+    rotator value scaled by 1/d below float32's range, or NaN."""
+    from types import SimpleNamespace
+
+    machine = SimpleNamespace(memo={})
+    machine.decoded = lambda key, compute, form="decoded": BaselineMachine.decoded(machine, key, compute, form)
+    exact = np.array([[1.5, -0.0, 2.0 ** -140, 65504.0]])
+    first = BaselineMachine.as_lanes(machine, 0, 0, 1, exact, np.float32)
+    assert first.dtype == np.float32 and np.array_equal(first, exact)
+    assert BaselineMachine.as_lanes(machine, 0, 0, 1, exact, np.float32) is first  # shared
+    for element in (2.0 ** -152, 1.0 + 2.0 ** -30, np.nan):
+        machine.memo.clear()
+        assert BaselineMachine.as_lanes(machine, 0, 0, 1, np.array([[1.0, element]]), np.float32) is None
+    assert BaselineMachine.as_lanes(machine, 0, 0, 1, first, np.float32) is first  # already float32

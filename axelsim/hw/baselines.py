@@ -112,14 +112,19 @@ class BaselineMachine(Machine):
         self.memo[slot] = (key, out)
         return out
 
-    def as_lanes(self, layer: int, kv_head: int, kv: int, vectors: np.ndarray, dtype) -> np.ndarray:
+    def as_lanes(self, layer: int, kv_head: int, kv: int, vectors: np.ndarray, dtype) -> Optional[np.ndarray]:
         """A KV head's vectors as the kernels' lane type `dtype` (float64 for every kind, float32
-        for `accumulate`'s float32 lanes; the vectors are values of FP16 or the rotator's format,
-        exact in either), converted once per write epoch and shared by the KV head's jobs
-        (`decoded`); vectors of that type as they are."""
+        for `accumulate`'s float32 lanes), converted once per write epoch and shared by the KV
+        head's jobs (`decoded`); vectors of that type as they are; None when a vector element is
+        not exactly a float32 (a rotator value scaled by 1/d below float32's range, or NaN)."""
         if vectors.dtype == dtype:
             return vectors
-        return self.decoded((layer, kv_head, kv, vectors.shape[0]), lambda: vectors.astype(dtype), np.dtype(dtype).name)
+
+        def convert():
+            out = vectors.astype(dtype)
+            return out if np.dtype(dtype) == np.float64 or np.array_equal(out, vectors) else None
+
+        return self.decoded((layer, kv_head, kv, vectors.shape[0]), convert, np.dtype(dtype).name)
 
     def read_floor(self) -> int:
         """A cycle no future read precedes. A query job's read streams arrive at or after its
@@ -471,11 +476,14 @@ class BaselineMachine(Machine):
                    accs: np.ndarray) -> None:
         """The value unit's multiply-accumulate in token order, accs [h, d] += w [h, n] (values of
         w_fmt) times vals [n, d] (values of x_fmt): bk.accumulate, or its float32-lane twin
-        bk.accumulate_fp32 (the same results) when the value format is fp32 and both operand
-        formats are FP16 or FP32 (products of at most 48 bits, never wide)."""
-        if self.fmt["value"].kind == "fp32" and w_fmt.kind in FLOAT32_LANES and x_fmt.kind in FLOAT32_LANES:
+        bk.accumulate_fp32 (the same results) when the value format is fp32, both operand
+        formats are FP16 or FP32 (products of at most 48 bits, never wide) and every vector
+        element is exactly a float32 (`as_lanes`)."""
+        lanes32 = self.fmt["value"].kind == "fp32" and w_fmt.kind in FLOAT32_LANES and x_fmt.kind in FLOAT32_LANES
+        vals32 = self.as_lanes(layer, kv_head, 1, vals, np.float32) if lanes32 else None
+        if vals32 is not None:
             acc32 = accs.astype(np.float32)
-            bk.accumulate_fp32(w.astype(np.float32), self.as_lanes(layer, kv_head, 1, vals, np.float32), acc32)
+            bk.accumulate_fp32(w.astype(np.float32), vals32, acc32)
             accs[:] = acc32
             return
         bk.accumulate(w, self.as_lanes(layer, kv_head, 1, vals, np.float64), accs, self.codes["value"],
