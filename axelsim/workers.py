@@ -16,10 +16,11 @@ compiles the kernels of its own sections (mostly different ones: the baselines' 
 macro's), so the compile is shared out too.
 
 Workers start through a forkserver (forking a process whose numba kernels already started
-OpenMP threads aborts the child) that has imported what they run (WORKER_MODULES), die with the main process (axelsim.sweep.die_with_parent), and
-run numba's parallel kernels on one thread each, as the main process does while they run:
-with a process per core, more threads would only contend for the same cores. A kernel's result
-does not depend on its thread count (axelsim/jit.py).
+OpenMP threads aborts the child) that has imported what they run (WORKER_MODULES), die with the
+main process (axelsim.sweep.die_with_parent), and run numba's kernels on one thread each (their
+serial flavours, axelsim/jit.py), as the main process does while they run: with a process per
+core, more threads would only contend for the same cores. A kernel's result does not depend on
+its thread count.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ the simulators and the golden models read.
 Every float16 value is a float32, so the widening is a change of encoding, no rounding: the
 exponent rebiased from 15 to 127 and the significand shifted up 13 bits (infinities and NaNs keep
 an all-ones exponent and their payload); subnormals (|x| < 2^-14) become normal float32 values,
-their significand times 2^-24. numpy converts float16 element by element without the CPU's vector
-conversion: 7.7 ms for a layer's keys of the 8B slice (8 x 4096 x 128) on this machine, 2.0 ms
-here (in-process microbenchmark, one thread). tests/test_trace_widen.py checks all 65,536 float16 bit patterns
-against numpy's conversion.
+their significand times 2^-24. numpy converts float16 element by element without the CPU's
+vector conversion: 7.7 ms for a layer's keys of the 8B slice (8 x 4096 x 128) on this machine,
+2.0 ms here (in-process microbenchmark, one thread). tests/test_trace_widen.py checks all 65,536
+float16 bit patterns against numpy's conversion.
 """
 
 from __future__ import annotations
