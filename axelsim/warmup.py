@@ -53,7 +53,7 @@ def cpu_times(stat_line: str) -> Optional[tuple[int, int]]:
     """(idle, total) CPU time of /proc/stat's aggregate `cpu` line, in clock ticks (idle counts
     iowait; total is user to steal; guest time is inside user), or None for another line."""
     fields = stat_line.split()
-    if len(fields) < 5 or fields[0] != "cpu":
+    if len(fields) < 6 or fields[0] != "cpu":  # up to iowait at least
         return None
     ticks = [int(x) for x in fields[1:9]]
     return ticks[3] + ticks[4], sum(ticks)

@@ -47,6 +47,7 @@ def test_cpu_times_of_the_aggregate_line():
     assert warmup.cpu_times("cpu  100 5 50 800 45 0 0 0 7 0\n") == (845, 1000)
     assert warmup.cpu_times("cpu0 100 5 50 800 45 0 0 0 0 0") is None
     assert warmup.cpu_times("intr 12345") is None
+    assert warmup.cpu_times("cpu  100 5 50 800") is None  # no iowait field: not a line to trust
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: the child is never wanted")
