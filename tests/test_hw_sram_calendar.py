@@ -30,3 +30,28 @@ def test_small_ring_answers_like_a_ring_that_never_wraps(ops, ports, busy):
     got_small, waited_small = small.reserve_run(arrive, 1, floor, banks)
     got_large, waited_large = large.reserve_run(arrive, 1, floor, banks)
     assert np.array_equal(got_small, got_large) and waited_small == waited_large
+
+
+run_st = st.lists(st.tuples(st.integers(0, 2), st.integers(0, 12)), min_size=1, max_size=30)
+
+
+@settings(max_examples=80, deadline=None)
+@given(runs=st.lists(run_st, min_size=1, max_size=4), ports=st.integers(1, 2), busy=st.integers(1, 4),
+       ii=st.integers(1, 3))
+def test_in_order_ring_reserves_like_a_ring_that_never_wraps(runs, ports, busy, ii):
+    """Bursts of one in-order unit (each burst from the unit's release, arrivals rising) get the
+    same start cycles and waits from an `in_order` ring, which clears behind it and never
+    grows past a few holds, as from a ring wide enough to keep every reservation."""
+    small = BankCalendar(3, ports, window=4, busy=[busy] * 3, in_order=True)
+    large = BankCalendar(3, ports, window=1 << 14, busy=[busy] * 3)
+    free_at, offset = 0, 0
+    for run in runs:
+        gaps = np.asarray([gap for _, gap in run], dtype=np.int64)
+        arrive = offset + np.cumsum(gaps)
+        banks = np.asarray([bank for bank, _ in run], dtype=np.int64)
+        got_small, waited_small = small.reserve_run(arrive, ii, free_at, banks)
+        got_large, waited_large = large.reserve_run(arrive, ii, free_at, banks)
+        assert np.array_equal(got_small, got_large) and waited_small == waited_large
+        free_at = int(got_large[-1]) + ii
+        offset = int(arrive[-1])
+    assert small.window <= 4 * busy + 4 < large.window

@@ -111,7 +111,8 @@ class Machine:
         # one calendar entry per bank plus the off-chip channel of spilled rows (index `banks`)
         busy = [self.timing.bank_ii_cycles] * m.sram.banks + [self.timing.offchip_ii_cycles]
         self.read_cal = BankCalendar(m.sram.banks + 1, m.sram.read_ports, busy=busy)
-        self.write_cal = BankCalendar(m.sram.banks + 1, m.sram.write_ports, busy=busy)
+        # every index-SRAM write is issued by one unit in program order (write_floor)
+        self.write_cal = BankCalendar(m.sram.banks + 1, m.sram.write_ports, busy=busy, in_order=True)
         self.softmax = value_unit.Softmax(self.fmt["softmax"], m.head_dim)
         self.kern = kernels.SERIAL if self.fidelity == "key" else kernels.PARALLEL
         self.codes = {k: kernels.fmt_code(v) for k, v in self.fmt.items()}

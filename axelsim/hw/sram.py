@@ -110,32 +110,6 @@ def _take(cal, mask, row, t, busy):
 
 
 @numba.njit(cache=True)
-def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, busy, out):
-    prev = free_at - ii
-    waited = 0
-    for i in range(arrive.size):
-        want = max(arrive[i], prev + ii)
-        t = want
-        bank = bank_ids[i]
-        base = bank * ports
-        hold = busy[bank]
-        while True:
-            port = -1
-            for p in range(ports):
-                if _free(cal, mask, base + p, t, hold):
-                    port = p
-                    break
-            if port >= 0:
-                _take(cal, mask, base + port, t, hold)
-                break
-            t += 1
-        waited += t - want
-        out[i] = t
-        prev = t
-    return waited
-
-
-@numba.njit(cache=True)
 def _reserve_one(cal, mask, ports, bank, want, hold):
     t = want
     while True:
@@ -144,6 +118,33 @@ def _reserve_one(cal, mask, ports, bank, want, hold):
                 _take(cal, mask, bank * ports + p, t, hold)
                 return t
         t += 1
+
+
+@numba.njit(cache=True)
+def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, busy, out, base, in_order):
+    """Reserve a run of accesses in order (each at or after the previous one's start + ii);
+    returns the cycles waited and the ring's base. `in_order` (BankCalendar): no request ever
+    precedes an earlier request's earliest cycle, so before each access the cycles from `base`
+    up to its earliest one are cleared and `base` moves there: the ring holds only the
+    reservations still ahead (a width of 2 x the longest hold suffices)."""
+    rows = cal.shape[0]
+    width = mask + 1
+    prev = free_at - ii
+    waited = 0
+    for i in range(arrive.size):
+        want = max(arrive[i], prev + ii)
+        if in_order and want > base:
+            span = min(want - base, width)
+            for r in range(rows):
+                for c in range(base, base + span):
+                    cal[r, c & mask] = 0
+            base = want
+        bank = bank_ids[i]
+        t = _reserve_one(cal, mask, ports, bank, want, busy[bank])
+        waited += t - want
+        out[i] = t
+        prev = t
+    return waited, base
 
 
 def _entry_point(kernel, signature: str):
@@ -187,9 +188,16 @@ class BankCalendar:
     `release_before(cycle)` with a cycle no future request precedes, so the ring spans only the
     reservations still reachable (about one job), not the whole run. A request below `base` is
     an internal fault (RuntimeError), never a silent wrap.
+
+    `in_order`: every request starts at or after the earliest cycle of the request before it
+    (one unit issuing in program order, as the index SRAM's single write-port user does). A
+    burst then releases as it goes (`_reserve_run_in_order`), so its ring stays a few holds
+    wide however long the burst: a 4096-token prefill's write burst otherwise needs a ring
+    spanning all its cycles (8 M cycles x 17 rows = 136 MiB on the 8B slice). Reservations are
+    the same either way (tests/test_hw_sram_calendar.py).
     """
 
-    def __init__(self, banks: int, ports: int, window: int = 1024, busy=None):
+    def __init__(self, banks: int, ports: int, window: int = 1024, busy=None, in_order: bool = False):
         self.banks = banks
         self.ports = ports
         self.busy = np.ones(banks, dtype=np.int64) if busy is None else np.asarray(busy, dtype=np.int64)
@@ -198,6 +206,7 @@ class BankCalendar:
         self.cal = np.zeros((banks * ports, window), dtype=np.uint8)
         self.base = 0
         self.horizon_used = 0
+        self.in_order = in_order
         self._reserve_one = None
 
     @property
@@ -244,11 +253,14 @@ class BankCalendar:
             return out, 0
         first = max(int(arrive[0]), free_at)
         self._check(first)
-        bound = max(int(arrive.max()), free_at, self.horizon_used) + n * (ii + self.hold_max) + self.hold_max + 2
-        self._ensure(bound)
-        waited = _reserve_run(self.cal, self.window - 1, self.ports, arrive.astype(np.int64), ii, free_at,
-                              bank_ids.astype(np.int64), self.busy, out)
-        self.horizon_used = max(self.horizon_used, int(out.max()) + self.hold_max)
+        if self.in_order:  # the ring only needs to span the holds ahead of each access
+            self._ensure(self.base + 2 * self.hold_max + 2)
+        else:
+            self._ensure(max(int(arrive.max()), free_at, self.horizon_used) + n * (ii + self.hold_max)
+                         + self.hold_max + 2)
+        waited, self.base = _reserve_run(self.cal, self.window - 1, self.ports, arrive.astype(np.int64), ii, free_at,
+                                         bank_ids.astype(np.int64), self.busy, out, self.base, self.in_order)
+        self.horizon_used = max(self.horizon_used, self.base, int(out.max()) + self.hold_max)
         return out, int(waited)
 
     def reserve_one(self, bank: int, want: int) -> int:
