@@ -629,23 +629,23 @@ def _score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, wit
 @numba.njit(cache=True)
 def exp_unit(x, soft, log2e, coeffs):
     """exp_S(x), x <= 0: k = rint(rnd(x log2e)), f = rnd(. - k), Horner of 2^f, times 2^k."""
-    scaled = rnd(x * log2e, soft)
+    scaled = rnd_fast(x * log2e, soft)
     k = np.rint(scaled)
-    f = rnd(scaled - k, soft)
+    f = rnd_fast(scaled - k, soft)
     p = coeffs[0]
     for c in coeffs[1:]:
-        p = rnd(rnd(p * f, soft) + c, soft)
+        p = rnd_fast(rnd_fast(p * f, soft) + c, soft)
     ki = np.int64(k)
     if ki < -1022:
-        return rnd(0.0, soft)
-    return rnd(p * _float((ki + 1023) << 52), soft)
+        return rnd_fast(0.0, soft)
+    return rnd_fast(p * _float((ki + 1023) << 52), soft)
 
 
 def _exp_stage(z, zmax, e, soft, log2e, coeffs, lo, hi):
     """e_t = exp_S(rnd_S(z_t - m)) for every head; z, e [h, n], zmax [h]."""
     for t in prange(lo, hi):
         for a in range(z.shape[0]):
-            e[a, t] = exp_unit(rnd(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
+            e[a, t] = exp_unit(rnd_fast(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
 
 
 def _bins_stage(e, norms, idx, bins, totals, soft, value, lo, hi):
@@ -684,7 +684,7 @@ def _bins_burst(e, norms, idx, bins, totals, soft, value):
                 pb = t % n_bin
                 for i in range(i0, i1):
                     j = idx[t, i]
-                    bins[a, pb, i, j] = rnd(bins[a, pb, i, j] + wt, value)
+                    bins[a, pb, i, j] = rnd_fast(bins[a, pb, i, j] + wt, value)
 
 
 def _pipe_stage(leaves, sums, norms, scores, acc, score, lo, hi):
@@ -788,3 +788,8 @@ bins_burst = jit.by_work(_bins_burst, lambda args: args[2].shape[0] * args[2].sh
 """bins_stage over a whole stream of values (work: values x d x heads)."""
 write_burst = jit.by_work(_write_burst, lambda args: args[0].shape[0] * args[0].shape[1])
 """norm, rotate, quantize and pack fused per vector, rows stored in place (preloading; work: vectors x d)."""
+
+
+# the branch-free FP16/FP32 rounding, bit for bit `rnd` (tests/test_hw_fast_round.py), for the
+# hottest loops; imported last because axelsim.hw.fast_round is built on this module's rnd
+from axelsim.hw.fast_round import rnd_fast  # noqa: E402
