@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from axelsim import __version__
+from axelsim.allocator import keep_freed_memory
 from axelsim.errors import UserError
 
 EXIT_OK, EXIT_FAULT, EXIT_BAD_INPUT = 0, 1, 2
@@ -503,6 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 2 bad input, 1 internal fault)."""
     args = build_parser().parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler
+    keep_freed_memory()
     try:
         from axelsim.compile_notice import compile_notice
 

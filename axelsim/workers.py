@@ -94,10 +94,13 @@ def plan_workers(requested: Optional[int], view, sections: int) -> int:
 
 
 def _start_worker(parent_pid: int) -> None:
-    """A worker's initializer: bound to die with the main process; numba kernels on one thread."""
+    """A worker's initializer: bound to die with the main process; numba kernels on one thread;
+    freed memory kept for reuse (axelsim.allocator)."""
+    from axelsim.allocator import keep_freed_memory
     from axelsim.sweep import die_with_parent
 
     die_with_parent(parent_pid)
+    keep_freed_memory()
     import numba
 
     numba.set_num_threads(1)
