@@ -124,16 +124,19 @@ def _reserve_one(cal, mask, ports, bank, want, hold):
 def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, busy, out, base, in_order):
     """Reserve a run of accesses in order (each at or after the previous one's start + ii);
     returns the cycles waited and the ring's base. `in_order` (BankCalendar): no request ever
-    precedes an earlier request's earliest cycle, so before each access the cycles from `base`
-    up to its earliest one are cleared and `base` moves there: the ring holds only the
+    precedes an earlier request's earliest cycle, so the cycles below an access's earliest one
+    are dead: when its reservation might reach past the ring (an access waits less than the
+    longest hold, then holds at most that long), the cycles from `base` up to its earliest one
+    are cleared, one sweep a row, and `base` moves there. The ring then holds only the
     reservations still ahead (a width of 2 x the longest hold suffices)."""
     rows = cal.shape[0]
     width = mask + 1
+    reach = 2 * busy.max()
     prev = free_at - ii
     waited = 0
     for i in range(arrive.size):
         want = max(arrive[i], prev + ii)
-        if in_order and want > base:
+        if in_order and want + reach > base + width:
             span = min(want - base, width)
             for r in range(rows):
                 for c in range(base, base + span):
