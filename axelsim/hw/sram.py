@@ -194,7 +194,7 @@ class BankCalendar:
 
     `in_order`: every request starts at or after the earliest cycle of the request before it
     (one unit issuing in program order, as the index SRAM's single write-port user does). A
-    burst then releases as it goes (`_reserve_run_in_order`), so its ring stays a few holds
+    burst then releases as it goes (`_reserve_run`), so its ring stays a few holds
     wide however long the burst: a 4096-token prefill's write burst otherwise needs a ring
     spanning all its cycles (8 M cycles x 17 rows = 136 MiB on the 8B slice). Reservations are
     the same either way (tests/test_hw_sram_calendar.py).
