@@ -55,3 +55,15 @@ def test_in_order_ring_reserves_like_a_ring_that_never_wraps(runs, ports, busy, 
         free_at = int(got_large[-1]) + ii
         offset = int(arrive[-1])
     assert small.window <= 4 * busy + 4 < large.window
+
+
+def test_in_order_ring_clears_before_a_wait_reaches_round_it():
+    """Hold 4 on one port: the ring is 16 cycles wide. The third access wants cycle 12, waits for
+    the second's hold to end (15) and holds 15-18, whose slots are the first access's (cycles
+    0-3, dead by then): the ring must clear them before, not see a conflict there."""
+    small = BankCalendar(1, 1, window=4, busy=[4], in_order=True)
+    large = BankCalendar(1, 1, window=1 << 10, busy=[4])
+    arrive, banks = np.array([0, 11, 12], dtype=np.int64), np.zeros(3, dtype=np.int64)
+    got, waited = small.reserve_run(arrive, 1, 0, banks)
+    assert small.window == 16
+    assert got.tolist() == large.reserve_run(arrive, 1, 0, banks)[0].tolist() == [0, 11, 15] and waited == 3
