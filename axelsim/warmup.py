@@ -84,8 +84,10 @@ def idle_core() -> bool:
     (`idle_cores`), else (no /proc/stat) by the 1-min load, at most cores - 1. The child only
     pays when it gets a core of its own; on a busy machine it would take CPU from the parent and
     lengthen the run."""
+    from axelsim.workers import usable_cores
+
     try:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         if cores < 2:
             return False
         idle = idle_cores()

@@ -263,7 +263,7 @@ class BankCalendar:
                          + self.hold_max + 2)
         waited, self.base = _reserve_run(self.cal, self.window - 1, self.ports, arrive.astype(np.int64), ii, free_at,
                                          bank_ids.astype(np.int64), self.busy, out, self.base, self.in_order)
-        self.horizon_used = max(self.horizon_used, self.base, int(out.max()) + self.hold_max)
+        self.horizon_used = max(self.horizon_used, int(out.max()) + self.hold_max)  # base <= every start
         return out, int(waited)
 
     def reserve_one(self, bank: int, want: int) -> int:
