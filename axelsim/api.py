@@ -26,6 +26,11 @@ from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
 BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+BASELINE_WORK_ORDER = ("dequant_inverse_rotate", "kivi", "dequant_rotated", "fp16")
+"""BASELINE_KINDS from the most work to the least: the order their sections start in worker
+processes, so the shortest come last and the cores finish together (CPU seconds of each on the
+8B slice, one thread, cycle model and golden reference, measured 2026-12-03: 5.1, 4.2, 4.0, 2.8;
+docs/performance.md). The report keeps the BASELINE_KINDS order."""
 """The baselines of every report (docs/report.md); `dequant_inverse_rotate` was `dequant`."""
 
 
@@ -139,7 +144,7 @@ def simulate(
     `waveform` (a .vcd or .json path) records unit activity and writes it atomically.
     `bit_study` lists bit-widths for which the golden model's error is also measured (the
     report's `numerics_by_bits`, drawn as score error against bit-width).
-    `workers`: processes simulating the baselines beside the main one (axelsim.workers: None
+    `workers`: processes sharing the baselines, the main one included (axelsim.workers: None
     decides by the run's size and the cores, 1 is serial); the report does not depend on it.
     The report is deterministic except its `run_info` section (wall time, host, workers).
     """
@@ -172,8 +177,9 @@ def _baseline_sections(pool, kinds: Sequence[str], loaded: LoadedMacro, view: Tr
     if pool is None:
         return {kind: None for kind in kinds}
     source = source_of(view, *selection)
-    return {kind: partial(pool.result, pool.submit(_baseline_in_worker, kind, loaded, source, fidelity))
-            for kind in kinds}
+    started = {kind: pool.submit(_baseline_in_worker, kind, loaded, source, fidelity)
+               for kind in sorted(kinds, key=BASELINE_WORK_ORDER.index)}
+    return {kind: partial(pool.result, started[kind]) for kind in kinds}
 
 
 def _baseline_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> "BaselineRun":
@@ -377,7 +383,8 @@ def compare(
     Returns {'trace': ..., 'designs': {label: report}, 'baselines': {kind: section}}; labels are
     the macro names, made unique with the file name when two macros share a name. `workers` as
     in `simulate`: with workers, the baselines and every design after the first are simulated
-    in worker processes while the main process simulates the first.
+    in worker processes while the main process simulates the first (and then any of them no
+    worker has started yet).
     """
     from axelsim.report.numerics import float64_references
     from axelsim.workers import plan_workers, section_pool, source_of
@@ -390,14 +397,14 @@ def compare(
         check_compatible(item, view)
     selection = (layers, kv_heads, queries)
     with section_pool(plan_workers(workers, view, len(BASELINE_KINDS) + len(loaded) - 1)) as pool:
-        sections = _baseline_sections(pool, BASELINE_KINDS, loaded[0], view, selection, fidelity)
         references: dict = {}  # the float64 attention, computed once here and handed to the later designs
         later = []
-        if pool is not None:
+        if pool is not None:  # the designs first: each is more work than any baseline
             for item in loaded[1:]:
                 float64_references(item.config, view, references)
             later = [pool.submit(_design_in_worker, item, source_of(view, *selection), fidelity, references)
                      for item in loaded[1:]]
+        sections = _baseline_sections(pool, BASELINE_KINDS, loaded[0], view, selection, fidelity)
         reports = [_simulate(macros[0], trace, loaded[0], view, selection, fidelity, None, sections, (), progress,
                              references)]
         for index, item in enumerate(loaded[1:]):

@@ -351,9 +351,10 @@ def _selection(args: argparse.Namespace) -> dict:
 
 def _add_workers(command: argparse.ArgumentParser, sections: str) -> None:
     command.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                         help=f"worker processes simulating {sections} beside the main process; 1: all in "
-                              "one process (default: one per core when the replayed trace holds at least "
-                              "2^23 key and value elements; the report is the same either way)")
+                         help=f"processes simulating {sections}, the main one included (it simulates the "
+                              "macro first); 1: all in one process (default: one per core when the replayed "
+                              "trace holds at least 2^23 key and value elements; the report is the same "
+                              "either way)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -8,11 +8,14 @@ the finished section, which is identical bit for bit to the one the serial run b
 (tests/test_workers.py compares whole reports). Meanwhile the main process simulates its own
 macro, so a 2-core machine runs two sections at once.
 
-`plan_workers` decides: `workers=1` is serial; `workers=N` (N > 1) uses N worker processes;
-`None` (the default) uses one per usable core when the run is large enough to pay for starting
-them (WORKERS_MIN_ELEMENTS). Either way only a trace read from a file is shared out (a trace
-built in memory stays serial). On a cold numba cache each process
-compiles the kernels of its own sections (mostly different ones: the baselines' against the
+`plan_workers` decides: `workers=N` is N processes in all, the main one and N - 1 workers
+(`workers=1` is serial); `None` (the default) is one process per usable core when the run is
+large enough to pay for starting workers (WORKERS_MIN_ELEMENTS). The main process takes
+sections too once its own are done (SectionPool.result), so a worker per core beside it would
+only put three processes on two cores (measured: 1 worker beat 2 on the 8B slice's run in 5
+of 6 alternating pairs and its compare in 4 of 4, 2026-12-03). Either way only a trace read
+from a file is shared out (a trace built in memory stays serial). On a cold numba cache each
+process compiles the kernels of its own sections (mostly different ones: the baselines' against the
 macro's), so the compile is shared out too.
 
 Workers start through a forkserver (forking a process whose numba kernels already started
@@ -25,10 +28,12 @@ its thread count.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import multiprocessing
 import os
 import resource
+import threading
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,16 +86,16 @@ def stored_elements(view) -> int:
 
 
 def plan_workers(requested: Optional[int], view, sections: int) -> int:
-    """Worker processes for `sections` sections of a run on `view` (0: serial; see the module
-    docstring). `requested` as `--workers` gives it: None for the default."""
+    """Worker processes beside the main one for `sections` sections of a run on `view` (0:
+    serial; see the module docstring). `requested` as `--workers` gives it, the processes in
+    all (the main process takes sections too): None for the default, one per usable core."""
     if sections == 0 or view.path is None:  # a trace in memory: no file a worker could re-open
         return 0
-    if requested is not None:
-        return 0 if requested <= 1 else min(requested, sections)
-    if stored_elements(view) < WORKERS_MIN_ELEMENTS:
-        return 0
-    cores = usable_cores()
-    return min(cores, sections) if cores >= 2 else 0
+    if requested is None:
+        if stored_elements(view) < WORKERS_MIN_ELEMENTS:
+            return 0
+        requested = usable_cores()
+    return min(requested - 1, sections) if requested >= 2 else 0
 
 
 def _start_worker(parent_pid: int) -> None:
@@ -115,37 +120,122 @@ def _in_worker(job: Callable[..., Any], args: tuple) -> tuple[Any, float]:
     return job(*args), peak_rss_mib()
 
 
+def _computed_here(section: "Section") -> Future:
+    """The section computed in this process, as a finished future (its result or its error)."""
+    done: Future = Future()
+    try:
+        done.set_result(_in_worker(section.job, section.args))
+    except Exception as error:  # noqa: BLE001 - raised where the caller reads it, as a worker's would be
+        done.set_exception(error)
+    return done
+
+
+class Section:
+    """One submitted section: waiting in its pool's queue, then in a worker (its `future`), or
+    taken back by the main process (`SectionPool.result`)."""
+
+    def __init__(self, job: Callable[..., Any], args: tuple):
+        self.job, self.args = job, args
+        self.future: Optional[Future] = None
+
+
 class SectionPool:
-    """Worker processes taking report sections (`submit(job, *args)`, then `result(future)`);
-    `peak_rss_mib` lists the worker's peak memory for each section read (MiB)."""
+    """Worker processes taking report sections (`submit(job, *args)`, then `result(section)`);
+    `peak_rss_mib` lists, for each section read, the peak memory of the process that computed it
+    (MiB).
+
+    Sections start in the order they were submitted (callers submit the longest first), at most
+    one a worker, handed out by a dispatcher thread: a worker's start blocks until the
+    forkserver has imported WORKER_MODULES (about 0.7 s), and the main process goes on with its
+    own macro meanwhile instead of waiting. When the main process asks for a result that is not
+    ready it computes the sections no worker has started yet itself (its own work done, it
+    would otherwise only wait), so no core idles while sections are left. Either way a section
+    is the same pure function of its arguments, hence the same bit for bit.
+    """
 
     def __init__(self, workers: int):
         self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=_start_worker,
                                          initargs=(os.getpid(),))
         self.workers = workers
         self.peak_rss_mib: list[float] = []
+        self._changed = threading.Condition()
+        self._waiting: collections.deque[Section] = collections.deque()
+        self._running = 0
+        self._closed = False
+        self._dispatcher = threading.Thread(target=self._dispatch, name="axelsim-sections", daemon=True)
+        self._dispatcher.start()
 
-    def submit(self, job: Callable[..., Any], *args) -> Future:
-        """job(*args) in a worker; read its result with `result`."""
-        return self._pool.submit(_in_worker, job, args)
+    def submit(self, job: Callable[..., Any], *args) -> Section:
+        """job(*args) in a worker, or in this process if none has started it when `result` asks."""
+        section = Section(job, args)
+        with self._changed:
+            self._waiting.append(section)
+            self._changed.notify_all()
+        return section
 
-    def result(self, future: Future) -> Any:
-        """The job's result (its error raised as it was raised in the worker); the worker's peak
-        memory is noted."""
-        value, rss = future.result()
+    def result(self, section: Section, timeout: Optional[float] = None) -> Any:
+        """The section's result (its error raised as it was raised where it ran). Until it is
+        finished this process computes waiting sections itself, the longest first (the submission
+        order), then waits for it; the peak memory of the process that computed it is noted."""
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: section.future is not None or section in self._waiting)
+                if section.future is not None and (section.future.done() or not self._waiting):
+                    break
+                taken = self._waiting.popleft()
+            computed = _computed_here(taken)
+            with self._changed:
+                taken.future = computed
+        value, rss = section.future.result(timeout)
         self.peak_rss_mib.append(round(rss, 1))
         return value
 
+    def _dispatch(self) -> None:
+        """The dispatcher thread: starts the forkserver at once (its imports overlap whatever the main
+        process does before it submits), then the next waiting section whenever a worker is free."""
+        from multiprocessing import forkserver
+
+        try:
+            forkserver.ensure_running()
+        except Exception:  # noqa: BLE001 - the first worker's start tries again and its section carries the error
+            pass
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._closed or (self._waiting and self._running < self.workers))
+                if self._closed:
+                    return
+                section = self._waiting.popleft()
+                self._running += 1
+            try:
+                future = self._pool.submit(_in_worker, section.job, section.args)
+            except BaseException as error:  # a pool shut down or broken: the section's reader gets the error
+                future = Future()
+                future.set_exception(error)
+            future.add_done_callback(self._finished)
+            with self._changed:
+                section.future = future
+                self._changed.notify_all()
+
+    def _finished(self, _future: Future) -> None:
+        with self._changed:
+            self._running -= 1
+            self._changed.notify_all()
+
     def close(self, wait: bool = True) -> None:
-        """Shut the workers down, pending sections cancelled; without `wait`, at once (they die
+        """Shut the workers down, sections not started dropped; without `wait`, at once (they die
         with this process at the latest)."""
+        with self._changed:
+            self._closed = True
+            self._waiting.clear()
+            self._changed.notify_all()
+        self._dispatcher.join()
         self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 @contextlib.contextmanager
 def section_pool(workers: int) -> Iterator[Optional[SectionPool]]:
     """A SectionPool of `workers` processes (None when 0), the main process's numba kernels on one
-    thread while it lives; shut down (pending sections cancelled) on leaving."""
+    thread while it lives; shut down (sections not started dropped) on leaving."""
     if workers <= 0:
         yield None
         return

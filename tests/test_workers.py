@@ -4,7 +4,9 @@ that arrive whole, and the default plan."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
+import time
 from pathlib import Path
 
 import numba
@@ -39,7 +41,7 @@ def as_json(report) -> str:
 
 def test_run_in_workers_equals_one_process():
     serial = api.simulate(MACROS[0], TRACE, workers=1, **SELECTION)
-    spread = api.simulate(MACROS[0], TRACE, workers=2, **SELECTION)
+    spread = api.simulate(MACROS[0], TRACE, workers=3, **SELECTION)
     assert serial["run_info"]["workers"] == 0
     assert spread["run_info"]["workers"] == 2
     assert len(spread["run_info"]["worker_peak_rss_mib"]) == len(api.BASELINE_KINDS)
@@ -51,7 +53,7 @@ def test_run_in_workers_equals_one_process():
 def test_compare_in_workers_equals_one_process():
     serial = api.compare(MACROS, TRACE, workers=1, **SELECTION)
     spread = api.compare(MACROS, TRACE, workers=2, **SELECTION)
-    assert all(report["run_info"]["workers"] == 2 for report in spread["designs"].values())
+    assert all(report["run_info"]["workers"] == 1 for report in spread["designs"].values())
     assert list(serial["designs"]) == list(spread["designs"])
     assert as_json(serial) == as_json(spread)
 
@@ -104,11 +106,20 @@ def _raise_config_error(where: str) -> None:
     raise ConfigError("macro.yaml", where, "a positive integer")
 
 
+def _started(section, seconds: float = 120.0):
+    """Wait until a worker has taken `section` (so `result` does not compute it in this process)."""
+    deadline = time.monotonic() + seconds
+    while section.future is None:
+        assert time.monotonic() < deadline, "no worker took the section"
+        time.sleep(0.01)
+    return section
+
+
 def test_worker_error_reaches_the_caller_as_raised():
     with section_pool(1) as pool:
-        future = pool.submit(_raise_config_error, "read_path.pipelines")
+        section = _started(pool.submit(_raise_config_error, "read_path.pipelines"))
         with pytest.raises(UserError) as caught:
-            future.result(timeout=120)
+            pool.result(section, timeout=120)
     assert type(caught.value) is ConfigError
     assert caught.value.line() == ConfigError("macro.yaml", "read_path.pipelines", "a positive integer").line()
 
@@ -118,7 +129,8 @@ def test_plan_workers():
     assert stored_elements(small) < WORKERS_MIN_ELEMENTS
     assert plan_workers(None, small, 4) == 0  # too small to pay for a worker's start
     assert plan_workers(1, small, 4) == 0
-    assert plan_workers(3, small, 4) == 3 and plan_workers(8, small, 4) == 4
+    assert plan_workers(2, small, 4) == 1  # processes in all: the main one and a worker
+    assert plan_workers(3, small, 4) == 2 and plan_workers(8, small, 4) == 4
     assert plan_workers(2, small, 0) == 0
     d = 128
     tokens = WORKERS_MIN_ELEMENTS // (2 * d) + 1
@@ -127,6 +139,16 @@ def test_plan_workers():
     assert stored_elements(in_memory) >= WORKERS_MIN_ELEMENTS
     assert plan_workers(None, in_memory, 4) == 0  # no file a worker could re-open
     assert plan_workers(2, in_memory, 4) == 0
+
+
+@pytest.mark.parametrize("cores, sections, expected", [(1, 4, 0), (2, 4, 1), (4, 4, 3), (8, 4, 4)])
+def test_default_plan_is_one_process_a_core(monkeypatch, cores, sections, expected):
+    """A large run from a file uses one process per usable core, the main one among them."""
+    import axelsim.workers as workers
+
+    monkeypatch.setattr(workers, "usable_cores", lambda: cores)
+    monkeypatch.setattr(workers, "stored_elements", lambda view: WORKERS_MIN_ELEMENTS)
+    assert plan_workers(None, load_trace(TRACE), sections) == expected
 
 
 def _twice_each(x, out):
@@ -156,3 +178,28 @@ def test_one_thread_runs_and_loads_only_the_serial_flavour():
     finally:
         numba.set_num_threads(threads)
     assert np.array_equal(single, 2.0 * x)
+
+
+def _pid_when(path: str) -> int:
+    """This process's id once `path` exists (at most 120 s)."""
+    deadline = time.monotonic() + 120
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return os.getpid()
+
+
+def test_sections_start_in_order_one_a_worker_and_the_main_process_takes_what_waits(tmp_path):
+    """With one worker busy, a section submitted after it waits and the main process computes it
+    when it asks for the result; the worker's section is computed there, one at a time."""
+    gate = str(tmp_path / "open")
+    with section_pool(1) as pool:
+        busy = _started(pool.submit(_pid_when, gate))
+        waiting = pool.submit(_pid_when, gate)
+        third = pool.submit(os.getpid)
+        assert waiting.future is None and third.future is None  # the one worker is not free
+        Path(gate).touch()
+        assert pool.result(waiting) == os.getpid()
+        worker = pool.result(busy)
+        assert worker != os.getpid()
+        assert pool.result(third) in (worker, os.getpid())
+        assert len(pool.peak_rss_mib) == 3

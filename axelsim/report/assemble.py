@@ -85,7 +85,7 @@ UNITS: dict[str, str] = {
     "layers.*.numerics.*, numerics_by_bits.*.*": "as the numerics.* key of the same name",
     "run_info.wall_s": "seconds of host wall time (not part of the deterministic report)",
     "run_info.workers": "worker processes that simulated report sections beside the main process (count; 0: serial)",
-    "run_info.worker_peak_rss_mib": "peak resident memory of the worker of each section it computed (MiB)",
+    "run_info.worker_peak_rss_mib": "peak resident memory of the process that computed each section, a worker or the main process (MiB)",
     "qjl.sketch_bits": "sign bits per stored key (m, rows of the sketch ROM)",
     "qjl.key_index_bits, qjl.value_index_bits": "bits per coordinate index of a key (b - 1) and a value (b)",
     "qjl.key_row_bits, qjl.value_row_bits, qjl.row_bits": "bits (a key row, a value row, the index SRAM row width)",
