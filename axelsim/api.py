@@ -26,12 +26,13 @@ from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
 BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+"""The baselines of every report (docs/report.md); `dequant_inverse_rotate` was `dequant`."""
 BASELINE_WORK_ORDER = ("dequant_inverse_rotate", "kivi", "dequant_rotated", "fp16")
 """BASELINE_KINDS from the most work to the least: the order their sections start in worker
-processes, so the shortest come last and the cores finish together (CPU seconds of each on the
-8B slice, one thread, cycle model and golden reference, measured 2026-12-03: 5.1, 4.2, 4.0, 2.8;
-docs/performance.md). The report keeps the BASELINE_KINDS order."""
-"""The baselines of every report (docs/report.md); `dequant_inverse_rotate` was `dequant`."""
+processes, so the shortest come last and the cores finish together. Seconds of each on the 8B
+slice, one thread, cycle model plus golden reference (bench row passes_8b_slice, runs of record
+of 2026-12-03 17:01 and 19:03, docs/performance.md): 4.2 / 4.6, 4.5 / 4.6 (the first two tie
+within the host's noise), 3.2 / 3.3, 2.5 / 3.2. The report keeps the BASELINE_KINDS order."""
 
 
 def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None,
