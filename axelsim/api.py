@@ -18,15 +18,13 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from axelsim import __version__
-from axelsim.config import LoadedMacro, MacroConfig, bind_head_dim, from_config
+from axelsim.config import BASELINE_KINDS, LoadedMacro, MacroConfig, bind_head_dim, from_config
 from axelsim.config import load_macro as _load_macro
 from axelsim.errors import ConfigError, TraceError
 from axelsim.io import check_writable, output_error
 from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
-BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
-"""The baselines of every report (docs/report.md); `dequant_inverse_rotate` was `dequant`."""
 BASELINE_WORK_ORDER = ("dequant_inverse_rotate", "kivi", "dequant_rotated", "fp16")
 """BASELINE_KINDS from the most work to the least: the order their sections start in worker
 processes, so the shortest come last and the cores finish together. Seconds of each on the 8B

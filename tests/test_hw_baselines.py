@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from axelsim.config.formats import FP16, parse_format
-from axelsim.hw.baselines import KINDS, BaselineMachine, simulate_baseline
+from axelsim.config.macro import BASELINE_KINDS as KINDS
+from axelsim.hw.baselines import BaselineMachine, simulate_baseline
 from axelsim.numerics.baselines import KiviSpec, kivi_vectors
 from axelsim.report.numerics import baseline_numerics
 from test_hw_helpers import assert_same_machine_state, random_trace, signs_for, small_macro, write_each

@@ -246,6 +246,11 @@ def kivi_channel_group(kivi: KiviConfig, head_dim: int) -> int:
     return min(kivi.group_size, head_dim)
 
 
+BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
+"""The conventional macros of every report, in the report's order (docs/report.md, docs/cycle_model.md);
+`dequant_inverse_rotate` was `dequant`."""
+
+
 class BaselinesConfig(StrictModel):
     """Options of the conventional macros the report compares against (docs/cycle_model.md)."""
 

@@ -13,7 +13,7 @@ from typing import Callable, Mapping
 
 from axelsim.config.formats import FP16, NumberFormat, parse_format
 from axelsim.config.load import LoadedMacro
-from axelsim.config.macro import MacroConfig, kivi_channel_group
+from axelsim.config.macro import BASELINE_KINDS, MacroConfig, kivi_channel_group
 from axelsim.cost import tiles
 from axelsim.cost.technology import Price, SramPrice, Technology
 
@@ -145,7 +145,6 @@ def qjl_units(c: MacroConfig) -> dict[str, Unit]:
     }
 
 
-BASELINE_KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
 
 
 def _value_unit(c: MacroConfig, *, inverse_fwht: bool) -> Unit:

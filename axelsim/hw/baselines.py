@@ -29,7 +29,7 @@ from typing import Optional
 import numpy as np
 
 from axelsim.config.formats import FP16
-from axelsim.config.macro import MacroConfig, kivi_channel_group
+from axelsim.config.macro import BASELINE_KINDS, MacroConfig, kivi_channel_group
 from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
 from axelsim.hw import arith, kernels, rotator, value_unit
@@ -42,7 +42,6 @@ from axelsim.hw.units import Ledger
 from axelsim.trace.widen import as_float32
 from axelsim.numerics.codebook import lloyd_max_codebook
 
-KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
 QUANTIZED = ("dequant_rotated", "dequant_inverse_rotate")
 """Kinds that store AXELRAM's index rows (its write path)."""
 FP16_ROWS = ("fp16", "kivi")
@@ -530,7 +529,7 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
                       queries=None, fidelity: str = "burst", prefill: str = "simulate",
                       record_waveform: bool = False, progress=None, source: Optional[str] = None,
                       timing: Optional[SramTiming] = None) -> SimResult:
-    """Replay the trace through baseline `kind` (one of KINDS); same fields as simulate().
+    """Replay the trace through baseline `kind` (one of BASELINE_KINDS); same fields as simulate().
 
     signs (SignRom or [n_layers, d] int8) is used by the kinds that rotate; the others ignore it.
     source: the macro file, named by configuration errors (default: the macro's name).
@@ -538,8 +537,8 @@ def simulate_baseline(kind: str, macro: MacroConfig, trace, signs=None, *, layer
     """
     source = source or macro.name
     macro = macro.without_residual()  # the plain b-bit designs, whatever the macro's residual
-    if kind not in KINDS:
-        raise ConfigError("baselines", "kind", f"one of {', '.join(KINDS)}, got {kind!r}")
+    if kind not in BASELINE_KINDS:
+        raise ConfigError("baselines", "kind", f"one of {', '.join(BASELINE_KINDS)}, got {kind!r}")
     if fidelity not in ("key", "burst"):
         raise ConfigError("simulate", "fidelity", f"'key' or 'burst', got {fidelity!r}")
     if layers is not None or kv_heads is not None or queries is not None:

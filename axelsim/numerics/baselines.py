@@ -21,11 +21,11 @@ from typing import Optional
 import numpy as np
 
 from axelsim.config.formats import FP16, NumberFormat
+from axelsim.config.macro import BASELINE_KINDS
 from axelsim.numerics import nparith as ar
 from axelsim.numerics.golden import NumericsSpec, _job_keys, _to_input, check_vectors, exp_constants, write_heads
 from axelsim.numerics.kernels import token_sums_fp32
 
-KINDS = ("fp16", "dequant_rotated", "kivi", "dequant_inverse_rotate")
 
 
 @dataclass(frozen=True)
@@ -335,8 +335,8 @@ def _rotated_values(spec: NumericsSpec, e, total, idx, norms, cents, signs, jobs
 def baseline_layer(kind: str, spec: NumericsSpec, kivi: KiviSpec, k: np.ndarray, v: Optional[np.ndarray],
                    q: np.ndarray, q_positions: np.ndarray, layer: int, source: str = "trace") -> BaselineLayer:
     """Baseline `kind` on one layer: k, v float [Hkv, T, d], q [Hq, Nq, d]; causal jobs."""
-    if kind not in KINDS:
-        raise ValueError(f"unknown baseline kind {kind!r}; expected one of {KINDS}")
+    if kind not in BASELINE_KINDS:
+        raise ValueError(f"unknown baseline kind {kind!r}; expected one of {BASELINE_KINDS}")
     with ar.quiet():  # roundings to infinity are results, not warnings
         return _baseline_layer(kind, spec, kivi, k, v, q, q_positions, layer, source)
 
