@@ -53,7 +53,7 @@ def assert_same_machine_state(a, b) -> None:
     from axelsim.hw.units import union_cycles
 
     assert a.free_at == b.free_at and a.stall_total == b.stall_total
-    assert [(i.phase, i.layer, i.start, i.end) for i in a.intervals] == [(i.phase, i.layer, i.start, i.end) for i in b.intervals]
+    assert {p: r.tolist() for p, r in a.intervals.rows.items()} == {p: r.tolist() for p, r in b.intervals.rows.items()}
     assert dict(a.ledger.counts) == dict(b.ledger.counts) and dict(a.ledger.events) == dict(b.ledger.events)
     assert dict(a.ledger.busy) == dict(b.ledger.busy) and dict(a.ledger.stage_busy) == dict(b.ledger.stage_busy)
     assert {u: dict(c) for u, c in a.ledger.stalls.items()} == {u: dict(c) for u, c in b.ledger.stalls.items()}

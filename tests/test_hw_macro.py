@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from axelsim.errors import ConfigError
 from axelsim.hw import controller
@@ -185,6 +185,34 @@ def test_key_and_burst_fidelity_agree(seed, d, bits, tokens, kv_heads, group, pi
 
 
 @settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(controller.PHASES), st.integers(0, 3), st.integers(0, 90),
+                                   st.integers(0, 25)), max_size=6), max_size=8), st.integers(0, 8))
+@example([[("write", 0, 0, 5)], [("read", 1, 10, 5), ("read", 2, 12, 1)]], 1)
+def test_interval_log_against_a_list_of_rows(bursts, cut):
+    """IntervalLog against a plain list: bursts of one phase go in through add_many, single rows
+    through add; per phase the rows in order, the latest end, and the span of what came after a
+    mark taken after `cut` bursts."""
+    log, plain, mark, after = controller.IntervalLog(), [], None, []
+    for b, burst in enumerate(bursts):
+        if b == cut:
+            mark = log.mark()
+        if len({phase for phase, *_ in burst}) == 1 and len(burst) > 1:
+            rows = np.array([(layer, start, start + length) for _, layer, start, length in burst], dtype=np.int64)
+            log.add_many(burst[0][0], rows[:, 0], rows[:, 1], rows[:, 2])
+        else:
+            for phase, layer, start, length in burst:
+                log.add(phase, layer, start, start + length)
+        added = [(phase, layer, start, start + length) for phase, layer, start, length in burst]
+        plain += added
+        after += added if mark is not None else []
+    for phase in controller.PHASES:
+        assert log.of_phase(phase).tolist() == [[layer, s, e] for p, layer, s, e in plain if p == phase]
+    assert log.end() == max((e for *_, e in plain), default=0)
+    if mark is not None:
+        assert log.span_since(mark) == ((min(s for *_, s, _ in after), max(e for *_, e in after)) if after else None)
+
+
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(controller.PHASES), st.integers(0, 2), st.integers(0, 60), st.integers(0, 25)),
                 max_size=30))
 def test_phase_cycles_equal_a_cycle_by_cycle_count(rows):
@@ -192,13 +220,15 @@ def test_phase_cycles_equal_a_cycle_by_cycle_count(rows):
     its highest phase (value > read > precompute > write); active counts a phase's own cover."""
     from axelsim.hw.macro import _of_layer, _phase_table, attribute_phases, phase_active
 
-    intervals = [controller.Interval(phase, layer, start, start + length) for phase, layer, start, length in rows]
+    intervals = controller.IntervalLog()
+    for phase, layer, start, length in rows:
+        intervals.add(phase, layer, start, start + length)
     table = _phase_table(intervals)
     for layer in (None, 0, 1, 2):
-        mine = [iv for iv in intervals if layer is None or iv.layer == layer]
         cover = {phase: set() for phase in controller.PHASES}
-        for iv in mine:
-            cover[iv.phase].update(range(iv.start, iv.end))
+        for phase, at, start, length in rows:
+            if layer is None or at == layer:
+                cover[phase].update(range(start, start + length))
         owner = {}
         for phase in controller.PHASES:  # later phases overwrite: the highest priority wins
             owner.update(dict.fromkeys(cover[phase], phase))

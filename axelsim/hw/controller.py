@@ -10,6 +10,8 @@ ports in program order (older first); see docs/cycle_model.md.
 
 from __future__ import annotations
 
+from array import array
+from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -58,11 +60,38 @@ class StageSpec:
 
 
 @dataclass
-class Interval:
-    phase: str
-    layer: int
-    start: int
-    end: int
+class IntervalLog:
+    """Each stream's cycle interval [start, end) by phase, with its layer: flat (layer, start,
+    end) triples per phase in program order (as Ledger.spans keeps pairs), so a burst of many
+    streams adds one block of rows instead of an object per stream."""
+
+    rows: dict = field(default_factory=lambda: defaultdict(lambda: array("q")))
+
+    def add(self, phase: str, layer: int, start: int, end: int) -> None:
+        self.rows[phase].extend((int(layer), int(start), int(end)))
+
+    def add_many(self, phase: str, layers: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> None:
+        """`add` for many streams at once, in their order."""
+        self.rows[phase].frombytes(np.stack([layers, starts, ends], axis=1).astype(np.int64).tobytes())
+
+    def of_phase(self, phase: str, first: int = 0) -> np.ndarray:
+        """int64 [n, 3] (layer, start, end) of `phase`'s intervals from its `first` on (a copy)."""
+        flat = self.rows.get(phase, array("q"))
+        return np.array(flat[3 * first:], dtype=np.int64).reshape(-1, 3)
+
+    def mark(self) -> dict:
+        """{phase: intervals so far}: where `span_since` starts."""
+        return {phase: len(flat) // 3 for phase, flat in self.rows.items()}
+
+    def span_since(self, mark: dict) -> Optional[tuple[int, int]]:
+        """(earliest start, latest end) of the intervals added after `mark`, None if none were."""
+        new = [self.of_phase(phase, mark.get(phase, 0)) for phase in self.rows]
+        new = np.concatenate(new) if new else np.zeros((0, 3), dtype=np.int64)
+        return (int(new[:, 1].min()), int(new[:, 2].max())) if new.size else None
+
+    def end(self) -> int:
+        """The latest end of any interval (0 with none): the simulation's last cycle."""
+        return max((int(self.of_phase(phase)[:, 2].max(initial=0)) for phase in self.rows), default=0)
 
 
 def raw_vectors(data: np.ndarray, d: int) -> np.ndarray:
@@ -87,7 +116,7 @@ class Machine:
     amap: AddressMap
     timing: SramTiming
     free_at: dict = field(default_factory=dict)
-    intervals: list = field(default_factory=list)
+    intervals: IntervalLog = field(default_factory=IntervalLog)
     stall_total: int = 0
     preload_wall_s: float = 0.0
     decode_cycles: list = field(default_factory=list)
@@ -172,7 +201,7 @@ class Machine:
             self.ledger.add_span(spec.unit, int(timing.start[s, 0]), end)
             self.ledger.add_activity(spec.unit, stage.instance, int(timing.start[s, 0]), end, label)
             arrive = timing.start[s] + spec.latency
-        self.intervals.append(Interval(phase, layer, int(timing.start[0, 0]), int(timing.done.max())))
+        self.intervals.add(phase, layer, int(timing.start[0, 0]), int(timing.done.max()))
         self.release_calendars()
         return timing
 
@@ -229,7 +258,7 @@ class Machine:
             arrive = timing.start[s] + spec.latency
         done = np.maximum.reduceat(timing.done, starts)
         first = timing.start[0, starts]
-        self.intervals.extend(Interval(phase, int(L), int(a), int(b)) for L, a, b in zip(layers, first, done))
+        self.intervals.add_many(phase, layers, first, done)
         self.release_calendars()
         return done
 

@@ -12,7 +12,7 @@ import numpy as np
 from axelsim.config.macro import MacroConfig
 from axelsim.cost.tiles import SramTiming
 from axelsim.errors import ConfigError
-from axelsim.hw.controller import PHASES, Machine
+from axelsim.hw.controller import PHASES, IntervalLog, Machine
 from axelsim.hw.sram import AddressMap
 from axelsim.hw.units import PATHS, Ledger, covered_before, merged_spans, union_cycles
 from axelsim.numerics.codebook import lloyd_max_codebook
@@ -72,14 +72,10 @@ def _value_sign_table(signs, layers: list[int], dim: int) -> Optional[dict]:
     return None if values is None else _sign_table(values, layers, dim)
 
 
-def _phase_table(intervals) -> dict:
+def _phase_table(intervals: IntervalLog) -> dict:
     """{phase: (layers, starts, ends)} int64 arrays of the intervals of each phase, in their
-    order; one pass."""
-    rows: dict = {phase: [] for phase in PHASES}
-    for iv in intervals:
-        if iv.phase in rows:
-            rows[iv.phase].append((iv.layer, iv.start, iv.end))
-    return {phase: tuple(np.array(r, dtype=np.int64).reshape(-1, 3).T) for phase, r in rows.items()}
+    order."""
+    return {phase: tuple(intervals.of_phase(phase).T) for phase in PHASES}
 
 
 def _of_layer(table: dict, layer: Optional[int]) -> dict:
@@ -179,7 +175,7 @@ def timeline(ledger: Ledger, total: int, bins: int = TIMELINE_BINS) -> dict:
     return {"bin_cycles": int(width), "bins": int(count), "units": out}
 
 
-def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], clock_hz: float,
+def summarize(ledger: Ledger, intervals: IntervalLog, stall: int, layers: list[int], clock_hz: float,
               instances: dict, served: list[int], head_dim: int) -> dict:
     """The shared sections of SimResult (cycles, unit_stats, actions, ops, per_layer, mults/query).
 
@@ -188,7 +184,7 @@ def summarize(ledger: Ledger, intervals: list, stall: int, layers: list[int], cl
     to total; `stall` counts the cycles in which at least one item waited at some unit (the
     waits summed over streams are `stall_summed`, which can exceed total).
     """
-    total = max((iv.end for iv in intervals), default=0)
+    total = intervals.end()
     table = _phase_table(intervals)
     phases = attribute_phases(_of_layer(table, None))
     cycles = {"total": int(total), **phases, "idle": int(total - sum(phases.values())),
@@ -330,7 +326,7 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
             ready = max(ready, machine.write_positions(slots, written + 1, p - 1, ks, vs))
             done_steps += (p - 1 - written) * len(layer_ids)
             written = p - 1
-        step_first = len(machine.intervals)
+        step_first = machine.intervals.mark()
         if prefill == "simulate":
             ready = max(ready, machine.write_positions(slots, p, p, ks, vs))
             done_steps += len(layer_ids)
@@ -349,9 +345,9 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
                         done_steps += 1
                         if progress is not None:
                             progress(done_steps, total_steps)
-        step = machine.intervals[step_first:]
-        if step:
-            machine.decode_cycles.append(max(iv.end for iv in step) - min(iv.start for iv in step))
+        step = machine.intervals.span_since(step_first)
+        if step is not None:
+            machine.decode_cycles.append(step[1] - step[0])
     return scores, outputs, served
 
 
