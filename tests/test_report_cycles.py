@@ -74,3 +74,13 @@ def test_interval_union_against_a_bitmap():
         a, b = merged_spans(starts, ends)
         probes = np.arange(0, 201, 3)
         assert list(covered_before(a, b, probes)) == [bitmap[:x].sum() for x in probes]
+
+
+def test_the_reports_phases_are_the_simulators(report):
+    """The report layer names the phases without importing the simulator: its tuple is
+    hw.controller's, in the same order, and every one of them is in a report's cycles."""
+    from axelsim.hw.controller import PHASES as booked
+    from axelsim.report.figures import PHASES
+
+    assert PHASES == booked
+    assert set(PHASES) <= set(report["cycles"]) and set(PHASES) == set(report["phase_active_cycles"])

@@ -12,10 +12,10 @@ from typing import Any, Mapping
 from axelsim.config import LoadedMacro
 from axelsim.cost import CostModel, baseline_memory_bytes
 from axelsim.report.accelergy import energy_per_action
+from axelsim.report.figures import PHASES
 
 REPORT_FORMAT = "axelsim-report"
 REPORT_VERSION = 1
-PHASES = ("write", "precompute", "read", "value")
 OP_KINDS = ("multiplications", "additions", "comparisons", "table_lookups", "sram_read_bits", "sram_write_bits")
 
 UNITS: dict[str, str] = {

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+PHASES = ("write", "precompute", "read", "value")
+"""The phases of a report's `cycles` and `phase_active`, lowest priority first (a cycle covered
+by several goes to the last of them: hw.controller.PHASES, which the simulator books)."""
+
 HEADLINE_KEYS: tuple[str, ...] = (
     "cycles_total",
     "time_s",

@@ -15,11 +15,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from axelsim import io
-from axelsim.report.figures import headline, lookup
+from axelsim.report.figures import PHASES, headline, lookup
 from axelsim.report.tables import scaled
 
 FORMATS = ("png", "svg")
-PHASES = ("write", "precompute", "read", "value")
 REFERENCE_LABEL = "reference point (the sweep's base macro)"
 _SCALES = {"energy_pj_per_query": (1e-3, "energy per query (nJ)"), "area_um2_total": (1e-6, "area (mm²)"),
            "time_s": (1e6, "latency of the run (µs)")}

@@ -9,9 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from axelsim.report.figures import headline, lookup, top_components
-
-PHASES = ("write", "precompute", "read", "value")
+from axelsim.report.figures import PHASES, headline, lookup, top_components
 
 
 _STEPS = {
