@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
@@ -25,12 +25,18 @@ from axelsim.io import check_writable, output_error
 from axelsim.trace import Trace
 from axelsim.trace import load_trace as _load_trace
 
-BASELINE_WORK_ORDER = ("dequant_inverse_rotate", "kivi", "dequant_rotated", "fp16")
-"""BASELINE_KINDS from the most work to the least: the order their sections start in worker
-processes, so the shortest come last and the cores finish together. Seconds of each on the 8B
-slice, one thread, cycle model plus golden reference (bench row passes_8b_slice, runs of record
-of 2026-12-03 17:01 and 19:03, docs/performance.md): 4.2 / 4.6, 4.5 / 4.6 (the first two tie
-within the host's noise), 3.2 / 3.3, 2.5 / 3.2. The report keeps the BASELINE_KINDS order."""
+BASELINE_WORK_ORDER = (("kivi", "cycle_model"), ("dequant_inverse_rotate", "cycle_model"),
+                       ("dequant_rotated", "cycle_model"), ("dequant_inverse_rotate", "golden_reference"),
+                       ("kivi", "golden_reference"), ("fp16", "cycle_model"), ("fp16", "golden_reference"),
+                       ("dequant_rotated", "golden_reference"))
+"""The baselines' sections from the most work to the least: each baseline's cycle model and its
+golden reference are two sections, started in this order in worker processes so the shortest
+come last and the cores finish together. Seconds of each on the 8B slice, one thread (bench
+row passes_8b_slice, 2026-12-04 19:04 and 19:20): 2.66 / 1.44, 1.81 / 1.25, 1.76 / 1.20,
+1.23 / 1.16, 1.13 / 1.08, 1.73 / 0.67, 0.90 / 0.63, 0.77 / 0.60 (fp16's cycle model, mostly
+first touches of fresh memory, varies the most). The report keeps the BASELINE_KINDS order."""
+SECTIONS_PER_BASELINE = 2
+"""Worker sections of one baseline: its cycle model and its golden reference."""
 
 
 def load_macro(path: str | os.PathLike, overrides: Optional[dict[str, Any]] = None,
@@ -157,7 +163,7 @@ def simulate(
     view = select(full, layers, kv_heads, queries)
     check_compatible(loaded, view)
     kinds = BASELINE_KINDS if baselines else ()
-    with section_pool(plan_workers(workers, view, len(kinds))) as pool:
+    with section_pool(plan_workers(workers, view, SECTIONS_PER_BASELINE * len(kinds))) as pool:
         baseline_sections = _baseline_sections(pool, kinds, loaded, view, (layers, kv_heads, queries), fidelity)
         report = _simulate(macro, trace, loaded, view, (layers, kv_heads, queries), fidelity, waveform,
                            baseline_sections, bit_study, progress)
@@ -176,16 +182,31 @@ def _baseline_sections(pool, kinds: Sequence[str], loaded: LoadedMacro, view: Tr
     if pool is None:
         return {kind: None for kind in kinds}
     source = source_of(view, *selection)
-    started = {kind: pool.submit(_baseline_in_worker, kind, loaded, source, fidelity)
-               for kind in sorted(kinds, key=BASELINE_WORK_ORDER.index)}
-    return {kind: partial(pool.result, started[kind]) for kind in kinds}
+    jobs = {"cycle_model": partial(_cycle_model_in_worker, fidelity=fidelity), "golden_reference": _golden_in_worker}
+    started = {(kind, part): pool.submit(jobs[part], kind, loaded, source)
+               for kind, part in BASELINE_WORK_ORDER if kind in kinds}
+    return {kind: partial(_joined, pool, started[(kind, "cycle_model")], started[(kind, "golden_reference")])
+            for kind in kinds}
 
 
-def _baseline_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> "BaselineRun":
-    """A worker's job: baseline `kind` simulated and checked against its golden reference, the
-    trace view rebuilt from its file; the main process adds the error metrics (`finish_baseline`)."""
+def _cycle_model_in_worker(kind: str, loaded: LoadedMacro, source, fidelity: str) -> "BaselineRun":
+    """A worker's job: baseline `kind`'s cycle model, the trace view rebuilt from its file."""
     view = source.view()
-    return run_baseline(kind, loaded, sign_rom(loaded, view), view, fidelity)
+    return run_cycle_model(kind, loaded, sign_rom(loaded, view), view, fidelity)
+
+
+def _golden_in_worker(kind: str, loaded: LoadedMacro, source) -> dict:
+    """A worker's job: the digests of baseline `kind`'s golden reference (report.numerics.
+    baseline_golden_digests), the trace view rebuilt from its file."""
+    from axelsim.report.numerics import baseline_golden_digests
+
+    view = source.view()
+    return baseline_golden_digests(kind, loaded.config, sign_rom(loaded, view), view)
+
+
+def _joined(pool, cycle_model, golden) -> "BaselineRun":
+    """A baseline's cycle model and golden reference from their sections, checked bit for bit."""
+    return with_exactness(pool.result(cycle_model), pool.result(golden))
 
 
 def _simulate(macro, trace, loaded: LoadedMacro, view: Trace, selection: tuple, fidelity: str, waveform,
@@ -245,26 +266,43 @@ def sram_timing(loaded: LoadedMacro, kind: str = "axelram"):
 @dataclass(frozen=True)
 class BaselineRun:
     """A baseline's report section before its error metrics (its `numerics` holds the bit_exact
-    keys only), with the cycle model's scores and outputs by layer that the metrics measure."""
+    keys only, or nothing before `with_exactness`), with the cycle model's scores and outputs by
+    layer that the metrics measure."""
 
     section: dict[str, Any]
     scores: dict[int, Any]
     outputs: dict[int, Any]
 
 
-def run_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
-                 progress: Optional[Callable[[int, int], None]] = None) -> BaselineRun:
-    """One conventional macro (one of BASELINE_KINDS) simulated on the trace and compared bit
-    for bit with its own golden reference; `finish_baseline` adds the error metrics."""
+def run_cycle_model(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
+                    progress: Optional[Callable[[int, int], None]] = None) -> BaselineRun:
+    """One conventional macro (one of BASELINE_KINDS) simulated on the trace: its section with
+    empty numerics (`with_exactness` adds the bit_exact keys)."""
     from axelsim.hw.baselines import simulate_baseline as simulate_conventional
     from axelsim.report.assemble import baseline_section
-    from axelsim.report.numerics import baseline_exactness
 
     result = simulate_conventional(kind, loaded.config, trace, signs, fidelity=fidelity, progress=progress,
                                    source=str(loaded.path), timing=sram_timing(loaded, kind))
-    exactness = baseline_exactness(kind, loaded.config, signs, trace, result.scores, result.outputs)
-    return BaselineRun(baseline_section(kind, loaded, trace, result, exactness), dict(result.scores),
-                       dict(result.outputs))
+    return BaselineRun(baseline_section(kind, loaded, trace, result, {}), dict(result.scores), dict(result.outputs))
+
+
+def with_exactness(run: BaselineRun, golden: dict) -> BaselineRun:
+    """`run` with its numerics' bit_exact keys: its scores and outputs against the digests of its
+    golden reference (report.numerics.baseline_golden_digests)."""
+    from axelsim.report.numerics import exactness_of
+
+    return replace(run, section={**run.section, "numerics": exactness_of(golden, run.scores, run.outputs)})
+
+
+def run_baseline(kind: str, loaded: LoadedMacro, signs, trace: Trace, fidelity: str,
+                 progress: Optional[Callable[[int, int], None]] = None) -> BaselineRun:
+    """One conventional macro simulated on the trace (`run_cycle_model`) and compared bit for bit
+    with its own golden reference (`with_exactness`); `finish_baseline` adds the error metrics.
+    Worker processes compute the two parts as separate sections."""
+    from axelsim.report.numerics import baseline_golden_digests
+
+    return with_exactness(run_cycle_model(kind, loaded, signs, trace, fidelity, progress),
+                          baseline_golden_digests(kind, loaded.config, signs, trace))
 
 
 def finish_baseline(run: BaselineRun, loaded: LoadedMacro, trace: Trace,
@@ -395,7 +433,8 @@ def compare(
     for item in loaded:  # fail on any bad pairing before the long work starts
         check_compatible(item, view)
     selection = (layers, kv_heads, queries)
-    with section_pool(plan_workers(workers, view, len(BASELINE_KINDS) + len(loaded) - 1)) as pool:
+    n_sections = SECTIONS_PER_BASELINE * len(BASELINE_KINDS) + len(loaded) - 1  # the baselines' and the later designs'
+    with section_pool(plan_workers(workers, view, n_sections)) as pool:
         references: dict = {}  # the float64 attention, computed once here and handed to the later designs
         later = []
         if pool is not None:  # the designs first: each is more work than any baseline

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from axelsim.config import load_macro
 from axelsim.numerics.golden import NumericsSpec, golden_layer
 from axelsim.numerics.hadamard import SignRom
-from axelsim.report.numerics import bit_width_study, compare_numerics, same_bits
+from axelsim.report.numerics import bit_width_study, bits_digest, compare_numerics, same_bits
 from axelsim.trace import SynthSpec, synth_trace
 
 MACRO = Path(__file__).resolve().parents[1] / "macros" / "axelram_d64.yaml"
@@ -35,6 +36,28 @@ def test_same_bits_is_strict():
     quiet_other = np.array([0x7FF8000000000123], dtype=np.uint64).view(np.float64)[0]
     assert same_bits(a, np.array([1.0, quiet_other, 0.0, -2.5]))  # a NaN is a NaN, whatever its payload
     assert not same_bits(np.array([np.nan, 1.0]), np.array([1.0, np.nan]))  # NaN on either side only
+
+
+_SPECIAL_BITS = [0, 1 << 63, 0x7FF8000000000000, 0x7FF8000000000123, 0xFFF0000000000001, 0x7FF0000000000000,
+                 0x3FF0000000000000, 0x3FF0000000000001, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(_SPECIAL_BITS), min_size=0, max_size=6), st.lists(st.sampled_from(_SPECIAL_BITS),
+       min_size=0, max_size=6), st.booleans(), st.booleans())
+def test_equal_digests_exactly_when_same_bits(a_bits, b_bits, a_float32, b_as_column):
+    """bits_digest is the verdict of same_bits without the other array: NaN payloads and signs
+    alike, the sign of zero, one ulp, shapes and float32 input (widened exactly) as same_bits
+    decides them."""
+    a = np.array(a_bits, dtype=np.uint64).view(np.float64)
+    b = np.array(b_bits, dtype=np.uint64).view(np.float64)
+    if a_float32:
+        with np.errstate(invalid="ignore", over="ignore", under="ignore"):
+            a = a.astype(np.float32)
+    if b_as_column:
+        b = b.reshape(-1, 1)
+    for x, y in ((a, b), (a, a.astype(np.float64)), (b, b.copy()), (a, None), (None, None)):
+        assert (bits_digest(x) == bits_digest(y)) == same_bits(x, y)
 
 
 def test_golden_against_itself_is_bit_exact(setup):

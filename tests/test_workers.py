@@ -44,7 +44,7 @@ def test_run_in_workers_equals_one_process():
     spread = api.simulate(MACROS[0], TRACE, workers=3, **SELECTION)
     assert serial["run_info"]["workers"] == 0
     assert spread["run_info"]["workers"] == 2
-    assert len(spread["run_info"]["worker_peak_rss_mib"]) == len(api.BASELINE_KINDS)
+    assert len(spread["run_info"]["worker_peak_rss_mib"]) == api.SECTIONS_PER_BASELINE * len(api.BASELINE_KINDS)
     assert set(spread["baselines"]) == set(api.BASELINE_KINDS)
     assert all(section["numerics"]["bit_exact"] for section in spread["baselines"].values())
     assert as_json(serial) == as_json(spread)
@@ -78,6 +78,32 @@ def test_a_workers_baseline_is_finished_against_the_runs_references(monkeypatch)
     for tensor in ("k", "v", "q"):
         monkeypatch.setattr(Trace, tensor, unread)
     assert api.finish_baseline(run, loaded, view, references) == whole
+
+
+def test_a_baselines_two_sections_give_its_bit_exact_verdict():
+    """A baseline's cycle model and golden reference computed apart (two worker sections) give
+    run_baseline's section; one flipped bit of one score, or one output, is caught."""
+    import dataclasses
+
+    from axelsim.report.numerics import baseline_golden_digests
+
+    view = api.select(load_trace(TRACE), **SELECTION)
+    loaded = api._as_macro(MACROS[0], view)
+    signs = api.sign_rom(loaded, view)
+    cycle = api.run_cycle_model("dequant_rotated", loaded, signs, view, "burst")
+    assert cycle.section["numerics"] == {}
+    golden = baseline_golden_digests("dequant_rotated", loaded.config, signs, view)
+    joined = api.with_exactness(cycle, golden)
+    assert joined.section == api.run_baseline("dequant_rotated", loaded, signs, view, "burst").section
+    assert joined.section["numerics"] == {"bit_exact": True, "bit_exact_scores": True, "bit_exact_outputs": True}
+    layer = view.layer_indices[0]
+    for field in ("scores", "outputs"):
+        changed = {L: a.copy() for L, a in getattr(cycle, field).items()}
+        flat = changed[layer].reshape(-1)
+        flat[flat.size // 2] = np.nextafter(flat[flat.size // 2], np.inf)
+        verdict = api.with_exactness(dataclasses.replace(cycle, **{field: changed}), golden).section["numerics"]
+        assert verdict == {"bit_exact": False, "bit_exact_scores": field == "outputs",
+                           "bit_exact_outputs": field == "scores"}
 
 
 def test_cli_workers_flag(tmp_path):
