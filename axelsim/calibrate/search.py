@@ -32,7 +32,7 @@ def unit_rows(vectors: np.ndarray) -> np.ndarray:
     return rows[keep] / norms[keep, None]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _level(y: float, boundaries: np.ndarray) -> int:
     """Number of boundaries <= y (a value on a boundary takes the upper level)."""
     count = 0
@@ -41,7 +41,7 @@ def _level(y: float, boundaries: np.ndarray) -> int:
     return count
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _candidate_sq_error(units, signs, centroids, boundaries):
     n_cand = signs.shape[0]
     n_vec, d = units.shape

@@ -24,7 +24,7 @@ from axelsim.hw import arith, kernels
 from axelsim.hw.value_unit import DIV_LATENCY, Softmax
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _running_sums(e, code):
     """E = rnd_S(E + e_t) in key order, per head; e [heads, n]."""
     heads, n = e.shape

@@ -27,7 +27,7 @@ contiguous row of KEY_BLOCK lanes: the products, every adder-tree stage, the FWH
 and their roundings then run as vector loops (the arithmetic of each key is unchanged)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _leaf_products(qa, kt, buf, d, code, wide):
     """buf (i, b) = rnd(qa_i kt(i, b)) for d rows of KEY_BLOCK lanes (kernels.mul per element)."""
     for i in range(d):
@@ -42,7 +42,7 @@ def _leaf_products(qa, kt, buf, d, code, wide):
         round_vec(buf, d * KEY_BLOCK, code)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _block_of(rows, t0, nb, table=None):
     """Rows t0..t0+nb-1 of rows [n, d] transposed: element i of row t0 + b at i * KEY_BLOCK + b
     (lanes past nb 0); with a table, the rows are indices and the block holds table[index]."""
@@ -161,7 +161,7 @@ def scale_weights(e, norms, w, value, wide):
             w[a, t] = mul_fast(e[a, t], norms[t], value, wide)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lanes_in(accs, i0, s):
     """s[a, j] = accs[a, i0 + j]: a block of accumulator lanes into a thread's buffer. (Explicit
     loops: numba compiles a slice copy here in seconds, these in a fraction of one.)"""
@@ -170,7 +170,7 @@ def _lanes_in(accs, i0, s):
             s[a, j] = accs[a, i0 + j]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lanes_out(s, accs, i0):
     """accs[a, i0 + j] = s[a, j]: a thread's buffer back into its block of accumulator lanes."""
     for a in range(s.shape[0]):
@@ -294,13 +294,13 @@ KIVI_ROWS = 32
 
 
 # work of a call (jit.by_work): element operations, items x d (x heads)
-dot_scores = jit.by_work(_dot_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0], nogil=True)
-rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0], nogil=True)
-inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1], nogil=True)
-kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1], nogil=True)
-accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1], nogil=True)
-accumulate_fp32 = jit.by_work(_accumulate_fp32, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1], nogil=True)
-kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2], nogil=True)
+dot_scores = jit.by_work(_dot_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
+rotated_scores = jit.by_work(_rotated_scores, lambda a: a[1].shape[0] * a[1].shape[1] * a[0].shape[0])
+inverse_rotate = jit.by_work(_inverse_rotate, lambda a: a[0].shape[0] * a[0].shape[1])
+kivi_dequantize = jit.by_work(_kivi_dequantize, lambda a: a[8].shape[0] * a[8].shape[1])
+accumulate = jit.by_work(_accumulate, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1])
+accumulate_fp32 = jit.by_work(_accumulate_fp32, lambda a: a[0].shape[0] * a[0].shape[1] * a[1].shape[1])
+kivi_quantize = jit.by_work(_kivi_quantize, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])
 
 
 def _fp16_rows(raw, out, inp, f16):
@@ -328,4 +328,4 @@ ROW_BLOCK = 64
 """Rows one thread converts together (one buffer, rounded as one vector loop)."""
 
 
-fp16_rows = jit.by_work(_fp16_rows, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2], nogil=True)
+fp16_rows = jit.by_work(_fp16_rows, lambda a: a[0].shape[0] * a[0].shape[1] * a[0].shape[2])

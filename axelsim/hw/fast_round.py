@@ -36,7 +36,7 @@ _FP16_MIN_NORMAL_BITS = np.int64((1023 - 14) << 52)  # 2^-14
 _FP16_SUB_MAGIC = 2.0 ** 28  # ulp(2^28) = 2^(28 - 52) = 2^-24, FP16's subnormal quantum
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def rnd_fp16(x):
     """x (float64) rounded half-even to FP16, as a float64; overflow to signed inf."""
     b = _bits(x)
@@ -50,7 +50,7 @@ def rnd_fp16(x):
     return _float(sign | r)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def rnd_fp32(x):
     """x (float64) rounded half-even to FP32 (IEEE conversion), as a float64; nan unchanged
     (the conversion would drop its low payload bits; `rnd` keeps them)."""
@@ -58,7 +58,7 @@ def rnd_fp32(x):
     return x if x != x else y
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def rnd_fast(x, code):
     """kernels.rnd(x, code), branch-free for FP16 and FP32 (see the module docstring)."""
     if code[0] == 0 and code[1] == 10 and code[2] == -14:
@@ -68,7 +68,7 @@ def rnd_fast(x, code):
     return rnd(x, code)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mul_fast(a, b, code, wide):
     """kernels.mul(a, b, code, wide): a * b exact in float64 unless `wide`."""
     if wide:
@@ -80,7 +80,7 @@ def mul_fast(a, b, code, wide):
 GENERIC, FP16_MODE, FP32_MODE = 0, 1, 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mode_of(code):
     """FP16_MODE, FP32_MODE or GENERIC (any other format) for a `kernels.fmt_code` tuple."""
     if code[0] == 0 and code[1] == 10 and code[2] == -14:
@@ -90,7 +90,7 @@ def mode_of(code):
     return GENERIC
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def round_vec(buf, n, code):
     """buf[:n] = rnd(buf[:n], code) in place (each element rounded once)."""
     mode = mode_of(code)
@@ -105,7 +105,7 @@ def round_vec(buf, n, code):
             buf[i] = rnd(buf[i], code)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def tree_cols(buf, tmp, n, lanes, code):
     """kernels._tree over each of `lanes` columns at once: buf holds n rows of `lanes` values
     (element (i, b) at i * lanes + b), tmp at least n / 2 rows; the same sums stage by stage,
@@ -125,7 +125,7 @@ def tree_cols(buf, tmp, n, lanes, code):
     return src[:lanes]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fwht_cols(u, code):
     """kernels._fwht(., code, False) on every column of u [d, lanes] at once, in place: the same
     butterflies (a + c, a - c), stages h = 1, 2, ..., d/2, each stage rounded as one array."""
@@ -143,7 +143,7 @@ def fwht_cols(u, code):
         h *= 2
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scale_vec(w, b, out, n, code, wide):
     """out[:n] = mul(w, b[:n], code, wide) for one scalar w."""
     if wide:

@@ -92,7 +92,7 @@ def is_wide(a: NumberFormat, b: NumberFormat) -> bool:
     return significand_bits(a) + significand_bits(b) > 53
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def rnd(x, code):
     """x (an exact value, or one correctly rounded float64 operation) rounded to the format."""
     if code[0] == 1:
@@ -138,7 +138,7 @@ def rnd(x, code):
     return -y if sign != 0 else y
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _to_odd(s, err):
     """s + err (s the rounded float64 sum, err its exact error) rounded to odd in float64."""
     if err == 0.0:
@@ -151,7 +151,7 @@ def _to_odd(s, err):
     return _float(b - 1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def add_exact(a, b, code):
     """rnd(a + b) for operands of any formats (TwoSum, round to odd, round)."""
     s = a + b
@@ -160,7 +160,7 @@ def add_exact(a, b, code):
     return rnd(_to_odd(s, err), code)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def mul(a, b, code, wide):
     """rnd(a * b); `wide` when the operands' significands may exceed 53 bits together."""
     if not wide:
@@ -176,7 +176,7 @@ def mul(a, b, code, wide):
     return rnd(_to_odd(s, err), code)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def sqrt_r(x, code):
     """rnd(sqrt(x)), x >= 0 a value of the format."""
     if code[0] == 0:
@@ -194,7 +194,7 @@ def sqrt_r(x, code):
     return r * code[5]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _tree(buf, n, code):
     """Pairwise adder tree over buf[:n] in place (stage by stage); returns the sum."""
     width = n
@@ -206,7 +206,7 @@ def _tree(buf, n, code):
     return buf[0]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fwht(u, code, exact_first):
     """Unnormalised FWHT of u in place: stages h = 1, 2, ..., d/2, (a + c, a - c)."""
     d = u.shape[0]
@@ -271,7 +271,7 @@ def _quantize_stage(y, thr, idx, upper_ties, lo, hi):
             idx[v, i] = c
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fp16_bits(x):
     """The binary16 bit pattern (int64) of a finite FP16 value held in a float64."""
     b = _bits(x)
@@ -285,7 +285,7 @@ def _fp16_bits(x):
     return sign | np.int64(abs(x) * 16777216.0)  # subnormal: x / 2^-24, an integer
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _fp16_value(w):
     """The FP16 value (float64) of a binary16 bit pattern (finite)."""
     e = (w >> 10) & 0x1F
@@ -316,7 +316,7 @@ def _pack_stage(idx, stored, bits, rows, lo, hi):
                 rows[v, p >> 3] |= np.uint8(1 << (p & 7))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rnd_normal(x, drop, maxbits):
     """rnd(x) to a float format when x is zero, inf or within the format's normal range (the
     first branch of `rnd`, branch-free): round-half-even on the bit pattern, overflow to inf."""
@@ -328,7 +328,7 @@ def _rnd_normal(x, drop, maxbits):
     return _float(sign | r)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _off_normal(x, minbits):
     """1 when `_rnd_normal` does not apply to x (nonzero below the normal range, or nan)."""
     a = _bits(x) & ~_SIGN
@@ -339,7 +339,7 @@ _FP32_CODE = (0, 23, -126, int(np.array([(2.0 - 2.0 ** -23) * 2.0 ** 127]).view(
 """The leading fields of fmt_code(fp32): a rotator of this format rounds by conversion (`_write_block`)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _write_fast(raw, v, signs, d, x, p, q, di, mi, ni, dr, mr, nr):
     """Squares' pairwise sum and FWHT(s * x) of vector v for float input and rotator formats,
     `_rnd_normal` everywhere, with the sum and transform stages in constant geometry (stage
@@ -390,7 +390,7 @@ _LANES = 16
 """Vectors per block of `_write_block` (one per lane; its two [d, 16] float64 buffers stay in L1)."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _write_block(raw, v0, nb, signs, d, a, b, total, bad, di, mi, ni, nr):
     """`_write_fast` for an IEEE binary32 rotator on vectors v0 .. v0 + nb - 1 at once, one
     vector per lane: every loop runs over the lanes, contiguous, so it vectorises. The same
@@ -566,7 +566,7 @@ def _unpack_stage(storage, flat, bits, idx, norms, lo, hi):
 
 
 # ---- read path ------------------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def leaf_table(P, acc):
     """The table SRAM's read converter output rnd_acc(P[h][i][j]) for every entry."""
     out = np.empty_like(P)
@@ -626,26 +626,26 @@ def _score_burst(leaf, idx, norms, scores, z, acc, score, sigma, soft, wide, wit
 
 
 # ---- value path -----------------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def exp_unit(x, soft, log2e, coeffs):
     """exp_S(x), x <= 0: k = rint(rnd(x log2e)), f = rnd(. - k), Horner of 2^f, times 2^k."""
-    scaled = rnd_fast(x * log2e, soft)
+    scaled = fast_round.rnd_fast(x * log2e, soft)
     k = np.rint(scaled)
-    f = rnd_fast(scaled - k, soft)
+    f = fast_round.rnd_fast(scaled - k, soft)
     p = coeffs[0]
     for c in coeffs[1:]:
-        p = rnd_fast(rnd_fast(p * f, soft) + c, soft)
+        p = fast_round.rnd_fast(fast_round.rnd_fast(p * f, soft) + c, soft)
     ki = np.int64(k)
     if ki < -1022:
-        return rnd_fast(0.0, soft)
-    return rnd_fast(p * _float((ki + 1023) << 52), soft)
+        return fast_round.rnd_fast(0.0, soft)
+    return fast_round.rnd_fast(p * _float((ki + 1023) << 52), soft)
 
 
 def _exp_stage(z, zmax, e, soft, log2e, coeffs, lo, hi):
     """e_t = exp_S(rnd_S(z_t - m)) for every head; z, e [h, n], zmax [h]."""
     for t in prange(lo, hi):
         for a in range(z.shape[0]):
-            e[a, t] = exp_unit(rnd_fast(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
+            e[a, t] = exp_unit(fast_round.rnd_fast(z[a, t] - zmax[a], soft), soft, log2e, coeffs)
 
 
 def _bins_stage(e, norms, idx, bins, totals, soft, value, lo, hi):
@@ -684,7 +684,7 @@ def _bins_burst(e, norms, idx, bins, totals, soft, value):
                 pb = t % n_bin
                 for i in range(i0, i1):
                     j = idx[t, i]
-                    bins[a, pb, i, j] = rnd_fast(bins[a, pb, i, j] + wt, value)
+                    bins[a, pb, i, j] = fast_round.rnd_fast(bins[a, pb, i, j] + wt, value)
 
 
 def _pipe_stage(leaves, sums, norms, scores, acc, score, lo, hi):
@@ -716,8 +716,8 @@ def _exp_bins_stage(z, zmax, e, norms, idx, bins, totals, soft, value, log2e, co
                 bins[a, pb, i, j] = rnd(bins[a, pb, i, j] + w, value)
 
 
-pipe_stage = numba.njit(cache=True)(_pipe_stage)
-exp_bins_stage = numba.njit(cache=True)(_exp_bins_stage)
+pipe_stage = numba.njit(cache=True, nogil=True)(_pipe_stage)
+exp_bins_stage = numba.njit(cache=True, nogil=True)(_exp_bins_stage)
 
 
 def bind(kernel, *args):
@@ -791,5 +791,7 @@ write_burst = jit.by_work(_write_burst, lambda args: args[0].shape[0] * args[0].
 
 
 # the branch-free FP16/FP32 rounding, bit for bit `rnd` (tests/test_hw_fast_round.py), for the
-# hottest loops; imported last because axelsim.hw.fast_round is built on this module's rnd
-from axelsim.hw.fast_round import rnd_fast  # noqa: E402
+# hottest loops. axelsim.hw.fast_round is built on this module's rnd, so it is imported last and
+# as a module: when fast_round is imported first it is still partly initialised here, and the
+# kernels look `fast_round.rnd_fast` up when they compile, not now
+from axelsim.hw import fast_round  # noqa: E402

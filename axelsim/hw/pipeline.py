@@ -290,7 +290,7 @@ _GROW, _BELOW_BASE = 1, 2
 again: every process resumes where it stopped); a request below the released horizon."""
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _des(lat, ii, item_lat, lat_stage, gfirst, head_kind, cal, ports, busy, hold_max, bank_ids,
          hz_idx, hz_lat, hz_bins, hz_sum, hz_ids, st, state, item, now, head_next, accept, avail, arrive,
          parked, pending, pend_t, pend_seq, starts, done, waited, log):

@@ -95,7 +95,7 @@ class IndexSram:
         self.rows[self.amap.flat(np.int64(bank), np.int64(row)), bit // 8] ^= np.uint8(1 << (bit % 8))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _free(cal, mask, row, t, busy):
     for k in range(busy):
         if cal[row, (t + k) & mask] != 0:
@@ -103,13 +103,13 @@ def _free(cal, mask, row, t, busy):
     return True
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _take(cal, mask, row, t, busy):
     for k in range(busy):
         cal[row, (t + k) & mask] = 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _reserve_one(cal, mask, ports, bank, want, hold):
     t = want
     while True:
@@ -120,7 +120,7 @@ def _reserve_one(cal, mask, ports, bank, want, hold):
         t += 1
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _reserve_run(cal, mask, ports, arrive, ii, free_at, bank_ids, busy, out, base, in_order):
     """Reserve a run of accesses in order (each at or after the previous one's start + ii);
     returns the cycles waited and the ring's base. `in_order` (BankCalendar): no request ever

@@ -91,7 +91,7 @@ def finalize_timing(macro: MacroConfig, timing: Optional[SramTiming] = None) -> 
                     ("output_scale", DIV_LATENCY + scale, scale)]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hazard_issue(k, want, idx, latency, last_bins, last_sum):
     """Issue cycle of key k wanting `want`: no earlier than A cycles after the last issue of
     each bin it updates (its copy k mod P_b) and of its running-sum partial (k mod P_E)."""
@@ -109,7 +109,7 @@ def _hazard_issue(k, want, idx, latency, last_bins, last_sum):
     return slot
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _hazard_run(arrive, ii, free_at, idx, latency, last_bins, last_sum, out):
     prev = free_at - ii
     waited = 0

@@ -69,7 +69,7 @@ def max_finite(fmt: NumberFormat) -> float:
     return (2 ** (fmt.width_bits - 1) - 1) / 2**fmt.frac_bits
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def round_fp16_f64(x: float) -> float:
     """float64 -> nearest binary16 value (ties to even), returned as float64."""
     if x != x:
@@ -85,7 +85,7 @@ def round_fp16_f64(x: float) -> float:
     return math.copysign(np.uint64(bits).view(np.float64), x)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def round_fp16_f32(x: np.float32) -> np.float32:
     """float32 -> nearest binary16 value (ties to even), returned as float32.
 
@@ -104,7 +104,7 @@ def round_fp16_f32(x: np.float32) -> np.float32:
     return np.uint32(r | sign).view(np.float32)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def round_fixed(x: float, scale: float, lo: float, hi: float) -> float:
     """float64 -> nearest point of the 2**-F grid (ties to even), saturated to [lo, hi]/2**F."""
     m = np.rint(x * scale)
@@ -115,7 +115,7 @@ def round_fixed(x: float, scale: float, lo: float, hi: float) -> float:
     return m / scale
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def rnd(x: float, code: FormatCode) -> float:
     """Round a float64 to the format `code` (a FormatCode), returned as float64."""
     kind = code[0]
@@ -160,18 +160,18 @@ def _round_fp16_same_overload(x):
     return lambda x: round_fp16_f64(x)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _round_array(flat: np.ndarray, out: np.ndarray, code: FormatCode) -> None:
     for i in range(flat.size):
         out[i] = rnd(np.float64(flat[i]), code)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _is_odd_f64(x: float) -> bool:
     return (np.float64(x).view(np.uint64) & np.uint64(1)) == np.uint64(1)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def add_round(a: float, b: float, code: FormatCode) -> float:
     """rnd_F(a + b) correctly rounded even when a and b are finer than F (round-to-odd)."""
     s = a + b
@@ -182,14 +182,14 @@ def add_round(a: float, b: float, code: FormatCode) -> float:
     return rnd(s, code)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _split(a: float) -> tuple[float, float]:
     c = 134217729.0 * a  # Veltkamp split with 2**27 + 1
     hi = c - (c - a)
     return hi, a - hi
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def mul_round(a: float, b: float, code: FormatCode) -> float:
     """rnd_F(a * b) correctly rounded even when the exact product exceeds 53 bits.
 

@@ -39,7 +39,7 @@ KEY_BLOCK = 64
 """Keys per lookup block: the adder tree runs stage by stage across a [d, KEY_BLOCK] buffer."""
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def fwht_rounded(u: np.ndarray, code) -> int:
     """Unnormalised FWHT of u in place, every add/subtract rounded to `code`; returns butterflies."""
     d = u.size
@@ -57,7 +57,7 @@ def fwht_rounded(u: np.ndarray, code) -> int:
     return butterflies
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def tree_sum_rounded(buf: np.ndarray, code) -> tuple[float, int]:
     """Pairwise adder tree over buf (destroyed), stage by stage: (sum, additions)."""
     n = buf.size
@@ -199,7 +199,7 @@ def token_sums_fp32(w, quant, window, job_kv, job_keys, split, out) -> None:
                 out[j, i] += wt * src[h, t, i]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _tree_stage(buf: np.ndarray, half: int, width: int, code) -> None:
     """One adder-tree stage across a block: buf[k, :] = rnd(buf[2k, :] + buf[2k+1, :]).
 
@@ -221,7 +221,7 @@ PAIR_TABLE_MAX_LEVELS = 8
 """Up to this many levels the lookup kernel folds the tree's first stage into a pair table."""
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _pair_table(table: np.ndarray, d: int, levels: int, acc, round_leaves: bool, pairs: np.ndarray, j: int) -> None:
     """pairs[(m * L + a) * L + b, j] = rnd_acc(leaf(P[2m][a]) + leaf(P[2m+1][b])): the adder
     tree's first stage for every pair of levels, so a key needs d/2 lookups and the tree starts
@@ -327,7 +327,7 @@ def lookup_kernel(tables, indices, norms, groups, job_kv, job_keys, acc, score, 
             ops[m, R_MUL_SCORE] += n_keys
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def exp_unit(x: float, code, log2e: float, coeffs: np.ndarray) -> float:
     """The contract's exp unit: range reduction to 2^k * 2^f and a degree-6 Horner polynomial."""
     if x != x:

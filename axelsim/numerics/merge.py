@@ -29,7 +29,7 @@ from axelsim.numerics.golden import exp_constants
 from axelsim.numerics.kernels import exp_unit
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _stats_kernel(scores, sigma, sm, log2e, coeffs, m_out, e_out):
     """Per head a: z_t = rnd_S(score_t sigma), m = max z, E = sum in key order of exp_S(rnd_S(z - m))."""
     heads, n = scores.shape
@@ -58,7 +58,7 @@ def partial_stats(scores: np.ndarray, dim: int, softmax: NumberFormat) -> tuple[
     return m, e
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _merge_kernel(m, e, o, sm, val, log2e, coeffs, out):
     """m, e [heads, S]; o [heads, S, d]; out [heads, d]."""
     heads, parts, d = o.shape

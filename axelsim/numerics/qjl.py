@@ -105,7 +105,7 @@ class QjlKeys:
     actions: dict
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _project(sketch, j, vec, prod, rot):
     """tree_rot(rnd_rot(S_ji · vec_i)): (row j of the sketch times vec, additions)."""
     for i in range(vec.size):
@@ -113,7 +113,7 @@ def _project(sketch, j, vec, prod, rot):
     return tree_sum_rounded(prod, rot)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _rotate(x, signs, rot):
     """FWHT(s ⊙ x), unnormalised, in the rotator format: the write path's y, or the query's r."""
     u = np.empty(x.size)
@@ -123,7 +123,7 @@ def _rotate(x, signs, rot):
     return u
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def residual_kernel(x, signs, rom_centroids, stored, idx, sketch, rot, sign_bits, rnorms, ops):
     """Steps 1-3 per vector of x float64 [N, d] (input-rounded): sign_bits uint8 [N, m],
     rnorms [N] (rotator format); ops [N, 6] = mul, add, sqrt, sketch mul, sketch add, rows."""
@@ -152,7 +152,7 @@ def residual_kernel(x, signs, rom_centroids, stored, idx, sketch, rot, sign_bits
         ops[v, 5] += 1
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def query_sketch_kernel(q, signs, sketch, scale, inv_dim, rot, tab, w, ops):
     """Step 4 per query row of q float64 [M, d] (input-rounded): w [M, m] in the table format;
     ops [M, 3] = rotator mul, rotator add, table mul."""
@@ -171,7 +171,7 @@ def query_sketch_kernel(q, signs, sketch, scale, inv_dim, rot, tab, w, ops):
         ops[k, 2] += m
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def qjl_score_kernel(w, sign_bits, rnorms, mse_scores, job_kv, job_keys, acc, score, out, ops):
     """Step 5: out[k, t] = rnd_score(mse_scores[k, t] + rnd_score(tree_acc(±w[k]) · ρ̃[kv, t]));
     ops [M, 4] = acc adds, score muls, score adds, sketch-table reads."""

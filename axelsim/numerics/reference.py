@@ -133,7 +133,7 @@ def lut_scores_f64(q: np.ndarray, indices: np.ndarray, norms: np.ndarray, signs:
     return looked_up.sum(axis=-1) * np.asarray(norms, dtype=np.float64)[None, :]
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def fwht_f64_inplace(u: np.ndarray) -> None:
     """Unnormalised FWHT of one float64 vector in place (exact butterflies, no rounding);
     shared by the reference quantizer and the calibration search kernels."""
@@ -149,7 +149,7 @@ def fwht_f64_inplace(u: np.ndarray) -> None:
         h *= 2
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, parallel=True, nogil=True)
 def _candidate_mse(units: np.ndarray, signs: np.ndarray, bounds: np.ndarray, cents: np.ndarray, out: np.ndarray) -> None:
     n_vec, d = units.shape
     scale = 1.0 / math.sqrt(d)
