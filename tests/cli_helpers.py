@@ -8,6 +8,14 @@ import io
 from axelsim import cli
 
 
+def stderr_lines(text: str) -> list[str]:
+    """stderr lines other than the cold-start compile notice (axelsim.compile_notice), which a
+    command prints when it compiles a kernel the numba cache does not hold yet: on a fresh
+    clone, the first test to reach a kernel (run alone, say) sees it."""
+    return [line for line in text.splitlines()
+            if not line.startswith(("axelsim: compil", "axelsim: still compiling"))]
+
+
 def run_main(argv) -> tuple[int, str, str]:
     """`cli.main(argv)` in this process: (exit status, stdout, stderr); argparse exits count."""
     out, err = io.StringIO(), io.StringIO()

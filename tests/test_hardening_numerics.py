@@ -13,6 +13,7 @@ import yaml
 
 from axelsim import api
 from axelsim.trace.format import Trace, save_trace
+from cli_helpers import stderr_lines
 from fuzz_helpers import macro_dict, macro_workdir
 
 FP16_MAX = 65504.0
@@ -156,12 +157,6 @@ def test_value_beyond_fp16_input_range_names_the_trace_file(root):
 
 
 # ----------------------------------------------------------------- warnings and overflow (17.10)
-def _stderr_lines(text: str) -> list[str]:
-    """stderr lines other than the cold-start compile notice (axelsim.compile_notice)."""
-    return [line for line in text.splitlines()
-            if not line.startswith(("axelsim: compil", "axelsim: still compiling"))]
-
-
 def _extreme_trace(path, dtype: str, value: float) -> None:
     from fuzz_helpers import trace_arrays
 
@@ -182,7 +177,7 @@ def test_fp16_trace_at_the_fp16_limit_runs_without_warnings(tmp_path, value):
     proc = run_cli("run", "macros/axelram_b2.yaml", "--trace", tmp_path / "t.safetensors",
                    "--json", tmp_path / "r.json", "--quiet", env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 0, proc.stderr
-    assert _stderr_lines(proc.stderr) == []
+    assert stderr_lines(proc.stderr) == []
     report = json.loads((tmp_path / "r.json").read_text())
     numerics = report["numerics"]
     assert numerics["overflows"] == 0 and numerics["bit_exact"]
@@ -199,7 +194,7 @@ def test_fp32_trace_beyond_the_fp16_input_is_exactly_one_line_before_any_simulat
                    "--json", tmp_path / "r.json", "--quiet", env={"PYTHONWARNINGS": "default"})
     assert proc.returncode == 2
     stored = float(np.float32(3e38))
-    assert _stderr_lines(proc.stderr) == [
+    assert stderr_lines(proc.stderr) == [
         f"{tmp_path / 't.safetensors'}: layers.0.k: expected |values| <= 65504.0 (the fp16 input format), "
         f"found {stored} at index [0, 1, 2]"]
     assert not (tmp_path / "r.json").exists()
