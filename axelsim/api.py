@@ -108,7 +108,7 @@ def check_input_range(loaded: LoadedMacro, trace: Trace) -> None:
     kinds = ("k", "q", "v") if trace.has_values and config.value_path.enabled else ("k", "q")
     for layer in trace.layer_indices:
         for name in kinds:
-            check_tensor(fmt, trace.stored(layer, name), f"layers.{layer}.{name}", trace_source(trace))
+            check_tensor(fmt, trace.stored(layer, name, copy=False), f"layers.{layer}.{name}", trace_source(trace))
 
 
 MacroLike = LoadedMacro | MacroConfig | dict | str | os.PathLike

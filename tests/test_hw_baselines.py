@@ -10,6 +10,7 @@ from axelsim.config.macro import BASELINE_KINDS as KINDS
 from axelsim.hw.baselines import BaselineMachine, simulate_baseline
 from axelsim.numerics.baselines import KiviSpec, kivi_vectors
 from axelsim.report.numerics import baseline_numerics
+from axelsim.trace import Trace
 from test_hw_helpers import assert_same_machine_state, random_trace, signs_for, small_macro, write_each
 
 D, T, W, G = 16, 30, 8, 4
@@ -219,3 +220,30 @@ def test_float32_lanes_only_for_vectors_float32_holds_exactly():
         machine.memo.clear()
         assert BaselineMachine.as_lanes(machine, 0, 0, 1, np.array([[1.0, element]]), np.float32) is None
     assert BaselineMachine.as_lanes(machine, 0, 0, 1, first, np.float32) is first  # already float32
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+@pytest.mark.parametrize("prefill", ["simulate", "preloaded"])
+def test_a_trace_file_replays_from_its_mapped_arrays_as_from_memory(case, tmp_path, dtype, prefill):
+    """Replay reads a trace file's tensors in place (Trace.stored(copy=False): read-only views of
+    the mapped file, never a second copy): AXELRAM and every baseline give the same scores,
+    outputs and cycles as the same values held in memory, for either stored precision and
+    either prefill (the preload writes whole tensors, so their views reach the write paths as
+    they are)."""
+    from axelsim.hw.macro import simulate
+    from axelsim.trace import load_trace, save_trace
+
+    macro, trace, signs, _ = case
+    layers = trace.layer_indices
+    in_memory = Trace.from_arrays({L: trace.k(L) for L in layers}, {L: trace.v(L) for L in layers},
+                                  {L: trace.q(L) for L in layers}, trace.q_positions, dtype=dtype)
+    save_trace(in_memory, tmp_path / "t.safetensors")
+    mapped = load_trace(tmp_path / "t.safetensors")
+    assert not mapped.stored(layers[0], "k", copy=False).flags.writeable
+    runs = [(simulate(macro, signs, t, prefill=prefill), *(simulate_baseline(kind, macro, t, signs, prefill=prefill)
+                                                          for kind in KINDS)) for t in (in_memory, mapped)]
+    for memory_run, file_run in zip(*runs):
+        assert memory_run.cycles == file_run.cycles
+        for L in layers:
+            assert np.array_equal(memory_run.scores[L], file_run.scores[L], equal_nan=True)
+            assert np.array_equal(memory_run.outputs[L], file_run.outputs[L], equal_nan=True)

@@ -323,3 +323,27 @@ def test_stored_tensors_are_the_float32_accessors_in_the_stored_dtype():
             assert got.dtype == np.float16 and np.array_equal(got.astype(np.float32), full)
     with pytest.raises(KeyError):
         trace.stored(0, "x")
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_stored_without_copy_is_the_files_read_only_array_when_the_selection_is_one_block(tmp_path, dtype):
+    """stored(copy=False) of a file trace: the mapped array itself (read only, no copy) when the
+    heads, queries and tokens are one block each, a copy for scattered heads; the same values as
+    stored() and k/v/q either way, and stored() never hands out the file's memory."""
+    rng = np.random.default_rng(5)
+    k = {0: rng.standard_normal((3, 6, 4))}
+    v = {0: rng.standard_normal((3, 6, 4))}
+    q = {0: rng.standard_normal((6, 2, 4))}
+    path = tmp_path / "t.safetensors"
+    save_trace(Trace.from_arrays(k, v, q, [2, 5], dtype=dtype), path)
+    full = load_trace(path)
+    for trace, shared in ((full, True), (full.with_selection(kv_heads=[1, 2], tokens=4), True),
+                          (full.with_selection(kv_heads=[0, 2]), False)):
+        for kind, widened in (("k", trace.k(0)), ("v", trace.v(0))):
+            view, copy = trace.stored(0, kind, copy=False), trace.stored(0, kind)
+            mapped = full._arrays[f"layers.0.{kind}"]
+            assert np.may_share_memory(view, mapped) == shared
+            assert not view.flags.writeable or not shared
+            assert not np.may_share_memory(copy, mapped) and not np.may_share_memory(widened, mapped)
+            assert np.array_equal(view, copy) and np.array_equal(view.astype(np.float32), widened)
+            assert widened.flags.writeable and widened.dtype == np.float32

@@ -178,6 +178,8 @@ class BaselineMachine(Machine):
                 chosen = data[:, first:last + 1]
                 if chosen.dtype == np.float16:  # replay hands the trace's stored float16
                     chosen = as_float32(chosen)
+                elif not chosen.flags.writeable:  # a mapped trace's float32 is read only; the kernel takes a
+                    chosen = np.array(data)[:, first:last + 1]  # writeable view (its compiled signature)
                 bk.fp16_rows(chosen if chosen.dtype == np.float32 else chosen.astype(np.float64),
                              self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")

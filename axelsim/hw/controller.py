@@ -96,11 +96,13 @@ class IntervalLog:
 
 def raw_vectors(data: np.ndarray, d: int) -> np.ndarray:
     """Vectors [..., d] as the write kernel's [n, d] input: float32 for float16/float32 data
-    (exact; no copy when already contiguous float32), else float64."""
+    (exact; no copy when already contiguous float32 and writeable: a read-only view of a mapped
+    trace is copied, as the kernel is compiled for writeable arrays), else float64."""
     if data.dtype == np.float16:
         return as_float32(data).reshape(-1, d)
     dtype = np.float32 if data.dtype == np.float32 else np.float64
-    return np.ascontiguousarray(data, dtype=dtype).reshape(-1, d)
+    out = np.ascontiguousarray(data, dtype=dtype)
+    return (out if out.flags.writeable else out.copy()).reshape(-1, d)
 
 
 @dataclass

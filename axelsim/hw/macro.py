@@ -299,8 +299,8 @@ def replay(machine: Machine, trace, layer_ids: list[int], prefill: str, progress
     # keys and values in the trace's stored precision (float16 or float32, no float32 copy of
     # the whole trace): the write kernels convert each batch to float32 exactly
     # (controller.raw_vectors); key mode's write streams convert their vectors to float64
-    ks = {L: trace.stored(L, "k") for L in layer_ids}
-    vs = {L: trace.stored(L, "v") for L in layer_ids} if has_values else {}
+    ks = {L: trace.stored(L, "k", copy=False) for L in layer_ids}  # read only: no second copy of the trace
+    vs = {L: trace.stored(L, "v", copy=False) for L in layer_ids} if has_values else {}
     qs = {L: np.asarray(trace.q(L), dtype=np.float64) for L in layer_ids}
     scores = {L: np.full((Hq, qpos.size, T), np.nan) for L in layer_ids}
     outputs = {L: np.full((Hq, qpos.size, d), np.nan) for L in layer_ids} if has_values and macro.value_path.enabled else {}

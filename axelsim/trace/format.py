@@ -64,6 +64,14 @@ def _is_count(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
+def _as_slice(index: np.ndarray) -> "slice | np.ndarray":
+    """An ascending run of consecutive indices as the equal slice (indexing with it gives a view),
+    any other index array unchanged (indexing with it copies)."""
+    if index.size and int(index[-1]) - int(index[0]) == index.size - 1 and bool(np.all(np.diff(index) == 1)):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
 def _float32(x: np.ndarray) -> np.ndarray:
     """x as a new float32 array: float16 through the compiled widening (axelsim.trace.widen,
     imported on first use, so that reading a trace's header or metadata never loads numba)."""
@@ -184,37 +192,47 @@ class Trace:
 
     # ---- data ---------------------------------------------------------------------------
     def k(self, layer: int) -> np.ndarray:
-        """Keys after RoPE of `layer`: float32 [kv_heads, T, head_dim]."""
-        return _float32(self._stored(layer, "k"))
+        """Keys after RoPE of `layer`: float32 [kv_heads, T, head_dim] (a new array)."""
+        return _float32(self._selected(layer, "k"))
 
     def v(self, layer: int) -> np.ndarray:
-        """Values of `layer`: float32 [kv_heads, T, head_dim]."""
+        """Values of `layer`: float32 [kv_heads, T, head_dim] (a new array)."""
         if not self.has_values:
             raise KeyError(f"trace {self.name} holds no values")
-        return _float32(self._stored(layer, "v"))
+        return _float32(self._selected(layer, "v"))
 
     def q(self, layer: int) -> np.ndarray:
-        """Queries after RoPE of `layer`: float32 [q_heads, Nq, head_dim]."""
-        return _float32(self._stored(layer, "q"))
+        """Queries after RoPE of `layer`: float32 [q_heads, Nq, head_dim] (a new array)."""
+        return _float32(self._selected(layer, "q"))
 
-    def stored(self, layer: int, kind: str) -> np.ndarray:
-        """Tensor `kind` ("k", "v" or "q") of `layer` in its stored dtype (float16 or float32),
-        a copy: the same values as `k`/`v`/`q` (their float32 conversion is exact) at half the
-        memory and without the conversion, for a reader that converts batches itself."""
+    def stored(self, layer: int, kind: str, copy: bool = True) -> np.ndarray:
+        """Tensor `kind` ("k", "v" or "q") of `layer` in its stored dtype (float16 or float32):
+        the same values as `k`/`v`/`q` (their float32 conversion is exact) at half the memory and
+        without the conversion, for a reader that converts batches itself. A copy; with
+        `copy=False`, for a reader that only reads, a read-only view of the file's mapped array
+        where the view's heads and queries are each one run of consecutive indices (else a copy),
+        so a replay does not hold a second copy of the trace."""
         if kind not in ("k", "v", "q"):
             raise KeyError(f"tensor kind {kind!r} is not one of k, v, q")
         if kind == "v" and not self.has_values:
             raise KeyError(f"trace {self.name} holds no values")
-        return self._stored(layer, kind)
+        return self._stored(layer, kind) if copy else self._selected(layer, kind)
 
     def _stored(self, layer: int, kind: str) -> np.ndarray:
         """One tensor of the view in its stored dtype (a copy, never the mapped file)."""
+        chosen = self._selected(layer, kind)
+        return chosen.copy() if np.may_share_memory(chosen, self._arrays[f"layers.{layer}.{kind}"]) else chosen
+
+    def _selected(self, layer: int, kind: str) -> np.ndarray:
+        """One tensor of the view in its stored dtype: a view of the underlying array where the
+        selected heads (and queries) are one run of consecutive indices (basic slicing), else a
+        copy (fancy indexing). Read only: the mapped file's arrays are not writeable."""
         if layer not in self._sel.layers:
             raise KeyError(f"layer {layer} is not in trace {self.name} (layers {self.layer_indices})")
         full = self._arrays[f"layers.{layer}.{kind}"]
         if kind == "q":
-            return full[self._sel.q_heads][:, self._sel.queries]
-        return full[self._sel.kv_heads][:, : self._sel.tokens]
+            return full[_as_slice(self._sel.q_heads)][:, _as_slice(self._sel.queries)]
+        return full[_as_slice(self._sel.kv_heads)][:, : self._sel.tokens]
 
     def tensors(self) -> dict[str, np.ndarray]:
         """Every tensor of the view in its stored dtype, named as in the file (copies)."""

@@ -40,11 +40,14 @@ def _widen(bits, out_bits):
 
 def as_float32(x: np.ndarray) -> np.ndarray:
     """x as a new contiguous float32 array of the same shape: float16 widened by `_widen`, any
-    other dtype by numpy's conversion."""
+    other dtype by numpy's conversion. x may be a read-only view of a mapped trace file."""
     x = np.asarray(x)
     if x.dtype != np.float16:
         return np.array(x, dtype=np.float32, order="C")
     bits = np.ascontiguousarray(x).view(np.uint16).reshape(-1)
+    if bits.flags.writeable:  # `_widen` only reads: always handed a read-only input, one compiled signature
+        bits = bits.view()
+        bits.flags.writeable = False
     out = np.empty(x.shape, dtype=np.float32)
     _widen(bits, out.reshape(-1).view(np.uint32))
     return out
