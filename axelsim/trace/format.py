@@ -209,9 +209,10 @@ class Trace:
         """Tensor `kind` ("k", "v" or "q") of `layer` in its stored dtype (float16 or float32):
         the same values as `k`/`v`/`q` (their float32 conversion is exact) at half the memory and
         without the conversion, for a reader that converts batches itself. A copy; with
-        `copy=False`, for a reader that only reads, a read-only view of the file's mapped array
-        where the view's heads and queries are each one run of consecutive indices (else a copy),
-        so a replay does not hold a second copy of the trace."""
+        `copy=False`, for a reader that only reads, a view of the trace's own array (the file's
+        mapping, read only; an in-memory trace's array) where the view's heads and queries are
+        each one run of consecutive indices (else a copy), so a replay does not hold a second
+        copy of the trace."""
         if kind not in ("k", "v", "q"):
             raise KeyError(f"tensor kind {kind!r} is not one of k, v, q")
         if kind == "v" and not self.has_values:
@@ -226,7 +227,7 @@ class Trace:
     def _selected(self, layer: int, kind: str) -> np.ndarray:
         """One tensor of the view in its stored dtype: a view of the underlying array where the
         selected heads (and queries) are one run of consecutive indices (basic slicing), else a
-        copy (fancy indexing). Read only: the mapped file's arrays are not writeable."""
+        copy (fancy indexing). Never written through (a file's mapped arrays are read only)."""
         if layer not in self._sel.layers:
             raise KeyError(f"layer {layer} is not in trace {self.name} (layers {self.layer_indices})")
         full = self._arrays[f"layers.{layer}.{kind}"]
