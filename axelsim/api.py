@@ -35,7 +35,7 @@ come last and the cores finish together. Seconds of each on the 8B slice, one th
 row passes_8b_slice, 2026-12-04 19:04 and 19:20): 2.66 / 1.44, 1.81 / 1.25, 1.76 / 1.20,
 1.23 / 1.16, 1.13 / 1.08, 1.73 / 0.67, 0.90 / 0.63, 0.77 / 0.60 (fp16's cycle model, mostly
 first touches of fresh memory, varies the most). The report keeps the BASELINE_KINDS order."""
-SECTIONS_PER_BASELINE = 2
+SECTIONS_PER_BASELINE = len(BASELINE_WORK_ORDER) // len(BASELINE_KINDS)
 """Worker sections of one baseline: its cycle model and its golden reference."""
 
 

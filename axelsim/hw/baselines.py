@@ -176,10 +176,8 @@ class BaselineMachine(Machine):
                 # strided views of the layer's positions, written in place (no contiguous copies);
                 # float32 for float16/float32 data, as the AXELRAM write path takes them (exact)
                 chosen = data[:, first:last + 1]
-                if chosen.dtype == np.float16:  # replay hands the trace's stored float16
-                    chosen = as_float32(chosen)
-                elif not chosen.flags.writeable:  # a mapped trace's float32 is read only; the kernel takes a
-                    chosen = np.array(data)[:, first:last + 1]  # writeable view (its compiled signature)
+                if chosen.dtype == np.float16 or not chosen.flags.writeable:
+                    chosen = as_float32(chosen)  # a new float32 array: a mapped trace's own is read only
                 bk.fp16_rows(chosen if chosen.dtype == np.float32 else chosen.astype(np.float64),
                              self.rows16[(layer, kv)][:, first:last + 1], c["input"], c["fp16"])
                 self.ledger.count("kv_sram", "write", n, layer, "write_path")
