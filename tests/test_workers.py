@@ -81,11 +81,16 @@ def test_a_workers_baseline_is_finished_against_the_runs_references(monkeypatch)
 
 
 def test_a_baselines_two_sections_give_its_bit_exact_verdict():
-    """A baseline's cycle model and golden reference computed apart (two worker sections) give
-    run_baseline's section; one flipped bit of one score, or one output, is caught."""
+    """A baseline's cycle model and golden reference computed apart (two worker sections): the
+    verdict is the one of comparing the arrays (same_bits against numerics.baselines.baseline_layer,
+    computed here), with_exactness changes nothing but the numerics, and one flipped bit of one
+    score, or one output, is caught."""
     import dataclasses
 
-    from axelsim.report.numerics import baseline_golden_digests
+    from axelsim.config.macro import kivi_channel_group
+    from axelsim.numerics.baselines import KiviSpec, baseline_layer
+    from axelsim.numerics.golden import NumericsSpec
+    from axelsim.report.numerics import baseline_golden_digests, same_bits
 
     view = api.select(load_trace(TRACE), **SELECTION)
     loaded = api._as_macro(MACROS[0], view)
@@ -94,7 +99,13 @@ def test_a_baselines_two_sections_give_its_bit_exact_verdict():
     assert cycle.section["numerics"] == {}
     golden = baseline_golden_digests("dequant_rotated", loaded.config, signs, view)
     joined = api.with_exactness(cycle, golden)
-    assert joined.section == api.run_baseline("dequant_rotated", loaded, signs, view, "burst").section
+    spec, kc = NumericsSpec.from_macro(loaded.config, signs), loaded.config.baselines.kivi
+    kivi = KiviSpec(kc.bits, kc.group_size, kc.window, kivi_channel_group(kc, view.head_dim))
+    for L in view.layer_indices:
+        arrays = baseline_layer("dequant_rotated", spec, kivi, view.k(L), view.v(L), view.q(L), view.q_positions, L)
+        assert same_bits(cycle.scores[L], arrays.scores) and same_bits(cycle.outputs[L], arrays.outputs)
+    assert {k: v for k, v in joined.section.items() if k != "numerics"} == \
+        {k: v for k, v in cycle.section.items() if k != "numerics"}
     assert joined.section["numerics"] == {"bit_exact": True, "bit_exact_scores": True, "bit_exact_outputs": True}
     layer = view.layer_indices[0]
     for field in ("scores", "outputs"):
